@@ -1,0 +1,40 @@
+import torch
+
+from workbench.models.gpt import GPTConfig, build_gpt, context_length
+from workbench.task import GraphSpec, generate
+
+SPEC = GraphSpec(2, 5, 50)
+
+
+def test_hook_names_and_shapes_are_transformer_lens_ones():
+    model = build_gpt(GPTConfig(n_layers=2, d_model=64, n_heads=4), SPEC, seed=0)
+    tokens = generate(SPEC, 3, seed=0).prompt_tokens()
+    logits, cache = model.run_with_cache(tokens)
+    assert logits.shape == (3, 27, 54)
+    for name in ["hook_embed", "hook_pos_embed", "ln_final.hook_normalized"] + [
+        f"blocks.{i}.{hook}" for i in range(2) for hook in ("hook_resid_pre", "hook_resid_mid", "hook_resid_post", "attn.hook_pattern", "mlp.hook_post")
+    ]:
+        assert name in cache, name
+    assert cache["blocks.1.hook_resid_post"].shape == (3, 27, 64)
+    assert cache["blocks.0.attn.hook_pattern"].shape == (3, 4, 27, 27)
+    torch.testing.assert_close(cache["blocks.0.attn.hook_pattern"].sum(-1), torch.ones(3, 4, 27))
+
+
+def test_model_is_causal():
+    model = build_gpt(GPTConfig(n_layers=2, d_model=64, n_heads=4), SPEC, seed=0)
+    tokens = generate(SPEC, 4, seed=1).prompt_tokens()
+    changed = tokens.clone()
+    changed[:, 20] = (changed[:, 20] + 1) % 50
+    a, b = model(tokens), model(changed)
+    torch.testing.assert_close(a[:, :20], b[:, :20])
+    assert (a[:, 20:] - b[:, 20:]).abs().max() > 1e-4
+
+
+def test_seeded_init_with_small_positions():
+    a = build_gpt(GPTConfig(), SPEC, seed=1).state_dict()
+    b = build_gpt(GPTConfig(), SPEC, seed=1).state_dict()
+    c = build_gpt(GPTConfig(), SPEC, seed=2).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["embed.weight"], c["embed.weight"])
+    assert a["pos_embed.weight"].shape == (context_length(SPEC), 128)
+    assert 0.015 < a["pos_embed.weight"].std() < 0.025  # not the paper code's N(0, 1)

@@ -1,0 +1,65 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import tiny_config
+from workbench.checkpoint import CheckpointError
+from workbench.config import TrainConfig, apply_overrides
+from workbench.evaluate import evaluate
+from workbench.train import BatchOrder, learning_rate, train
+
+
+def test_learning_rate_warms_up_then_decays_to_the_floor():
+    cfg = TrainConfig(steps=1000, lr=1.0, warmup_steps=100, min_lr_ratio=0.1)
+    assert learning_rate(0, cfg) == pytest.approx(0.01)
+    assert learning_rate(99, cfg) == pytest.approx(1.0)
+    assert learning_rate(550, cfg) == pytest.approx(0.55)
+    assert learning_rate(1000, cfg) == pytest.approx(0.1)
+
+
+def test_batch_order_covers_each_epoch_once_and_crosses_epochs():
+    order = BatchOrder(num_rows=10, batch_size=4, seed=0)
+    rows = torch.cat([order.indices(s) for s in range(5)])  # 20 samples = 2 epochs
+    assert sorted(rows[:10].tolist()) == list(range(10)) and sorted(rows[10:].tolist()) == list(range(10))
+    assert not torch.equal(rows[:10], rows[10:])
+    assert torch.equal(BatchOrder(10, 4, 0).indices(3), order.indices(3))
+
+
+def test_killed_and_resumed_run_ends_with_the_same_weights(tmp_path):
+    config = tiny_config(steps=30, eval_every=10, save_every=10)
+    train(config, tmp_path / "straight", progress=False)
+    train(config, tmp_path / "resumed", until_step=17, progress=False)  # stops mid-interval, as a kill after a save would
+    assert json.loads((tmp_path / "resumed" / "config.json").read_text())["step"] == 17
+    train(config, tmp_path / "resumed", progress=False)
+    for name in ("model.safetensors", "optimizer.safetensors"):
+        a, b = load_file(tmp_path / "straight" / name), load_file(tmp_path / "resumed" / name)
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.equal(a[key], b[key]), (name, key)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [0, 10, 20, 30]
+
+
+def test_resume_refuses_a_different_config(tmp_path):
+    config = tiny_config(steps=4)
+    train(config, tmp_path / "run", progress=False)
+    with pytest.raises(CheckpointError, match="train.lr: saved 0.003, requested 0.1"):
+        train(apply_overrides(config, ["train.lr=0.1"]), tmp_path / "run", progress=False)
+
+
+@pytest.mark.parametrize("objective", ["next_token", "reverse", "teacherless"])
+def test_a_small_model_memorises_a_handful_of_graphs(tmp_path, objective):
+    config = apply_overrides(
+        tiny_config(objective, steps=300, batch_size=16, lr=1e-2, eval_every=1000, save_every=1000),
+        ["task.num_train=16", "model.d_model=64", "model.n_layers=2", "model.n_heads=4"],
+    )
+    checkpoint = train(config, tmp_path / "run", progress=False)
+    from workbench.train import task_data
+
+    train_graphs, _ = task_data(config.task)
+    frame = evaluate(checkpoint.model, train_graphs, checkpoint.objective)
+    assert frame.query("metric == 'greedy_accuracy' and position == 'path'").value.item() == 1.0
+    log = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in log] == [0, 300] and set(log[-1]["train"]["loss"]) == {"r1", "r2", "r3"}

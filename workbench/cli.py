@@ -1,0 +1,186 @@
+"""The ``workbench`` command: thin wrappers over the typed functions of the package.
+
+    workbench data generate --graph 2,5,50 --num-graphs 200000 --seed 0 --out data/train.txt
+    workbench data convert data/train.txt data/train.safetensors
+    workbench train --preset cpu --objective next_token --graph 2,5,50
+    workbench eval checkpoints/gpt-next_token-G2_5_50-s0 --data deg_2_path_5_nodes_50_test_20000.txt
+    workbench import-reference model.pt --graph 2,5,50 --out checkpoints/paper-model
+    workbench main                      # the default experiment, end to end
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from workbench.config import ARCHS, PRESETS, TaskConfig, apply_overrides, preset_config
+from workbench.objectives import OBJECTIVES
+from workbench.task import GraphSpec
+
+
+def default_run_name(arch: str, objective: str, spec: GraphSpec, seed: int) -> str:
+    return f"{arch}-{objective}-G{spec.degree}_{spec.path_length}_{spec.num_nodes}-s{seed}"
+
+
+def cmd_data_generate(args: argparse.Namespace) -> None:
+    from workbench.data_files import save_data
+    from workbench.task import generate
+
+    data = generate(args.graph, args.num_graphs, args.seed)
+    save_data(data, args.out)
+    print(f"wrote {len(data)} graphs of {args.graph} to {args.out}")
+
+
+def cmd_data_convert(args: argparse.Namespace) -> None:
+    from workbench.data_files import load_data, save_data
+
+    data = load_data(args.source, num_nodes=args.num_nodes)
+    save_data(data, args.target)
+    print(f"converted {len(data)} graphs of {data.spec}: {args.source} -> {args.target}")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from workbench.evaluate import evaluate, format_table
+    from workbench.train import task_data, train
+
+    spec: GraphSpec = args.graph
+    task = dict(degree=spec.degree, path_length=spec.path_length, num_nodes=spec.num_nodes)
+    config = preset_config(args.preset, objective=args.objective, arch=args.arch, **task)
+    overrides = list(args.set)
+    if args.seed is not None:
+        overrides.append(f"train.seed={args.seed}")
+    if args.train_file:
+        overrides.append(f"task.train_file={args.train_file}")
+    if args.test_file:
+        overrides.append(f"task.test_file={args.test_file}")
+    config = apply_overrides(config, overrides)
+    out = Path(args.out or Path("checkpoints") / default_run_name(config.arch, config.objective, spec, config.train.seed))
+    print(f"run {out}: {config.arch} ({args.preset}) / {config.objective} / {spec}, {config.train.steps} steps")
+    checkpoint = train(config, out, resume=not args.no_resume, until_step=args.until_step, progress=not args.no_progress)
+    _, test = task_data(config.task)
+    frame = evaluate(checkpoint.model, test, checkpoint.objective, device=next(checkpoint.model.parameters()).device)
+    print(f"\nheld-out graphs ({len(test)}), step {checkpoint.step}:\n{format_table(frame)}")
+    print(f"checkpoint: {out}")
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from workbench.checkpoint import load
+    from workbench.data_files import load_data
+    from workbench.evaluate import evaluate, format_table
+    from workbench.train import task_data
+
+    frames = []
+    for path in args.checkpoints:
+        checkpoint = load(path, device=args.device)
+        sets = [(str(f), load_data(f, num_nodes=args.num_nodes)) for f in args.data] or [("held-out", task_data(checkpoint.config.task)[1])]
+        for name, data in sets:
+            if data.spec != checkpoint.graph:
+                raise SystemExit(f"error: {name} holds {data.spec} graphs, but {path} was trained on {checkpoint.graph}")
+            frame = evaluate(checkpoint.model, data, checkpoint.objective, batch_size=args.batch_size, device=args.device)
+            print(f"{path} on {name} ({len(data)} graphs), step {checkpoint.step}:\n{format_table(frame)}\n")
+            config = checkpoint.config
+            identity = dict(
+                checkpoint=str(path), arch=config.arch, objective=config.objective, degree=data.spec.degree,
+                path_length=data.spec.path_length, num_nodes=data.spec.num_nodes, seed=config.train.seed,
+                step=checkpoint.step, data=name,
+            )
+            frames.append(frame.assign(**identity)[[*identity, *frame.columns]])
+    if args.csv:
+        pd.concat(frames).to_csv(args.csv, index=False)
+        print(f"wrote {args.csv}")
+
+
+def cmd_import_reference(args: argparse.Namespace) -> None:
+    from workbench.reference_import import import_reference
+
+    out = args.out or Path("checkpoints") / f"paper-{Path(args.file).stem}"
+    checkpoint = import_reference(args.file, args.graph, out, objective=args.objective, n_heads=args.n_heads)
+    print(f"imported {args.file} -> {out} ({checkpoint.config.model})")
+
+
+def cmd_main(args: argparse.Namespace) -> None:
+    from workbench.main_job import run_main_job
+
+    run_main_job(Path(args.out), objectives=args.objectives, progress=not args.no_progress)
+
+
+def _graph(text: str) -> GraphSpec:
+    try:
+        return GraphSpec.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="workbench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    default_graph = TaskConfig().graph
+
+    data = verbs.add_parser("data", help="generate or convert path-star graph files")
+    data_verbs = data.add_subparsers(dest="data_verb", required=True, metavar="ACTION")
+    gen = data_verbs.add_parser("generate", help="draw graphs from the paper's distribution", description="Write seeded graphs as the paper's .txt format or a .safetensors tensor file (chosen by the suffix of --out).")
+    gen.add_argument("--graph", type=_graph, default=default_graph, help="degree,path_length,num_nodes (default 2,5,50)")
+    gen.add_argument("--num-graphs", type=int, required=True, help="how many graphs")
+    gen.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    gen.add_argument("--out", required=True, help="output file, .txt (paper format) or .safetensors")
+    gen.set_defaults(func=cmd_data_generate)
+    conv = data_verbs.add_parser("convert", help="convert between .txt and .safetensors", description="Read a graph file and write it in the format given by the target's suffix.")
+    conv.add_argument("source", help="input .txt or .safetensors")
+    conv.add_argument("target", help="output .txt or .safetensors")
+    conv.add_argument("--num-nodes", type=int, help="number of node labels, when the file name does not say (deg_{d}_path_{l}_nodes_{N}_...)")
+    conv.set_defaults(func=cmd_data_convert)
+
+    tr = verbs.add_parser("train", help="train a model from scratch (resumes if --out holds a checkpoint)", description="Train under one objective, evaluating on held-out graphs as it goes; resumes exactly from --out when a checkpoint is there.")
+    tr.add_argument("--arch", choices=ARCHS, default="gpt", help="model architecture (default gpt)")
+    tr.add_argument("--preset", choices=sorted(PRESETS), default="cpu", help="model size and training settings (default cpu)")
+    tr.add_argument("--objective", choices=sorted(OBJECTIVES), default="next_token", help="training objective (default next_token)")
+    tr.add_argument("--graph", type=_graph, default=default_graph, help="degree,path_length,num_nodes (default 2,5,50)")
+    tr.add_argument("--seed", type=int, help="training seed: init and batch order (default 0)")
+    tr.add_argument("--train-file", help="train on this file (.txt or .safetensors) instead of generated graphs")
+    tr.add_argument("--test-file", help="evaluate on this file instead of generated held-out graphs")
+    tr.add_argument("--set", nargs="*", default=[], metavar="SECTION.FIELD=VALUE", help="override a setting, e.g. train.steps=5000 model.n_layers=4")
+    tr.add_argument("--out", help="checkpoint directory (default checkpoints/{arch}-{objective}-G{d}_{l}_{N}-s{seed})")
+    tr.add_argument("--until-step", type=int, help="stop (with a resumable checkpoint) at this step; the schedule is unchanged")
+    tr.add_argument("--no-resume", action="store_true", help="fail instead of resuming when --out holds a checkpoint")
+    tr.add_argument("--no-progress", action="store_true", help="no progress bar")
+    tr.set_defaults(func=cmd_train)
+
+    ev = verbs.add_parser("eval", help="per-position accuracy and loss of checkpoints", description="Teacher-forced and greedy accuracy and teacher-forced loss per answer position r1..rl, and full-path accuracy.")
+    ev.add_argument("checkpoints", nargs="+", help="checkpoint directories")
+    ev.add_argument("--data", nargs="*", default=[], help="data files (.txt paper format or .safetensors); default: the run's held-out graphs")
+    ev.add_argument("--num-nodes", type=int, help="number of node labels, when a file name does not say")
+    ev.add_argument("--batch-size", type=int, default=2000)
+    ev.add_argument("--device", default="cpu")
+    ev.add_argument("--csv", help="write the tidy results (one row per measurement) to this CSV")
+    ev.set_defaults(func=cmd_eval)
+
+    imp = verbs.add_parser("import-reference", help="import a checkpoint saved by the paper's code", description="Convert torch.save(model.state_dict()) of the paper's GPT into a workbench checkpoint (read with weights_only=True).")
+    imp.add_argument("file", help="the paper code's .pt state dict")
+    imp.add_argument("--graph", type=_graph, required=True, help="degree,path_length,num_nodes the model was trained on")
+    imp.add_argument("--objective", choices=sorted(OBJECTIVES), default="next_token", help="objective it was trained with (decides decoding)")
+    imp.add_argument("--n-heads", type=int, default=6, help="attention heads (not stored in the file; the paper uses 6)")
+    imp.add_argument("--out", help="checkpoint directory (default checkpoints/paper-{file stem})")
+    imp.set_defaults(func=cmd_import_reference)
+
+    mj = verbs.add_parser("main", help="the default experiment end to end", description="Train cpu-preset models on G(2,5,50) under each objective, evaluate them on held-out graphs and write results.csv; finished stages are reused.")
+    mj.add_argument("--out", default="runs/default", help="experiment directory (default runs/default)")
+    mj.add_argument("--objectives", nargs="+", choices=sorted(OBJECTIVES), default=["next_token", "reverse", "teacherless"])
+    mj.add_argument("--no-progress", action="store_true")
+    mj.set_defaults(func=cmd_main)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (ValueError, FileNotFoundError, FileExistsError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,172 @@
+"""Typed run configuration, presets, and ``key=value`` overrides.
+
+A run is (arch, objective, task, model, train). Presets fix model and training settings,
+one line each; the graph and objective are chosen separately. A checkpoint stores the whole
+``RunConfig`` as JSON, so a model is rebuilt from its directory alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from workbench.models.gpt import GPTConfig
+from workbench.objectives import get_objective
+from workbench.task import GraphSpec
+
+ARCHS = ("gpt",)
+
+
+@dataclass
+class TaskConfig:
+    """Where the graphs come from: generated from ``data_seed`` unless files are given."""
+
+    degree: int = 2
+    path_length: int = 5
+    num_nodes: int = 50
+    num_train: int = 200_000
+    num_test: int = 5_000
+    data_seed: int = 0
+    train_file: str | None = None  # paper-format .txt or .safetensors; overrides num_train/data_seed
+    test_file: str | None = None
+
+    @property
+    def graph(self) -> GraphSpec:
+        return GraphSpec(self.degree, self.path_length, self.num_nodes)
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation; every interval is counted in optimizer steps."""
+
+    steps: int = 3_000
+    batch_size: int = 128
+    lr: float = 1e-3
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio at ``steps``
+    weight_decay: float = 0.01
+    beta1: float = 0.9
+    beta2: float = 0.999
+    grad_clip: float = 1.0
+    eval_every: int = 250
+    eval_graphs: int = 2_000  # held-out graphs scored at each evaluation
+    save_every: int = 500
+    snapshot_every: int = 0  # >0: also keep a model-only copy every this many steps (for analyses over training)
+    seed: int = 0
+    device: str = "auto"  # auto -> cuda if available, else cpu
+
+
+@dataclass
+class RunConfig:
+    arch: str = "gpt"
+    objective: str = "next_token"
+    preset: str = "cpu"
+    task: TaskConfig = field(default_factory=TaskConfig)
+    model: GPTConfig = field(default_factory=GPTConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            raise ValueError(f"unknown arch {self.arch!r}; expected one of {ARCHS}")
+        get_objective(self.objective)  # raises on unknown names
+        self.task.graph  # validates the graph spec
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], where: str = "config") -> RunConfig:
+        return _build(cls, raw, where)
+
+
+# One line per preset: (model, training). Sizes from the paper and its code's README.
+PRESETS: dict[str, tuple[GPTConfig, TrainConfig]] = {
+    # Small enough for a 2-core CPU (~1,400 sequences/s), large enough to show the failure.
+    "cpu": (GPTConfig(n_layers=2, d_model=128, n_heads=4), TrainConfig(steps=3_000, batch_size=128, lr=1e-3)),
+    # GPT-mini as follow-up work restates the paper: 12 x 384, 6 heads, lr 5e-4, batch 256;
+    # 100 epochs of 200k graphs.
+    "paper": (
+        GPTConfig(n_layers=12, d_model=384, n_heads=6),
+        TrainConfig(steps=78_200, batch_size=256, lr=5e-4, warmup_steps=1_000, eval_every=2_000, save_every=2_000),
+    ),
+    # The paper code's README command: 6 layers, lr 1e-4.
+    "paper-readme": (
+        GPTConfig(n_layers=6, d_model=384, n_heads=6),
+        TrainConfig(steps=78_200, batch_size=256, lr=1e-4, warmup_steps=1_000, eval_every=2_000, save_every=2_000),
+    ),
+}
+
+
+def preset_config(preset: str, objective: str = "next_token", arch: str = "gpt", **task: Any) -> RunConfig:
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; expected one of {sorted(PRESETS)}")
+    model, train = PRESETS[preset]
+    return RunConfig(arch, objective, preset, TaskConfig(**task), replace(model), replace(train))
+
+
+def apply_overrides(config: RunConfig, overrides: list[str]) -> RunConfig:
+    """Apply ``section.field=value`` strings (e.g. ``train.steps=500``); unknown keys are errors."""
+    raw = config.to_dict()
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or len(parts) != 2 or parts[0] not in ("task", "model", "train"):
+            raise ValueError(f"override {item!r}: expected section.field=value with section in task, model, train")
+        section, name = parts
+        known = raw[section]
+        if name not in known:
+            raise ValueError(f"override {item!r}: unknown field {name!r} of {section}; expected one of {sorted(known)}")
+        known[name] = _parse_value(value.strip(), _field_type(type(getattr(config, section)), name), item)
+    return RunConfig.from_dict(raw)
+
+
+def _field_type(cls: type, name: str) -> Any:
+    return typing.get_type_hints(cls)[name]
+
+
+def _parse_value(text: str, annotation: Any, where: str) -> Any:
+    options = typing.get_args(annotation) or (annotation,)
+    if type(None) in options and text.lower() in ("none", "null", ""):
+        return None
+    for kind in options:
+        if kind is bool:
+            if text.lower() in ("true", "1", "yes"):
+                return True
+            if text.lower() in ("false", "0", "no"):
+                return False
+        elif kind in (int, float, str):
+            try:
+                return kind(text)
+            except ValueError:
+                continue
+    raise ValueError(f"{where}: cannot read {text!r} as {annotation}")
+
+
+def _build(cls: type, raw: Any, where: str) -> Any:
+    """Rebuild a (nested) dataclass from a dict, rejecting unknown and mistyped fields."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where}: expected an object, found {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(raw) - names
+    if unknown:
+        raise ValueError(f"{where}: unknown field(s) {sorted(unknown)}; expected {sorted(names)}")
+    values = {}
+    for name, value in raw.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            values[name] = _build(hint, value, f"{where}.{name}")
+        else:
+            options = typing.get_args(hint) or (hint,)
+            ok = any(
+                (value is None and kind is type(None))
+                or (kind is float and isinstance(value, (int, float)) and not isinstance(value, bool))
+                or (kind is not float and isinstance(value, kind) and not (kind is int and isinstance(value, bool)))
+                for kind in options
+            )
+            if not ok:
+                raise ValueError(f"{where}.{name}: expected {hint}, found {value!r}")
+            values[name] = float(value) if float in options and isinstance(value, int) and int not in options else value
+    return cls(**values)

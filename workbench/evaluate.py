@@ -1,0 +1,99 @@
+"""Token-by-token evaluation as a tidy DataFrame: one row per (position, metric).
+
+Metrics, every one reported in forward path order r1..rl whatever the objective's order:
+- ``tf_accuracy`` / ``tf_loss``: teacher-forced, i.e. with the objective's own training
+  inputs (for teacherless these are the '$' slots, so teacher-forced = free-running);
+- ``greedy_accuracy``: free greedy decoding;
+- position ``path``: ``greedy_accuracy`` and ``tf_accuracy`` of the whole answer.
+r2 is the first decision; its row has ``role == "first_decision"``.
+
+Each position is scored on its own prediction. (The paper's code logged one and the same
+vector under every position for its teacher-forced accuracies.)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from workbench.objectives import Objective, answer_logits
+from workbench.task import PathStarData
+
+
+def position_role(position: str, path_length: int) -> str:
+    if position == "r1":
+        return "source"
+    if position == "r2":
+        return "first_decision"
+    if position == "path":
+        return "path"
+    return "goal" if position == f"r{path_length}" else "later"
+
+
+@torch.no_grad()
+def predictions(
+    model: nn.Module, data: PathStarData, objective: Objective, batch_size: int = 2_000, device: str | torch.device = "cpu"
+) -> dict[str, Tensor]:
+    """Teacher-forced and greedy predictions and teacher-forced losses, in path order (batch, l)."""
+    spec = data.spec
+    out: dict[str, list[Tensor]] = {"tf_pred": [], "tf_loss": [], "greedy_pred": []}
+    was_training = model.training
+    model.eval()
+    for start in range(0, len(data), batch_size):
+        chunk = data[start : start + batch_size]
+        prompt, answer = chunk.prompt_tokens().to(device), chunk.answer_tokens().to(device)
+        targets = objective.targets(answer)
+        logits = answer_logits(model(objective.inputs(prompt, targets, spec)), spec).float()
+        loss = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
+        tf_pred = logits.argmax(-1)
+        greedy = objective.decode(model, prompt, spec, teacher_forced=(targets, tf_pred))
+        out["tf_pred"].append(objective.to_path_order(tf_pred).cpu())
+        out["tf_loss"].append(objective.to_path_order(loss).cpu())
+        out["greedy_pred"].append(objective.to_path_order(greedy).cpu())
+    model.train(was_training)
+    return {key: torch.cat(values) for key, values in out.items()}
+
+
+def evaluate(
+    model: nn.Module, data: PathStarData, objective: Objective, batch_size: int = 2_000, device: str | torch.device = "cpu"
+) -> pd.DataFrame:
+    """Per-position accuracy (teacher-forced and greedy) and loss, plus full-path accuracy."""
+    spec = data.spec
+    pred = predictions(model, data, objective, batch_size, device)
+    tf_correct = (pred["tf_pred"] == data.path).float()
+    greedy_correct = (pred["greedy_pred"] == data.path).float()
+    rows: list[dict[str, Any]] = []
+    for k, position in enumerate(spec.positions):
+        for metric, values in (("tf_accuracy", tf_correct), ("greedy_accuracy", greedy_correct), ("tf_loss", pred["tf_loss"])):
+            rows.append({"position": position, "metric": metric, "value": values[:, k].mean().item()})
+    rows.append({"position": "path", "metric": "tf_accuracy", "value": tf_correct.all(dim=1).float().mean().item()})
+    rows.append({"position": "path", "metric": "greedy_accuracy", "value": greedy_correct.all(dim=1).float().mean().item()})
+    frame = pd.DataFrame(rows)
+    frame.insert(1, "role", [position_role(p, spec.path_length) for p in frame["position"]])
+    frame["n_graphs"] = len(data)
+    return frame
+
+
+def format_table(frame: pd.DataFrame) -> str:
+    """The evaluation as a small table: metrics as rows, r1..rl and the whole path as columns."""
+    table = frame.pivot_table(index="metric", columns="position", values="value", sort=False)
+    positions = [p for p in frame["position"].unique()]
+    table = table[positions]
+    table.columns = [f"{p} (first decision)" if p == "r2" else p for p in positions]
+    table.index.name = None
+    return table.to_string(float_format=lambda v: f"{v:.4f}", na_rep="")
+
+
+def metrics_frame(metrics: list[dict[str, Any]]) -> pd.DataFrame:
+    """Tidy view of a run's ``metrics.jsonl``: one row per (step, split, metric, position)."""
+    rows = []
+    for line in metrics:
+        for split in ("train", "test"):
+            for metric, by_position in line.get(split, {}).items():
+                for position, value in by_position.items():
+                    rows.append({"step": line["step"], "split": split, "metric": metric, "position": position, "value": value})
+    return pd.DataFrame(rows, columns=["step", "split", "metric", "position", "value"])

@@ -1,0 +1,196 @@
+"""The path-star task: graph spec, seeded vectorised generator, and the paper's tokenizer.
+
+A path-star graph G(d, l) on N node labels has a source with d arms; each arm is a path of
+l nodes counted from the source (source included), so there are d*(l-1) edges. One arm ends
+in the goal. The prompt lists the edges in random order, then the source and the goal; the
+answer is the arm from source to goal. One tiny G(2,3) graph with N=10, the first line of the
+paper's ``deg_2_path_3_nodes_10_test_20000.txt``::
+
+    2,8|5,2|5,9|9,3/5,8=5,2,8
+
+    arms:        5 -> 2 -> 8 (goal)      5 -> 9 -> 3
+    token ids:   node v -> v, '|' -> N=10, '=' -> N+1=11, '/' -> N+2=12, '$' -> N+3=13
+    prompt:      2 8 10 5 2 10 5 9 10 9 3 12 5 8 11          (15 tokens, ends with '=')
+    answer:      5 2 8                                       (r1 r2 r3)
+
+The answer positions are called r1..rl everywhere. r1 is the source, copied from the prompt;
+r2 is the *first decision*, the only token that needs planning; every later token follows
+the single edge out of the previous one. What each objective feeds the model and asks it to
+predict (``workbench.objectives``), lined up under the end of the prompt::
+
+                 ... 3 / 5 8 =   .   .
+    next_token   inputs  ... =  5  2        targets  5 2 8   (teacher forcing)
+    teacherless  inputs  ... =  $  $        targets  5 2 8   (one parallel pass)
+    reverse      inputs  ... =  8  2        targets  8 2 5   (goal first)
+
+The generator follows the paper's distribution: 1 + d*(l-1) distinct nodes drawn uniformly
+from N labels, the goal arm one of the d arms, the edge list shuffled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Int
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    """G(degree, path_length) with labels 0..num_nodes-1."""
+
+    degree: int
+    path_length: int
+    num_nodes: int
+
+    def __post_init__(self) -> None:
+        if self.degree < 2:
+            raise ValueError(f"degree must be >= 2 (a single arm needs no planning), got {self.degree}")
+        if self.path_length < 2:
+            raise ValueError(f"path_length must be >= 2 (source and goal), got {self.path_length}")
+        if self.num_nodes < self.nodes_per_graph:
+            raise ValueError(
+                f"num_nodes={self.num_nodes} is too small for G({self.degree},{self.path_length}): "
+                f"a graph has {self.nodes_per_graph} distinct nodes"
+            )
+
+    @classmethod
+    def parse(cls, text: str) -> GraphSpec:
+        """Parse ``"d,l,N"`` (as the CLI's ``--graph 2,5,50``)."""
+        parts = text.replace(" ", "").split(",")
+        if len(parts) != 3 or not all(p.isdigit() for p in parts):
+            raise ValueError(f"graph spec {text!r}: expected 'degree,path_length,num_nodes', e.g. '2,5,50'")
+        return cls(*(int(p) for p in parts))
+
+    def __str__(self) -> str:
+        return f"G({self.degree},{self.path_length},{self.num_nodes})"
+
+    @property
+    def num_edges(self) -> int:
+        return self.degree * (self.path_length - 1)
+
+    @property
+    def nodes_per_graph(self) -> int:
+        return 1 + self.num_edges
+
+    # --- the paper's numeral tokenizer ---------------------------------------------------
+    @property
+    def edge_sep(self) -> int:  # '|'
+        return self.num_nodes
+
+    @property
+    def eq(self) -> int:  # '='
+        return self.num_nodes + 1
+
+    @property
+    def slash(self) -> int:  # '/'
+        return self.num_nodes + 2
+
+    @property
+    def filler(self) -> int:  # '$', the teacherless input token
+        return self.num_nodes + 3
+
+    @property
+    def vocab_size(self) -> int:
+        return self.num_nodes + 4
+
+    @property
+    def prompt_length(self) -> int:
+        """Edges (2 tokens each), '|' between them, then '/', source, goal, '='."""
+        return 3 * self.num_edges - 1 + 4
+
+    @property
+    def eq_position(self) -> int:
+        """Index of '=' in the prompt: the position whose output is r1."""
+        return self.prompt_length - 1
+
+    @property
+    def positions(self) -> list[str]:
+        """Answer position names r1..rl."""
+        return [f"r{k}" for k in range(1, self.path_length + 1)]
+
+    def token_name(self, token: int) -> str:
+        specials = {self.edge_sep: "|", self.eq: "=", self.slash: "/", self.filler: "$"}
+        if token in specials:
+            return specials[token]
+        if 0 <= token < self.num_nodes:
+            return str(token)
+        raise ValueError(f"token id {token} is outside the vocabulary of {self} (0..{self.vocab_size - 1})")
+
+
+@dataclass
+class PathStarData:
+    """A set of graphs of one shape, held as int64 tensors (no per-sample Python objects).
+
+    edges: (batch, num_edges, 2) in prompt order; source, goal: (batch,);
+    path: (batch, path_length), source first, goal last.
+    """
+
+    spec: GraphSpec
+    edges: Int[Tensor, "batch edge 2"]
+    source: Int[Tensor, " batch"]
+    goal: Int[Tensor, " batch"]
+    path: Int[Tensor, "batch path"]
+
+    def __len__(self) -> int:
+        return self.path.shape[0]
+
+    def __getitem__(self, index: slice | Tensor) -> PathStarData:
+        return PathStarData(self.spec, self.edges[index], self.source[index], self.goal[index], self.path[index])
+
+    def prompt_tokens(self) -> Int[Tensor, "batch prompt"]:
+        """Token ids of 'a,b|a,b|.../source,goal=' as the paper's tokenizer gives them."""
+        n, spec = len(self), self.spec
+        sep = torch.full((n, spec.num_edges, 1), spec.edge_sep, dtype=torch.long)
+        edge_part = torch.cat([self.edges, sep], dim=2).reshape(n, -1)[:, :-1]  # drop the last '|'
+        tail = torch.stack(
+            [torch.full_like(self.source, spec.slash), self.source, self.goal, torch.full_like(self.source, spec.eq)],
+            dim=1,
+        )
+        return torch.cat([edge_part, tail], dim=1)
+
+    def answer_tokens(self) -> Int[Tensor, "batch path"]:
+        return self.path
+
+
+def generate(spec: GraphSpec, num_graphs: int, seed: int) -> PathStarData:
+    """Draw ``num_graphs`` graphs from the paper's distribution, deterministically from ``seed``.
+
+    Vectorised: one argsort of uniform noise picks the distinct nodes of every graph, a
+    second one shuffles each edge list.
+    """
+    if num_graphs < 0:
+        raise ValueError(f"num_graphs must be >= 0, got {num_graphs}")
+    generator = torch.Generator().manual_seed(seed)
+    d, arm_len = spec.degree, spec.path_length - 1
+    nodes = torch.rand(num_graphs, spec.num_nodes, generator=generator).argsort(dim=1)[:, : spec.nodes_per_graph]
+    source = nodes[:, 0]
+    arms = nodes[:, 1:].reshape(num_graphs, d, arm_len)  # arm 0 leads to the goal
+    starts = torch.cat([source[:, None, None].expand(-1, d, 1), arms[:, :, :-1]], dim=2)
+    edges = torch.stack([starts, arms], dim=3).reshape(num_graphs, spec.num_edges, 2)
+    order = torch.rand(num_graphs, spec.num_edges, generator=generator).argsort(dim=1)
+    edges = torch.gather(edges, 1, order[:, :, None].expand(-1, -1, 2))
+    path = torch.cat([source[:, None], arms[:, 0]], dim=1)
+    return PathStarData(spec, edges.contiguous(), source.clone(), path[:, -1].clone(), path.contiguous())
+
+
+def check_structure(data: PathStarData) -> Tensor:
+    """Boolean (batch,) mask of graphs that are well-formed path-stars with a valid answer.
+
+    Checks, vectorised: the path runs source -> goal along listed edges; the source has
+    ``degree`` out-edges; every node has at most one in- and one out-edge besides the source.
+    """
+    spec, n = data.spec, len(data)
+    src, dst = data.edges[..., 0], data.edges[..., 1]
+    ok = (data.path[:, 0] == data.source) & (data.path[:, -1] == data.goal)
+    steps = torch.stack([data.path[:, :-1], data.path[:, 1:]], dim=2)  # (batch, l-1, 2)
+    listed = (steps[:, :, None, :] == data.edges[:, None, :, :]).all(dim=3).any(dim=2)
+    ok &= listed.all(dim=1)
+    ok &= (src == data.source[:, None]).sum(dim=1) == spec.degree
+    out_deg = torch.zeros(n, spec.num_nodes, dtype=torch.long).scatter_add_(1, src, torch.ones_like(src))
+    in_deg = torch.zeros(n, spec.num_nodes, dtype=torch.long).scatter_add_(1, dst, torch.ones_like(dst))
+    out_deg[torch.arange(n), data.source] = 1
+    ok &= (out_deg <= 1).all(dim=1) & (in_deg <= 1).all(dim=1)
+    ok &= in_deg[torch.arange(n), data.source] == 0
+    return ok

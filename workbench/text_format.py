@@ -1,0 +1,130 @@
+"""Reader and writer of the paper's text format, one graph per line::
+
+    32,3|16,12|3,19|32,34|34,6|6,16|19,47|47,28/32,12=32,34,6,16,12
+    edges (a,b pairs split by |)              / source,goal = path
+
+File names follow ``deg_{d}_path_{l}_nodes_{N}_{split}_{n}.txt``; the reader takes the graph
+shape from the name when it matches, and otherwise from the caller. Writing what was read
+gives the same bytes back.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import torch
+
+from workbench.task import GraphSpec, PathStarData, check_structure
+
+LINE_FORM = "a,b|a,b|...|a,b/source,goal=n1,n2,...,nl"
+_LINE = re.compile(r"\d+,\d+(?:\|\d+,\d+)*/\d+,\d+=\d+(?:,\d+)*")
+_NAME = re.compile(r"deg_(\d+)_path_(\d+)_nodes_(\d+)")
+
+
+class DataFormatError(ValueError):
+    """A data file that is not in the paper's format; the message names file and line."""
+
+
+def spec_from_filename(path: str | Path) -> GraphSpec | None:
+    match = _NAME.search(Path(path).name)
+    return GraphSpec(*(int(g) for g in match.groups())) if match else None
+
+
+def read_graphs(path: str | Path, num_nodes: int | None = None) -> PathStarData:
+    """Read a file in the paper's format into int tensors.
+
+    The graph shape comes from the file name (``deg_2_path_5_nodes_50_...``) when it has one;
+    otherwise ``num_nodes`` must be given and degree and path length are read from line 1.
+    """
+    path = Path(path)
+    named = spec_from_filename(path)
+    if named is not None and num_nodes is not None and num_nodes != named.num_nodes:
+        raise DataFormatError(f"{path}: file name says {named.num_nodes} nodes, but num_nodes={num_nodes} was given")
+    with open(path, encoding="ascii", errors="strict") as f:
+        lines = f.read().splitlines()
+    if not lines:
+        raise DataFormatError(f"{path}: empty file, expected lines of the form {LINE_FORM}")
+
+    numbers: list[list[int]] = []
+    shape: tuple[int, int] | None = None  # (num_edges, path_length) of line 1
+    for lineno, line in enumerate(lines, start=1):
+        if not _LINE.fullmatch(line):
+            raise DataFormatError(f"{path} line {lineno}: expected {LINE_FORM}, found {line[:80]!r}")
+        line_shape = (line.count("|") + 1, line.count(",", line.index("=")) + 1)
+        if shape is None:
+            shape = line_shape
+        elif line_shape != shape:
+            raise DataFormatError(
+                f"{path} line {lineno}: mixed graph shapes in one file: line 1 has {shape[0]} edges and a "
+                f"path of {shape[1]} nodes, this line has {line_shape[0]} edges and {line_shape[1]} nodes"
+            )
+        numbers.append([int(x) for x in re.findall(r"\d+", line)])
+    assert shape is not None
+    num_edges, path_length = shape
+
+    table = torch.tensor(numbers, dtype=torch.long)
+    edges = table[:, : 2 * num_edges].reshape(-1, num_edges, 2)
+    source, goal = table[:, 2 * num_edges], table[:, 2 * num_edges + 1]
+    answer = table[:, 2 * num_edges + 2 :]
+
+    if named is not None:
+        spec = named
+    elif num_nodes is not None:
+        if path_length < 2 or num_edges % (path_length - 1):
+            raise DataFormatError(f"{path} line 1: {num_edges} edges cannot form arms of {path_length} nodes")
+        spec = GraphSpec(num_edges // (path_length - 1), path_length, num_nodes)
+    else:
+        raise DataFormatError(
+            f"{path}: the file name does not match deg_{{d}}_path_{{l}}_nodes_{{N}}_..., "
+            "so the number of node labels must be given (num_nodes / --num-nodes)"
+        )
+    if (spec.num_edges, spec.path_length) != (num_edges, path_length):
+        raise DataFormatError(
+            f"{path} line 1: {spec} has {spec.num_edges} edges and a path of {spec.path_length} nodes, "
+            f"found {num_edges} edges and {path_length} nodes"
+        )
+    too_big = (table >= spec.num_nodes).any(dim=1)
+    if too_big.any():
+        lineno = int(too_big.nonzero()[0]) + 1
+        raise DataFormatError(
+            f"{path} line {lineno}: unknown token {int(table[lineno - 1].max())}: node labels of {spec} are 0..{spec.num_nodes - 1}"
+        )
+    data = PathStarData(spec, edges, source, goal, answer)
+    bad = ~check_structure(data)
+    if bad.any():
+        lineno = int(bad.nonzero()[0]) + 1
+        raise DataFormatError(
+            f"{path} line {lineno}: not a path-star graph of {spec} with its answer: expected a source with "
+            f"{spec.degree} disjoint arms and a path from source to goal along the listed edges"
+        )
+    return data
+
+
+def format_line(edges: list[list[int]], source: int, goal: int, path: list[int]) -> str:
+    edge_text = "|".join(f"{a},{b}" for a, b in edges)
+    return f"{edge_text}/{source},{goal}=" + ",".join(str(v) for v in path)
+
+
+def write_graphs(data: PathStarData, path: str | Path) -> None:
+    """Write ``data`` in the paper's format, atomically (temp file + rename)."""
+    lines = [
+        format_line(e, s, g, p)
+        for e, s, g, p in zip(data.edges.tolist(), data.source.tolist(), data.goal.tolist(), data.path.tolist())
+    ]
+    atomic_write_text(Path(path), "".join(line + "\n" for line in lines))
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a whole file so that readers see either the old or the new content, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
