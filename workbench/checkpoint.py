@@ -70,7 +70,8 @@ def config_json(config: RunConfig, step: int) -> str:
 
 
 def _state_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    """Every entry of the state dict as its own tensor (tied weights are stored under both names)."""
+    return {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
 
 
 def _optimizer_files(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:

@@ -135,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = verbs.add_parser("train", help="train a model from scratch (resumes if --out holds a checkpoint)", description="Train under one objective, evaluating on held-out graphs as it goes; resumes exactly from --out when a checkpoint is there.")
     tr.add_argument("--arch", choices=ARCHS, default="gpt", help="model architecture (default gpt)")
-    tr.add_argument("--preset", choices=sorted(PRESETS), default="cpu", help="model size and training settings (default cpu)")
+    tr.add_argument("--preset", choices=sorted({p for presets in PRESETS.values() for p in presets}), default="cpu", help="model size and training settings (default cpu; paper-readme is gpt only)")
     tr.add_argument("--objective", choices=sorted(OBJECTIVES), default="next_token", help="training objective (default next_token)")
     tr.add_argument("--graph", type=_graph, default=default_graph, help="degree,path_length,num_nodes (default 2,5,50)")
     tr.add_argument("--seed", type=int, help="training seed: init and batch order (default 0)")

@@ -121,8 +121,10 @@ def train(
     objective, spec = get_objective(config.objective), config.task.graph
 
     model = build_model(config, seed=cfg.seed).to(device)
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    # no weight decay on vectors, nor on Mamba's A_log (as mamba-ssm)
+    exempt = {n for n, p in model.named_parameters() if p.ndim < 2 or n.endswith("A_log")}
+    decay = [p for n, p in model.named_parameters() if n not in exempt]
+    no_decay = [p for n, p in model.named_parameters() if n in exempt]
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=cfg.lr,

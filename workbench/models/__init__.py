@@ -17,4 +17,8 @@ def build_model(config: RunConfig, seed: int) -> nn.Module:
         from workbench.models.gpt import build_gpt
 
         return build_gpt(config.model, config.task.graph, seed)
+    if config.arch == "mamba":
+        from workbench.models.mamba import build_mamba
+
+        return build_mamba(config.model, config.task.graph.vocab_size, seed)
     raise ValueError(f"unknown arch {config.arch!r}")

@@ -1,0 +1,140 @@
+"""Mamba-1's selective scan, as a readable reference and as a fast CPU/GPU PyTorch function.
+
+Symbols (as in the Mamba paper and mamba-ssm), per channel c of d_inner and state s of d_state:
+
+    h_t[c, s] = exp(dt_t[c] * A[c, s]) * h_{t-1}[c, s] + dt_t[c] * u_t[c] * B_t[s]
+    y_t[c]    = sum_s h_t[c, s] * C_t[s] + D[c] * u_t[c]
+
+Shapes: u, dt (batch, pos, d_inner); A (d_inner, d_state); B, C (batch, pos, d_state);
+D (d_inner,); y (batch, pos, d_inner); states (batch, d_inner, pos, d_state).
+
+The cost of a naive PyTorch scan is not arithmetic but memory: autograd keeps every
+(batch, d_inner, d_state) intermediate of every step. ``SelectiveScan`` is an autograd
+Function that runs the recurrence step by step on (batch, d_inner, d_state) tensors that stay
+in cache, keeps one state per step, and computes the gradients with a hand-written
+reverse-time recurrence (optionally fused by ``torch.compile``):
+
+    g_t     = dL/dh_t = C_t dy_t + exp(dt_{t+1} A) g_{t+1}
+    dC_t    = sum_c h_t dy_t                  dB_t = sum_c g_t dt_t u_t
+    du_t    = dt_t (g_t B_t) + D dy_t         ddt_t = u_t (g_t B_t) + sum_s g_t A exp(dt_t A) h_{t-1}
+    dA      = sum_{b,t} g_t dt_t exp(dt_t A) h_{t-1}
+
+``selective_scan_ref`` is the same function written as the recurrence, differentiated by
+autograd; the tests hold the two together, values and gradients.
+"""
+
+from __future__ import annotations
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+
+def scan_states(
+    u: Float[Tensor, "batch pos d_inner"],
+    dt: Float[Tensor, "batch pos d_inner"],
+    A: Float[Tensor, "d_inner d_state"],
+    B: Float[Tensor, "batch pos d_state"],
+) -> Float[Tensor, "batch d_inner pos d_state"]:
+    """Every state h_t of the recurrence (differentiable; materialises the whole trajectory)."""
+    batch, _, d_inner = u.shape
+    h = u.new_zeros(batch, d_inner, A.shape[1])
+    states = []
+    for dt_t, du_t, B_t in zip(dt.unbind(1), (dt * u).unbind(1), B.unbind(1)):
+        h = torch.exp(dt_t[:, :, None] * A) * h + du_t[:, :, None] * B_t[:, None, :]
+        states.append(h)
+    return torch.stack(states, dim=2)
+
+
+def selective_scan_ref(u: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor) -> Float[Tensor, "batch pos d_inner"]:
+    """The reference: the recurrence as written, differentiated by autograd."""
+    states = scan_states(u, dt, A, B)
+    return torch.einsum("bcts,bts->btc", states, C) + u * D
+
+
+def _forward_step(h: Tensor, dt_t: Tensor, du_t: Tensor, B_t: Tensor, C_t: Tensor, A: Tensor) -> tuple[Tensor, Tensor]:
+    """h_{t-1} -> (h_t, y_t without the D skip); h (batch, d_inner, d_state)."""
+    h = torch.exp(dt_t[:, :, None] * A) * h + du_t[:, :, None] * B_t[:, None, :]
+    return h, torch.bmm(h, C_t[:, :, None])[:, :, 0]
+
+
+def _backward_step(
+    g: Tensor, grad_A: Tensor, h_t: Tensor, h_prev: Tensor, dy_t: Tensor, C_t: Tensor,
+    du_t: Tensor, B_t: Tensor, dt_t: Tensor, u_t: Tensor, A: Tensor,
+) -> tuple[Tensor, ...]:
+    """One reverse-time step: dL/dh_{t+1} carried back to t, and the gradients at t."""
+    decay = torch.exp(dt_t[:, :, None] * A)
+    g = g + dy_t[:, :, None] * C_t[:, None, :]  # dL/dh_t
+    g_B = (g * B_t[:, None, :]).sum(-1)  # (batch, d_inner)
+    carry = g * decay * h_prev  # dL/d(dt_t A)
+    grad_C_t = (h_t * dy_t[:, :, None]).sum(1)
+    grad_B_t = (g * du_t[:, :, None]).sum(1)
+    grad_dt_t = (carry * A).sum(-1) + u_t * g_B
+    grad_u_t = dt_t * g_B
+    return g * decay, grad_A + carry * dt_t[:, :, None], grad_C_t, grad_B_t, grad_dt_t, grad_u_t
+
+
+_COMPILED: dict[str, object] = {}
+
+
+def _steps(compiled: bool):
+    """The step functions, eager or fused by ``torch.compile`` (compiled once per process; the
+    fused CPU backward is ~3.5x faster; a cold compile takes ~15 s per function)."""
+    if not compiled:
+        return _forward_step, _backward_step
+    if not _COMPILED:
+        _COMPILED["forward"] = torch.compile(_forward_step, dynamic=True)
+        _COMPILED["backward"] = torch.compile(_backward_step, dynamic=True)
+    return _COMPILED["forward"], _COMPILED["backward"]
+
+
+class SelectiveScan(torch.autograd.Function):
+    """The same function, stepping through time on (batch, d_inner, d_state) tensors that stay
+    in cache, with a hand-written backward; see the module docstring for the recurrences.
+
+    The forward keeps one state per step for the backward only when a gradient is needed;
+    under ``no_grad`` it keeps nothing.
+    """
+
+    @staticmethod
+    def forward(ctx, u: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, compiled: bool = False) -> Tensor:
+        forward_step, _ = _steps(compiled)
+        batch, pos, d_inner = u.shape
+        h = u.new_zeros(batch, d_inner, A.shape[1])
+        y = torch.empty_like(u)
+        keep = any(ctx.needs_input_grad)
+        states = []
+        for t, (dt_t, du_t, B_t, C_t) in enumerate(zip(dt.unbind(1), (dt * u).unbind(1), B.unbind(1), C.unbind(1))):
+            h, y[:, t] = forward_step(h, dt_t, du_t, B_t, C_t, A)
+            if keep:
+                states.append(h)
+        ctx.save_for_backward(u, dt, A, B, C, D)
+        ctx.states, ctx.compiled = states, compiled
+        return torch.addcmul(y, u, D)
+
+    @staticmethod
+    def backward(ctx, dy: Tensor):
+        u, dt, A, B, C, D = ctx.saved_tensors
+        _, backward_step = _steps(ctx.compiled)
+        states = ctx.states
+        du = dt * u
+        dts, dus, us, Bs, Cs, dys = dt.unbind(1), du.unbind(1), u.unbind(1), B.unbind(1), C.unbind(1), dy.contiguous().unbind(1)
+        grad_u, grad_dt = torch.empty_like(u), torch.empty_like(dt)
+        grad_B, grad_C = torch.empty_like(B), torch.empty_like(C)
+        g = torch.zeros_like(states[0])
+        grad_A = torch.zeros_like(g)  # per batch row; summed at the end
+        for t in range(u.shape[1] - 1, -1, -1):
+            h_prev = states[t - 1] if t > 0 else torch.zeros_like(g)
+            g, grad_A, grad_C[:, t], grad_B[:, t], grad_dt[:, t], grad_u[:, t] = backward_step(
+                g, grad_A, states[t], h_prev, dys[t], Cs[t], dus[t], Bs[t], dts[t], us[t], A
+            )
+        grad_u += dy * D
+        grad_D = (dy * u).sum(dim=(0, 1))
+        return grad_u, grad_dt, grad_A.sum(0), grad_B, grad_C, grad_D, None
+
+
+def selective_scan(u: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, compiled: bool = False) -> Float[Tensor, "batch pos d_inner"]:
+    """Fast pure-PyTorch selective scan (see ``SelectiveScan``); runs in float32."""
+    dtype = u.dtype
+    args = [x.float().contiguous() for x in (u, dt, A, B, C, D)]
+    return SelectiveScan.apply(*args, compiled).to(dtype)
