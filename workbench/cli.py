@@ -101,10 +101,39 @@ def cmd_import_reference(args: argparse.Namespace) -> None:
     print(f"imported {args.file} -> {out} ({checkpoint.config.model})")
 
 
+def cmd_export_hf(args: argparse.Namespace) -> None:
+    from workbench.checkpoint import load
+    from workbench.models.mamba_hf import to_hf
+
+    checkpoint = load(args.checkpoint)
+    if checkpoint.config.arch != "mamba":
+        raise ValueError(f"{args.checkpoint}: arch is {checkpoint.config.arch!r}; export-hf converts mamba checkpoints")
+    to_hf(checkpoint.model).save_pretrained(args.out)
+    print(f"wrote a MambaForCausalLM to {args.out}")
+
+
+def cmd_import_hf(args: argparse.Namespace) -> None:
+    from dataclasses import replace
+
+    from workbench.checkpoint import save_checkpoint
+    from workbench.config import RunConfig, TaskConfig
+    from workbench.models.mamba_hf import from_hf, load_hf_dir
+
+    spec: GraphSpec = args.graph
+    model = from_hf(load_hf_dir(args.hf_dir))
+    if model.backbone.embeddings.num_embeddings != spec.vocab_size:
+        raise ValueError(f"{args.hf_dir}: vocabulary of {model.backbone.embeddings.num_embeddings}, but {spec} needs N+4 = {spec.vocab_size}")
+    task = TaskConfig(degree=spec.degree, path_length=spec.path_length, num_nodes=spec.num_nodes)
+    model_config = replace(model.cfg, scan=args.scan)
+    config = RunConfig(arch="mamba", objective=args.objective, preset=f"imported:{Path(args.hf_dir).name}", task=task, model=model_config)
+    save_checkpoint(args.out, config, model, step=0, metrics=[])
+    print(f"imported {args.hf_dir} -> {args.out}")
+
+
 def cmd_main(args: argparse.Namespace) -> None:
     from workbench.main_job import run_main_job
 
-    run_main_job(Path(args.out), objectives=args.objectives, progress=not args.no_progress)
+    run_main_job(Path(args.out), objectives=args.objectives, archs=args.archs, progress=not args.no_progress)
 
 
 def _graph(text: str) -> GraphSpec:
@@ -165,9 +194,22 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--out", help="checkpoint directory (default checkpoints/paper-{file stem})")
     imp.set_defaults(func=cmd_import_reference)
 
-    mj = verbs.add_parser("main", help="the default experiment end to end", description="Train cpu-preset models on G(2,5,50) under each objective, evaluate them on held-out graphs and write results.csv; finished stages are reused.")
+    exp = verbs.add_parser("export-hf", help="write a mamba checkpoint as a Hugging Face MambaForCausalLM", description="save_pretrained of a MambaForCausalLM with the checkpoint's weights (same parameter names).")
+    exp.add_argument("checkpoint", help="a mamba checkpoint directory")
+    exp.add_argument("--out", required=True, help="output directory")
+    exp.set_defaults(func=cmd_export_hf)
+    ihf = verbs.add_parser("import-hf", help="import a local Hugging Face MambaForCausalLM directory", description="Turn a save_pretrained MambaForCausalLM directory (local; nothing is downloaded) into a workbench checkpoint.")
+    ihf.add_argument("hf_dir", help="directory with config.json and the weights")
+    ihf.add_argument("--graph", type=_graph, required=True, help="degree,path_length,num_nodes the model works on")
+    ihf.add_argument("--objective", choices=sorted(OBJECTIVES), default="next_token", help="objective it was trained with (decides decoding)")
+    ihf.add_argument("--scan", choices=["torch", "compiled", "mamba_ssm"], default="compiled", help="selective-scan implementation to use")
+    ihf.add_argument("--out", required=True, help="checkpoint directory")
+    ihf.set_defaults(func=cmd_import_hf)
+
+    mj = verbs.add_parser("main", help="the default experiment end to end", description="Train cpu-preset models on G(2,5,50) under each objective (and architecture), evaluate them on held-out graphs and write results.csv; finished stages are reused.")
     mj.add_argument("--out", default="runs/default", help="experiment directory (default runs/default)")
     mj.add_argument("--objectives", nargs="+", choices=sorted(OBJECTIVES), default=["next_token", "reverse", "teacherless"])
+    mj.add_argument("--archs", nargs="+", choices=ARCHS, default=["gpt"], help="architectures (default gpt; mamba takes ~15 min per objective on 2 cores)")
     mj.add_argument("--no-progress", action="store_true")
     mj.set_defaults(func=cmd_main)
     return parser

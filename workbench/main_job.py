@@ -1,6 +1,6 @@
 """The default experiment, end to end: the README's main job.
 
-Trains a ``cpu``-preset GPT on G(2,5,50) under each objective, evaluates every model on its
+Trains ``cpu``-preset models (GPT by default; ``archs`` adds Mamba) on G(2,5,50) under each objective, evaluates every model on its
 held-out graphs, and writes ``results.csv`` (one row per measurement) next to the
 checkpoints. Training resumes, so a second call reuses every finished stage.
 """
@@ -18,10 +18,12 @@ from workbench.train import task_data, train
 DEFAULT_OBJECTIVES = ("next_token", "reverse", "teacherless")
 
 
-def run_main_job(out: Path, objectives: list[str] | tuple[str, ...] = DEFAULT_OBJECTIVES, progress: bool = True) -> pd.DataFrame:
+def run_main_job(
+    out: Path, objectives: list[str] | tuple[str, ...] = DEFAULT_OBJECTIVES, archs: list[str] | tuple[str, ...] = ("gpt",), progress: bool = True
+) -> pd.DataFrame:
     frames = []
-    for objective in objectives:
-        config = preset_config("cpu", objective=objective)
+    for arch, objective in ((a, o) for a in archs for o in objectives):
+        config = preset_config("cpu", objective=objective, arch=arch)
         run_dir = out / "checkpoints" / f"{config.arch}-{objective}"
         checkpoint = train(config, run_dir, progress=progress)
         _, test = task_data(config.task)

@@ -33,7 +33,7 @@ from workbench.checkpoint import (
 )
 from workbench.config import RunConfig, TaskConfig, TrainConfig
 from workbench.data_files import load_data
-from workbench.evaluate import predictions
+from workbench.evaluate import evaluate
 from workbench.models import build_model
 from workbench.objectives import answer_logits, get_objective
 from workbench.task import PathStarData, generate
@@ -94,16 +94,11 @@ class BatchOrder:
 
 
 def _eval_record(model, test: PathStarData, config: RunConfig, device: torch.device) -> dict[str, dict[str, float]]:
-    objective, spec = get_objective(config.objective), config.task.graph
-    pred = predictions(model, test, objective, device=device)
-    tf_ok, greedy_ok = pred["tf_pred"] == test.path, pred["greedy_pred"] == test.path
-    record: dict[str, dict[str, float]] = {"tf_accuracy": {}, "greedy_accuracy": {}, "tf_loss": {}}
-    for k, position in enumerate(spec.positions):
-        record["tf_accuracy"][position] = tf_ok[:, k].float().mean().item()
-        record["greedy_accuracy"][position] = greedy_ok[:, k].float().mean().item()
-        record["tf_loss"][position] = pred["tf_loss"][:, k].mean().item()
-    record["tf_accuracy"]["path"] = tf_ok.all(1).float().mean().item()
-    record["greedy_accuracy"]["path"] = greedy_ok.all(1).float().mean().item()
+    """The evaluation of ``workbench.evaluate`` as {metric: {position: value}} for metrics.jsonl."""
+    frame = evaluate(model, test, get_objective(config.objective), device=device)
+    record: dict[str, dict[str, float]] = {}
+    for metric, position, value in frame[["metric", "position", "value"]].itertuples(index=False):
+        record.setdefault(metric, {})[position] = value
     return record
 
 
@@ -212,9 +207,11 @@ def train(
 
 
 def _comparable(config: RunConfig) -> dict[str, Any]:
-    """The settings that must match to resume: everything but the device."""
+    """The settings that must match to resume: everything but where and how it computes
+    (device, and Mamba's scan implementation, which compute the same function)."""
     raw = config.to_dict()
     raw["train"].pop("device")
+    raw["model"].pop("scan", None)
     return raw
 
 

@@ -46,7 +46,7 @@ from torch import Tensor, nn
 from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
-from workbench.models.selective_scan import selective_scan
+from workbench.models.selective_scan import scan_states, selective_scan
 
 SCANS = ("torch", "compiled", "mamba_ssm")
 
@@ -118,8 +118,6 @@ class MambaMixer(nn.Module):
         B, C = self.hook_B(B), self.hook_C(C)  # (batch, pos, d_state)
         A = -torch.exp(self.A_log.float())  # (d_inner, d_state)
         if self.hook_ssm_state.fwd_hooks:  # someone reads or patches the states: materialise them
-            from workbench.models.selective_scan import scan_states
-
             states = self.hook_ssm_state(scan_states(x.float(), dt.float(), A, B.float()))
             y = (torch.einsum("bcts,bts->btc", states, C.float()) + x.float() * self.D).to(x.dtype)
         elif cfg.scan == "mamba_ssm":

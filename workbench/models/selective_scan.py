@@ -92,21 +92,23 @@ class SelectiveScan(torch.autograd.Function):
     """The same function, stepping through time on (batch, d_inner, d_state) tensors that stay
     in cache, with a hand-written backward; see the module docstring for the recurrences.
 
-    The forward keeps one state per step for the backward only when a gradient is needed;
-    under ``no_grad`` it keeps nothing.
+    The forward keeps one state per step for the backward only when ``keep_states`` (the
+    wrapper ``selective_scan`` sets it when a gradient can be asked for); under ``no_grad``
+    it keeps nothing.
     """
 
     @staticmethod
-    def forward(ctx, u: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, compiled: bool = False) -> Tensor:
+    def forward(
+        ctx, u: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, compiled: bool = False, keep_states: bool = True
+    ) -> Tensor:
         forward_step, _ = _steps(compiled)
         batch, pos, d_inner = u.shape
         h = u.new_zeros(batch, d_inner, A.shape[1])
         y = torch.empty_like(u)
-        keep = any(ctx.needs_input_grad)
         states = []
         for t, (dt_t, du_t, B_t, C_t) in enumerate(zip(dt.unbind(1), (dt * u).unbind(1), B.unbind(1), C.unbind(1))):
             h, y[:, t] = forward_step(h, dt_t, du_t, B_t, C_t, A)
-            if keep:
+            if keep_states:
                 states.append(h)
         ctx.save_for_backward(u, dt, A, B, C, D)
         ctx.states, ctx.compiled = states, compiled
@@ -130,11 +132,13 @@ class SelectiveScan(torch.autograd.Function):
             )
         grad_u += dy * D
         grad_D = (dy * u).sum(dim=(0, 1))
-        return grad_u, grad_dt, grad_A.sum(0), grad_B, grad_C, grad_D, None
+        return grad_u, grad_dt, grad_A.sum(0), grad_B, grad_C, grad_D, None, None
 
 
 def selective_scan(u: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, compiled: bool = False) -> Float[Tensor, "batch pos d_inner"]:
     """Fast pure-PyTorch selective scan (see ``SelectiveScan``); runs in float32."""
     dtype = u.dtype
     args = [x.float().contiguous() for x in (u, dt, A, B, C, D)]
-    return SelectiveScan.apply(*args, compiled).to(dtype)
+    # grad mode is off inside Function.forward and needs_input_grad ignores no_grad: decide here
+    keep_states = torch.is_grad_enabled() and any(x.requires_grad for x in args)
+    return SelectiveScan.apply(*args, compiled, keep_states).to(dtype)

@@ -1,0 +1,135 @@
+"""HookedMamba: the fast scans against the reference, Hugging Face equivalence both ways,
+hook names, and training/resume through the same trainer as the GPT."""
+
+import json
+
+import pytest
+import torch
+from transformers import MambaForCausalLM
+
+from conftest import tiny_config
+import workbench
+from workbench.checkpoint import save_checkpoint
+from workbench.config import RunConfig
+from workbench.models.mamba import HookedMamba, MambaConfig
+from workbench.models.mamba_hf import from_hf, hf_config, to_hf
+from workbench.models.selective_scan import SelectiveScan, selective_scan, selective_scan_ref
+from workbench.task import GraphSpec, generate
+from workbench.train import train
+
+SPEC = GraphSpec(2, 5, 50)
+
+
+def scan_inputs(batch, pos, d_inner, d_state, dtype, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    u = torch.randn(batch, pos, d_inner, generator=g, dtype=dtype)
+    dt = torch.nn.functional.softplus(torch.randn(batch, pos, d_inner, generator=g, dtype=dtype) - 1)
+    A = -2 * torch.rand(d_inner, d_state, generator=g, dtype=dtype)
+    B, C = (torch.randn(batch, pos, d_state, generator=g, dtype=dtype) for _ in range(2))
+    D = torch.randn(d_inner, generator=g, dtype=dtype)
+    return [x.requires_grad_() for x in (u, dt, A, B, C, D)]
+
+
+def test_scan_backward_passes_gradcheck():
+    assert torch.autograd.gradcheck(lambda *a: SelectiveScan.apply(*a, False), scan_inputs(2, 6, 4, 3, torch.float64))
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+def test_fast_scan_equals_reference_values_and_gradients(compiled):
+    inputs = scan_inputs(3, 11, 8, 4, torch.float32, seed=1)
+    expected = selective_scan_ref(*inputs)
+    upstream = torch.randn_like(expected)
+    expected_grads = torch.autograd.grad(expected, inputs, upstream)
+    got = selective_scan(*inputs, compiled=compiled)
+    got_grads = torch.autograd.grad(got, inputs, upstream)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    for name, a, b in zip("u dt A B C D".split(), got_grads, expected_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4, msg=name)
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_logits_agree_with_hugging_face_both_ways(tied):
+    cfg = MambaConfig(n_layers=2, d_model=32, d_state=8, tie_embeddings=tied, scan="torch")
+    tokens = generate(SPEC, 4, seed=0).prompt_tokens()
+    ours = HookedMamba(cfg, SPEC.vocab_size, seed=3)
+    with torch.no_grad():
+        torch.testing.assert_close(to_hf(ours)(tokens).logits, ours(tokens), rtol=0, atol=1e-4)
+        torch.manual_seed(5)
+        hf = MambaForCausalLM(hf_config(cfg, SPEC.vocab_size)).eval()
+        back = from_hf(hf)
+        torch.testing.assert_close(back(tokens), hf(tokens).logits, rtol=0, atol=1e-4)
+    assert set(ours.state_dict()) == set(hf.state_dict())
+    assert back.cfg.tie_embeddings == tied and back.cfg.d_state == 8
+
+
+def test_hook_names_shapes_and_materialised_states_agree_with_the_fast_path():
+    model = HookedMamba(MambaConfig(n_layers=1, d_model=32, d_state=8, scan="torch"), SPEC.vocab_size)
+    tokens = generate(SPEC, 3, seed=0).prompt_tokens()
+    logits, cache = model.run_with_cache(tokens)
+    mixer = [f"blocks.0.mixer.hook_{h}" for h in ("in_proj", "conv", "x", "z", "dt", "B", "C", "ssm_state", "y", "ssm_out")]
+    assert list(cache.keys()) == ["hook_embed", "blocks.0.hook_resid_pre", "blocks.0.norm.hook_normalized", *mixer,
+                                  "blocks.0.hook_resid_post", "ln_final.hook_normalized"]
+    assert cache["blocks.0.mixer.hook_ssm_state"].shape == (3, 64, 27, 8)  # (batch, d_inner, pos, d_state)
+    assert cache["blocks.0.mixer.hook_B"].shape == (3, 27, 8) and cache["blocks.0.hook_resid_post"].shape == (3, 27, 32)
+    torch.testing.assert_close(logits, model(tokens), rtol=0, atol=1e-5)  # the cached (materialised) path = the fast path
+    y = torch.einsum("bcts,bts->btc", cache["blocks.0.mixer.hook_ssm_state"], cache["blocks.0.mixer.hook_C"])
+    torch.testing.assert_close(y + cache["blocks.0.mixer.hook_x"] * model.backbone.layers[0].mixer.D, cache["blocks.0.mixer.hook_y"])
+
+
+def test_patching_the_state_changes_only_that_position():
+    model = HookedMamba(MambaConfig(n_layers=1, d_model=32, d_state=8), SPEC.vocab_size)
+    tokens = generate(SPEC, 2, seed=0).prompt_tokens()
+
+    def zero_state(states, hook):
+        states[:, :, 10] = 0
+        return states
+
+    patched = model.run_with_hooks(tokens, fwd_hooks=[("blocks.0.mixer.hook_ssm_state", zero_state)])
+    clean = model(tokens)
+    changed = (patched - clean).abs().amax(dim=(0, 2)) > 1e-6
+    assert changed.nonzero().flatten().tolist() == [10]
+
+
+def test_mamba_is_causal_and_seeded():
+    cfg = MambaConfig(n_layers=2, d_model=32)
+    model = HookedMamba(cfg, SPEC.vocab_size, seed=1)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), HookedMamba(cfg, SPEC.vocab_size, seed=1).state_dict().values()))
+    tokens = generate(SPEC, 3, seed=1).prompt_tokens()
+    changed = tokens.clone()
+    changed[:, 15] = (changed[:, 15] + 1) % 50
+    with torch.no_grad():
+        a, b = model(tokens), model(changed)
+    torch.testing.assert_close(a[:, :15], b[:, :15])
+    assert (a[:, 15:] - b[:, 15:]).abs().max() > 1e-5
+
+
+def mamba_config(**train):
+    raw = tiny_config(**train).to_dict()
+    raw["arch"], raw["model"] = "mamba", {"n_layers": 1, "d_model": 32, "d_state": 8}
+    return RunConfig.from_dict(raw)
+
+
+def test_mamba_checkpoint_round_trip_and_exact_resume(tmp_path):
+    config = mamba_config(steps=12, eval_every=6, save_every=6)
+    straight = train(config, tmp_path / "straight", progress=False)
+    train(config, tmp_path / "resumed", until_step=7, progress=False)
+    resumed = train(config, tmp_path / "resumed", progress=False)
+    for key, value in straight.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+    loaded = workbench.load(tmp_path / "straight")
+    assert isinstance(loaded.model, HookedMamba) and loaded.config.arch == "mamba"
+    assert loaded.model.lm_head.weight is loaded.model.backbone.embeddings.weight  # still tied after loading
+    assert json.loads((tmp_path / "straight" / "config.json").read_text())["run"]["model"]["d_state"] == 8
+
+
+def test_export_and_import_hf_through_the_cli(tmp_path):
+    from workbench.cli import main
+
+    config = mamba_config()
+    model = HookedMamba(config.model, config.task.graph.vocab_size, seed=2)
+    save_checkpoint(tmp_path / "ckpt", config, model, step=0, metrics=[])
+    main(["export-hf", str(tmp_path / "ckpt"), "--out", str(tmp_path / "hf")])
+    main(["import-hf", str(tmp_path / "hf"), "--graph", "2,3,10", "--out", str(tmp_path / "back")])
+    tokens = generate(config.task.graph, 4, seed=0).prompt_tokens()
+    with torch.no_grad():
+        torch.testing.assert_close(workbench.load(tmp_path / "back").model(tokens), model(tokens), rtol=0, atol=1e-5)

@@ -1,0 +1,44 @@
+"""The paper's result on a CPU, with the real presets (slow: about 5 minutes per GPT model and
+15 per Mamba model on 2 cores). Run with ``pytest -m slow``."""
+
+import math
+
+import pytest
+
+from conftest import SHARED_DATA
+from workbench.config import preset_config
+from workbench.evaluate import evaluate
+from workbench.text_format import read_graphs
+from workbench.train import task_data, train
+
+pytestmark = pytest.mark.slow
+
+
+def held_out(config):
+    """The paper's own G(2,5,50) test graphs where ../shared has them, else generated ones."""
+    path = SHARED_DATA / "deg_2_path_5_nodes_50_test_20000.txt"
+    return read_graphs(path) if path.exists() else task_data(config.task)[1]
+
+
+def scores(checkpoint, data):
+    frame = evaluate(checkpoint.model, data, checkpoint.objective)
+    return {(m, p): v for m, p, v in frame[["metric", "position", "value"]].itertuples(index=False)}
+
+
+@pytest.mark.parametrize("arch", ["gpt", "mamba"])
+def test_next_token_fits_every_token_but_the_first_decision(tmp_path, arch):
+    config = preset_config("cpu", objective="next_token", arch=arch)
+    checkpoint = train(config, tmp_path / "run", progress=False)
+    s = scores(checkpoint, held_out(config))
+    for position in ("r1", "r3", "r4", "r5"):
+        assert s["tf_accuracy", position] >= 0.99, position
+    assert 0.45 <= s["tf_accuracy", "r2"] <= 0.55
+    assert 0.45 <= s["greedy_accuracy", "path"] <= 0.55
+    r2_train_loss = checkpoint.metrics[-1]["train"]["loss"]["r2"]
+    assert abs(r2_train_loss - math.log(2)) < 0.15
+
+
+def test_reverse_solves_the_task(tmp_path):
+    config = preset_config("cpu", objective="reverse")
+    checkpoint = train(config, tmp_path / "run", progress=False)
+    assert scores(checkpoint, held_out(config))["greedy_accuracy", "path"] >= 0.99
