@@ -42,3 +42,10 @@ def tiny_config(objective: str = "next_token", **train: object) -> RunConfig:
         model=GPTConfig(n_layers=1, d_model=32, n_heads=2),
         train=TrainConfig(**settings),
     )
+
+
+def tiny_mamba_config(**train: object) -> RunConfig:
+    """The same task and training as ``tiny_config`` on a 1-layer, width-32 Mamba."""
+    raw = tiny_config(**train).to_dict()
+    raw["arch"], raw["model"] = "mamba", {"n_layers": 1, "d_model": 32, "d_state": 8}
+    return RunConfig.from_dict(raw)

@@ -7,10 +7,9 @@ import pytest
 import torch
 from transformers import MambaForCausalLM
 
-from conftest import tiny_config
+from conftest import tiny_mamba_config
 import workbench
 from workbench.checkpoint import save_checkpoint
-from workbench.config import RunConfig
 from workbench.models.mamba import HookedMamba, MambaConfig
 from workbench.models.mamba_hf import from_hf, hf_config, to_hf
 from workbench.models.selective_scan import SelectiveScan, selective_scan, selective_scan_ref
@@ -103,10 +102,7 @@ def test_mamba_is_causal_and_seeded():
     assert (a[:, 15:] - b[:, 15:]).abs().max() > 1e-5
 
 
-def mamba_config(**train):
-    raw = tiny_config(**train).to_dict()
-    raw["arch"], raw["model"] = "mamba", {"n_layers": 1, "d_model": 32, "d_state": 8}
-    return RunConfig.from_dict(raw)
+mamba_config = tiny_mamba_config
 
 
 def test_mamba_checkpoint_round_trip_and_exact_resume(tmp_path):

@@ -17,15 +17,20 @@ PROMPT = [2, 8, 10, 5, 2, 10, 5, 9, 10, 9, 3, 12, 5, 8, 11]
 
 
 @pytest.mark.parametrize(
-    "name, slots, targets",
-    [("next_token", [5, 2], [5, 2, 8]), ("teacherless", [13, 13], [5, 2, 8]), ("reverse", [8, 2], [8, 2, 5])],
+    "name, slots, targets, mask",
+    [
+        ("next_token", [5, 2], [5, 2, 8], [True, True, True]),
+        ("teacherless", [13, 13], [5, 2, 8], [True, True, True]),
+        ("reverse", [8, 2], [8, 2, 5], [True, True, True]),
+        ("first_decision_only", [5, 2], [5, 2, 8], [False, True, False]),
+    ],
 )
-def test_inputs_and_targets_of_each_objective(name, slots, targets):
+def test_inputs_targets_and_loss_mask_of_each_objective(name, slots, targets, mask):
     objective, got_targets, inputs = build(name)
     assert inputs.tolist() == [PROMPT + slots]
     assert got_targets.tolist() == [targets]
     assert objective.to_path_order(got_targets).tolist() == [[5, 2, 8]]
-    assert objective.loss_mask(GraphSpec(2, 3, 10)).tolist() == [True, True, True]
+    assert objective.loss_mask(GraphSpec(2, 3, 10)).tolist() == mask
 
 
 def test_answer_logits_are_the_positions_from_eq_on():

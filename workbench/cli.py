@@ -5,7 +5,9 @@
     workbench train --preset cpu --objective next_token --graph 2,5,50
     workbench eval checkpoints/gpt-next_token-G2_5_50-s0 --data deg_2_path_5_nodes_50_test_20000.txt
     workbench import-reference model.pt --graph 2,5,50 --out checkpoints/paper-model
-    workbench main                      # the default experiment, end to end
+    workbench probe checkpoints/gpt-next_token-G2_5_50-s0 --out results/probes
+    workbench main                      # the default experiment, end to end, ending with the report
+    workbench report runs/default       # rewrite the report from saved tables and figures
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import sys
 from pathlib import Path
 
 from workbench.config import ARCHS, PRESETS, TaskConfig, apply_overrides, preset_config
+from workbench.main_job import DEFAULT_JOBS, DEFAULT_OBJECTIVES
 from workbench.objectives import OBJECTIVES
 from workbench.task import GraphSpec
 
@@ -130,10 +133,46 @@ def cmd_import_hf(args: argparse.Namespace) -> None:
     print(f"imported {args.hf_dir} -> {args.out}")
 
 
-def cmd_main(args: argparse.Namespace) -> None:
-    from workbench.main_job import run_main_job
+def cmd_probe(args: argparse.Namespace) -> None:
+    from workbench.data_files import load_data
+    from workbench.probes import plot_probe_heatmaps, probe_sweep
+    from workbench.text_format import atomic_write_text
 
-    run_main_job(Path(args.out), objectives=args.objectives, archs=args.archs, progress=not args.no_progress)
+    data = load_data(args.data, num_nodes=args.num_nodes) if args.data else None
+    table = probe_sweep(
+        args.checkpoints, hooks=_csv_list(args.hooks), positions=_csv_list(args.positions), targets=_csv_list(args.targets),
+        data=data, n_train=args.n_train, n_test=args.n_test, controls=not args.no_controls, seed=args.seed,
+        cache_dir=None if args.no_cache else Path(args.out) / "activation_cache", device=args.device, n_jobs=args.jobs,
+    )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "probes.csv", table.to_csv(index=False))
+    figures = plot_probe_heatmaps(table, out)
+    shown = table.pivot_table(index=["arch", "objective", "target"], columns=["position", "site", "layer"], values="accuracy", sort=False)
+    print(shown.to_string(float_format=lambda v: f"{v:.2f}"))
+    print(f"wrote {out / 'probes.csv'} ({len(table)} probes) and {len(figures)} figures in {out}")
+
+
+def _csv_list(text: str | None) -> list[str] | None:
+    return [part.strip() for part in text.split(",") if part.strip()] if text else None
+
+
+def cmd_main(args: argparse.Namespace) -> None:
+    from workbench.main_job import default_configs, run_main_job
+
+    if args.archs or args.objectives:
+        jobs = tuple((a, o) for a in args.archs or ARCHS for o in args.objectives or DEFAULT_OBJECTIVES)
+    else:
+        jobs = DEFAULT_JOBS
+    configs = default_configs(jobs)
+    run_main_job(Path(args.out), configs, seed_reference=not args.no_seed_reference, probes=not args.no_probes,
+                 analyses=not args.no_analyses, progress=not args.no_progress)
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from workbench.analyses.report import write_report
+
+    print(f"wrote {write_report(args.run_dir)}")
 
 
 def _graph(text: str) -> GraphSpec:
@@ -206,12 +245,36 @@ def build_parser() -> argparse.ArgumentParser:
     ihf.add_argument("--out", required=True, help="checkpoint directory")
     ihf.set_defaults(func=cmd_import_hf)
 
-    mj = verbs.add_parser("main", help="the default experiment end to end", description="Train cpu-preset models on G(2,5,50) under each objective (and architecture), evaluate them on held-out graphs and write results.csv; finished stages are reused.")
+    pr = verbs.add_parser("probe", help="linear probes on checkpoints, with controls", description="Fit a logistic-regression probe for every (checkpoint, hook, position, target) on held-out graphs, with a control task, an untrained model and the embedding as controls; write probes.csv and one heatmap per target.")
+    pr.add_argument("checkpoints", nargs="+", help="checkpoint directories (or snapshots)")
+    pr.add_argument("--hooks", help="comma-separated hook names or shortcuts embed, resid_post, ssm_state (default: embed,resid_post, plus ssm_state for mamba)")
+    pr.add_argument("--positions", default="eq,r1", help="comma-separated positions: eq (the '=' token) and r1..r{l-1} (answer slots) (default eq,r1)")
+    pr.add_argument("--targets", help="comma-separated targets: arm, node_r2..node_r{l}, goal, source, on_path (default all)")
+    pr.add_argument("--data", help="probe on this graph file instead of the checkpoint's held-out graphs")
+    pr.add_argument("--num-nodes", type=int, help="number of node labels, when the --data file name does not say")
+    pr.add_argument("--n-train", type=int, default=3000, help="graphs to fit each probe on (default 3000)")
+    pr.add_argument("--n-test", type=int, default=2000, help="held-out graphs to score it on (default 2000)")
+    pr.add_argument("--seed", type=int, default=0, help="seed of CV folds, bootstrap and control tasks (default 0)")
+    pr.add_argument("--no-controls", action="store_true", help="skip the control task and the untrained model (about 3x faster)")
+    pr.add_argument("--no-cache", action="store_true", help="do not cache activations under OUT/activation_cache")
+    pr.add_argument("--device", default="cpu")
+    pr.add_argument("--jobs", type=int, default=-1, help="worker processes fitting probes (default -1: one per core)")
+    pr.add_argument("--out", default="results/probes", help="output directory (default results/probes)")
+    pr.set_defaults(func=cmd_probe)
+
+    mj = verbs.add_parser("main", help="the default experiment end to end, ending with the report", description="Train cpu-preset models on G(2,5,50) (GPT: every objective, 2,000 steps; Mamba: next_token and reverse, 3,000 steps; plus a second seed of the first, for CKA), evaluate them on held-out graphs (results.csv), probe them (probes/), run the analyses (analyses/) and write report.html. Finished stages are reused when run again.")
     mj.add_argument("--out", default="runs/default", help="experiment directory (default runs/default)")
-    mj.add_argument("--objectives", nargs="+", choices=sorted(OBJECTIVES), default=["next_token", "reverse", "teacherless"])
-    mj.add_argument("--archs", nargs="+", choices=ARCHS, default=["gpt"], help="architectures (default gpt; mamba takes ~15 min per objective on 2 cores)")
+    mj.add_argument("--archs", nargs="+", choices=ARCHS, help="train every objective on these architectures (default: " + ", ".join(f"{a}/{o}" for a, o in DEFAULT_JOBS) + ")")
+    mj.add_argument("--objectives", nargs="+", choices=sorted(OBJECTIVES), help=f"objectives to train on every arch (default {' '.join(DEFAULT_OBJECTIVES)})")
+    mj.add_argument("--no-seed-reference", action="store_true", help="skip the second-seed run (CKA then has no reference level)")
+    mj.add_argument("--no-probes", action="store_true", help="skip the probe stage")
+    mj.add_argument("--no-analyses", action="store_true", help="skip the analyses and the report")
     mj.add_argument("--no-progress", action="store_true")
     mj.set_defaults(func=cmd_main)
+
+    rep = verbs.add_parser("report", help="write report.html of an experiment directory", description="Build one self-contained HTML page from the tables and figures that `workbench main` wrote into RUN_DIR.")
+    rep.add_argument("run_dir", help="experiment directory (as --out of workbench main)")
+    rep.set_defaults(func=cmd_report)
     return parser
 
 

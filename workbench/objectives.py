@@ -121,7 +121,22 @@ class Teacherless(Objective):
         return answer_logits(model(torch.cat([prompt, slots], dim=1)), spec).argmax(dim=-1)
 
 
-OBJECTIVES: dict[str, Objective] = {cls.name: cls() for cls in (NextToken, Teacherless, Reverse)}
+class FirstDecisionOnly(Objective):
+    """next_token's inputs, but only the first decision r2 carries loss.
+
+    An experiment, not a remedy: with the later tokens out of the loss, nothing can be fitted
+    by the Clever Hans cheat, so it asks whether r2 is learnable once only r2 is supervised.
+    """
+
+    name = "first_decision_only"
+
+    def loss_mask(self, spec: GraphSpec) -> Tensor:
+        mask = torch.zeros(spec.path_length, dtype=torch.bool)
+        mask[1] = True
+        return mask
+
+
+OBJECTIVES: dict[str, Objective] = {cls.name: cls() for cls in (NextToken, Teacherless, Reverse, FirstDecisionOnly)}
 
 
 def get_objective(name: str) -> Objective:

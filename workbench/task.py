@@ -194,3 +194,31 @@ def check_structure(data: PathStarData) -> Tensor:
     ok &= (out_deg <= 1).all(dim=1) & (in_deg <= 1).all(dim=1)
     ok &= in_deg[torch.arange(n), data.source] == 0
     return ok
+
+
+def arm_paths(data: PathStarData) -> Int[Tensor, "batch degree path"]:
+    """Every arm as a path from the source, arms in the prompt order of their source edges.
+
+    The goal arm is the one at ``goal_arm_rank``; the others are
+    the wrong answers a model could give, used by the cheat test and by goal patching.
+    """
+    spec, n = data.spec, len(data)
+    src, dst = data.edges[..., 0], data.edges[..., 1]
+    from_source = src == data.source[:, None]
+    first_nodes = dst[from_source].reshape(n, spec.degree)  # boolean indexing keeps prompt order
+    successor = torch.full((n, spec.num_nodes), -1, dtype=torch.long)
+    rows = torch.arange(n)[:, None].expand_as(src)
+    successor[rows[~from_source], src[~from_source]] = dst[~from_source]
+    nodes = [data.source[:, None].expand(n, spec.degree), first_nodes]
+    for _ in range(spec.path_length - 2):
+        nodes.append(torch.gather(successor, 1, nodes[-1]))
+    return torch.stack(nodes, dim=2)
+
+
+def goal_arm_rank(data: PathStarData) -> torch.Tensor:
+    """(batch,) rank, among the source's out-edges in prompt order, of the edge onto the goal arm."""
+    from_source = data.edges[..., 0] == data.source[:, None]  # (batch, edge)
+    onto_goal_arm = from_source & (data.edges[..., 1] == data.path[:, 1:2])
+    first_slot = onto_goal_arm.float().argmax(dim=1)  # exactly one such edge
+    earlier = torch.arange(data.edges.shape[1])[None, :] < first_slot[:, None]
+    return (from_source & earlier).sum(dim=1)

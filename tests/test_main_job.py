@@ -1,0 +1,47 @@
+"""The main job end to end on tiny models: every stage writes its tables and figures, the
+report embeds them, and a second run reuses every stage."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+import pandas as pd
+
+from conftest import tiny_config, tiny_mamba_config
+from workbench.cli import main as cli_main
+from workbench.main_job import run_main_job
+
+ANALYSES = ["accuracy_gap", "cheat_test", "edge_lookup", "loss_curves", "gradient_shares", "cka", "patching", "probes_over_training"]
+
+
+def test_main_job_writes_every_table_figure_and_the_report(tmp_path, capsys):
+    configs = [tiny_config("next_token"), tiny_config("teacherless"), tiny_mamba_config()]
+    configs = [replace(c, train=replace(c.train, snapshot_every=20)) for c in configs]
+    results = run_main_job(tmp_path, configs, probe_graphs=(300, 200), progress=False)
+    assert set(zip(results["arch"], results["objective"])) == {("gpt", "next_token"), ("gpt", "teacherless"), ("mamba", "next_token")}
+    assert (tmp_path / "checkpoints" / "gpt-next_token-s1" / "model.safetensors").exists()  # the seed reference
+    probes = pd.read_csv(tmp_path / "probes" / "probes.csv")
+    assert set(probes["objective"]) == {"next_token", "teacherless"} and "ssm_state" in set(probes["site"])
+    for name in ANALYSES:
+        assert (tmp_path / "analyses" / f"{name}.csv").exists(), name
+        assert (tmp_path / "analyses" / f"{name}.png").exists(), name
+    cka = pd.read_csv(tmp_path / "analyses" / "cka.csv")
+    assert set(cka["kind"]) == {"across objectives", "across archs", "across seeds"}
+    cheat = pd.read_csv(tmp_path / "analyses" / "cheat_test.csv")
+    assert set(cheat["objective"]) == {"next_token"}  # teacherless feeds no answer tokens
+    over_training = pd.read_csv(tmp_path / "analyses" / "probes_over_training.csv")
+    assert sorted(set(over_training["step"])) == [0, 20, 40]
+
+    page = (tmp_path / "report.html").read_text()
+    for heading in ("What this run shows", "Per-token accuracy", "The Clever Hans cheat", "Loss of first-token supervision", "Linear probes", "CKA", "patching"):
+        assert heading in page, heading
+    assert len(re.findall(r"<img src=.data:image/png;base64,", page)) == len(ANALYSES) + 6  # one per analysis, one per probe target
+    assert "gpt / teacherless</b>" in page and "does not apply" in page
+
+    capsys.readouterr()
+    run_main_job(tmp_path, configs, probe_graphs=(300, 200), progress=False)
+    second = capsys.readouterr().out
+    assert "probes.csv is current, reused" in second and "analyses: current, reused" in second
+    cli_main(["report", str(tmp_path)])
+    assert "report.html" in capsys.readouterr().out

@@ -1,0 +1,175 @@
+"""The Clever Hans cheat, measured three ways.
+
+(a) ``accuracy_gap``: teacher-forced minus free-running (greedy) accuracy per answer
+    position. A model that only follows the given previous token is right under teacher
+    forcing and wrong once its own first decision was wrong.
+(b) ``cheat_test``: feed, as the objective's answer inputs, the answer along a *wrong* arm
+    (the prompt, goal included, is unchanged) and score each later prediction: does it
+    ``follow`` the given wrong arm, ``return`` to the goal arm, or do ``other``? Only
+    predictions made after a wrong token was fed, and where the two arms' tokens differ,
+    are scored. The test needs answer tokens as inputs; for an objective that feeds none
+    (teacherless) there is nothing to cheat with and no rows are returned.
+(c) ``edge_lookup_attention``: for every GPT head, the attention mass from the position
+    that predicts answer token k onto the two prompt tokens of the edge between answer
+    tokens k-1 and k (the edge the cheat looks up), as a layer x head heatmap.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from workbench.objectives import Objective, answer_logits  # noqa: E402
+from workbench.task import PathStarData, arm_paths, goal_arm_rank  # noqa: E402
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Where the model's weights are (the CPU for a hand-built model without any)."""
+    return next(model.parameters(), torch.empty(0)).device
+
+
+def accuracy_gap(results: pd.DataFrame) -> pd.DataFrame:
+    """Per (identity, position): tf_accuracy, greedy_accuracy and their gap, from evaluation rows."""
+    identity = [c for c in results.columns if c not in ("position", "role", "metric", "value", "n_graphs")]
+    wide = results[results["metric"].isin(["tf_accuracy", "greedy_accuracy"])].pivot_table(
+        index=[*identity, "position"], columns="metric", values="value", sort=False
+    ).reset_index()
+    wide["gap"] = wide["tf_accuracy"] - wide["greedy_accuracy"]
+    return wide
+
+
+def emitted_position_names(objective: Objective, path_length: int) -> list[str]:
+    """Path-order name (r1..rl) of each emission index of ``objective``."""
+    order = objective.to_path_order(torch.arange(1, path_length + 1)[None])[0]
+    return [f"r{k}" for k in order.tolist()]
+
+
+def wrong_arm_path(data: PathStarData) -> torch.Tensor:
+    """(batch, l) the path along the first arm, in prompt order, that does not end at the goal."""
+    arms, goal = arm_paths(data), goal_arm_rank(data)
+    wrong = (goal == 0).long()  # arm 0 unless arm 0 is the goal arm
+    return arms[torch.arange(len(data)), wrong]
+
+
+@torch.no_grad()
+def cheat_test(model: nn.Module, data: PathStarData, objective: Objective, batch_size: int = 2_000) -> pd.DataFrame:
+    """Rows (position, outcome in follow|return|other, rate, n_scored); empty if nothing is fed."""
+    if not objective.feeds_answer:
+        return pd.DataFrame(columns=["position", "outcome", "rate", "n_scored"])
+    spec = data.spec
+    names = emitted_position_names(objective, spec.path_length)
+    predictions, true_all, wrong_all = [], [], []
+    for start in range(0, len(data), batch_size):
+        chunk = data[start : start + batch_size]
+        wrong = objective.targets(wrong_arm_path(chunk))
+        inputs = objective.inputs(chunk.prompt_tokens(), wrong, spec)
+        predictions.append(answer_logits(model(inputs.to(model_device(model))), spec).argmax(-1).cpu())
+        true_all.append(objective.targets(chunk.answer_tokens()))
+        wrong_all.append(wrong)
+    pred, true, wrong = torch.cat(predictions), torch.cat(true_all), torch.cat(wrong_all)
+    rows = []
+    for e in range(1, spec.path_length):
+        fed_wrong = (wrong[:, :e] != true[:, :e]).any(dim=1)  # a wrong token is among the inputs
+        scored = fed_wrong & (wrong[:, e] != true[:, e])
+        if not scored.any():
+            continue
+        follow = (pred[scored, e] == wrong[scored, e]).float().mean().item()
+        back = (pred[scored, e] == true[scored, e]).float().mean().item()
+        n = int(scored.sum())
+        for outcome, rate in (("follow", follow), ("return", back), ("other", 1 - follow - back)):
+            rows.append({"position": names[e], "outcome": outcome, "rate": rate, "n_scored": n})
+    return pd.DataFrame(rows)
+
+
+@torch.no_grad()
+def edge_lookup_attention(model: nn.Module, data: PathStarData, objective: Objective) -> pd.DataFrame:
+    """Rows (layer, head, position, onto in edge_source|edge_target, mass, uniform).
+
+    ``position`` names the answer token predicted there (path order); ``uniform`` is the
+    mass one token would get from uniform attention over the causal prefix.
+    """
+    spec = data.spec
+    names = emitted_position_names(objective, spec.path_length)
+    targets = objective.targets(data.answer_tokens())
+    inputs = objective.inputs(data.prompt_tokens(), targets, spec)
+    pattern_hooks = [name for name in model.hook_dict if name.endswith("attn.hook_pattern")]
+    if not pattern_hooks:
+        raise ValueError(f"{type(model).__name__} has no attention patterns (attn.hook_pattern): edge lookup is for attention models")
+    _, cache = model.run_with_cache(inputs.to(model_device(model)), names_filter=lambda name: name in pattern_hooks)
+    rows = []
+    batch = torch.arange(len(data))
+    for e in range(1, spec.path_length):
+        query = spec.eq_position + e  # predicts emitted token e
+        pair = torch.stack([targets[:, e - 1], targets[:, e]], dim=1).sort(dim=1).values  # the edge, either direction
+        edges = data.edges.sort(dim=2).values
+        slot = (edges == pair[:, None, :]).all(dim=2).float().argmax(dim=1)  # its prompt slot
+        for layer, hook in enumerate(pattern_hooks):
+            attn = cache[hook][:, :, query].float().cpu()  # (batch, head, key)
+            for onto, offset in (("edge_source", 0), ("edge_target", 1)):
+                mass = attn[batch, :, 3 * slot + offset].mean(dim=0)  # (head,)
+                for head, value in enumerate(mass.tolist()):
+                    rows.append({"layer": layer, "head": head, "position": names[e], "onto": onto, "mass": value, "uniform": 1 / (query + 1)})
+    return pd.DataFrame(rows)
+
+
+def plot_cheat_test(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Stacked rates per position, one panel per (arch, objective)."""
+    panels = frame.groupby(["arch", "objective"], sort=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels) + 1, 3.6), squeeze=False, sharey=True)
+    colors = {"follow": "#d62728", "return": "#2ca02c", "other": "#7f7f7f"}
+    for ax, ((arch, objective), panel) in zip(axes[0], panels):
+        wide = panel.pivot_table(index="position", columns="outcome", values="rate", sort=False).reindex(columns=list(colors))
+        wide.plot.bar(stacked=True, ax=ax, color=[colors[c] for c in wide.columns], legend=ax is axes[0][-1], rot=0)
+        ax.set_title(f"{arch} / {objective}", fontsize=10)
+        ax.set_xlabel("answer position predicted")
+        ax.set_ylabel("share of predictions")
+        ax.set_ylim(0, 1)
+    if axes[0][-1].get_legend():
+        axes[0][-1].legend(title="the model...", labels=["follows the fed wrong arm", "returns to the goal arm", "does something else"], fontsize=8, loc="lower right")
+    fig.suptitle("Cheat test: a wrong arm is fed as the answer so far (prompt and goal unchanged)", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_edge_lookup(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Layer x head heatmap of the mass on the looked-up edge (both tokens), per checkpoint,
+    averaged over the positions that predict r3..rl (where the cheat can operate)."""
+    later = frame[~frame["position"].isin(["r1", "r2"])]
+    panels = later.groupby(["arch", "objective"], sort=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.0 * len(panels) + 1.5, 0.6 * later["layer"].nunique() + 2.2), squeeze=False)
+    for ax, ((arch, objective), panel) in zip(axes[0], panels):
+        total = panel.groupby(["layer", "head", "position"])["mass"].sum().groupby(["layer", "head"]).mean().unstack("head")
+        sns.heatmap(total, vmin=0, vmax=1, cmap="magma", annot=True, fmt=".2f", ax=ax, cbar=ax is axes[0][-1], cbar_kws={"label": "attention mass on the edge"})
+        ax.set_title(f"{arch} / {objective}", fontsize=10)
+        ax.set_xlabel("head")
+        ax.set_ylabel("layer")
+    uniform = 2 * later["uniform"].mean()
+    fig.suptitle(f"Edge lookup: attention from the position predicting r3..rl onto the edge between the previous answer token and the next\n(uniform attention would give {uniform:.2f})", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_accuracy_gap(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Teacher-forced vs greedy accuracy per position, one panel per (arch, objective)."""
+    long = frame.melt(id_vars=["arch", "objective", "position"], value_vars=["tf_accuracy", "greedy_accuracy"], var_name="decoding", value_name="accuracy")
+    long["decoding"] = long["decoding"].map({"tf_accuracy": "teacher-forced", "greedy_accuracy": "free-running (greedy)"})
+    long["panel"] = long["arch"] + " / " + long["objective"]
+    grid = sns.catplot(long, x="position", y="accuracy", hue="decoding", col="panel", kind="bar", height=2.8, aspect=1.0, col_wrap=4)
+    grid.set_titles("{col_name}")
+    grid.set_axis_labels("answer position (path is the whole answer)", "held-out accuracy")
+    grid.figure.suptitle("Teacher-forced vs free-running accuracy: the gap is what teacher forcing hides", y=1.03)
+    grid.savefig(path, dpi=120)
+    plt.close(grid.figure)
+    return Path(path)

@@ -1,0 +1,56 @@
+"""Probes over training: when, if ever, does the goal arm become decodable?
+
+The probe table of ``workbench.probes`` at every snapshot a run kept
+(``train.snapshot_every``) and at its final checkpoint. The untrained model (step 0) is the
+first point of every curve. Controls are left to the main probe table.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from workbench.checkpoint import Checkpoint, load  # noqa: E402
+from workbench.models import build_model  # noqa: E402
+from workbench.probes import probe_sweep  # noqa: E402
+
+DEFAULT_TARGETS = ("arm", "node_r2", "goal")  # the plan, the first decision, and the goal it needs
+
+
+def run_snapshots(run_dir: str | Path) -> list[Path]:
+    """The snapshots of a run, in step order, then the run's own (final) checkpoint."""
+    run_dir = Path(run_dir)
+    return sorted((run_dir / "snapshots").glob("step_*")) + [run_dir]
+
+
+def probes_over_training(run_dirs: list[str | Path], targets: tuple[str, ...] = DEFAULT_TARGETS, cache_dir: str | Path | None = None, **kwargs) -> pd.DataFrame:
+    """The probe table (without controls) at every snapshot of every run, one row per probe."""
+    checkpoints: list = []
+    for run in run_dirs:
+        final = load(run)
+        untrained = build_model(final.config, seed=final.config.train.seed).eval()
+        checkpoints += [Checkpoint(untrained, final.config, 0, Path(run) / "untrained"), *run_snapshots(run)[:-1], final]
+    table = probe_sweep(checkpoints, targets=list(targets), controls=False, cache_dir=cache_dir, progress=False, **kwargs)
+    return table.drop_duplicates(["arch", "objective", "seed", "step", "hook", "position", "target"], keep="last")
+
+
+def plot_probes_over_training(table: pd.DataFrame, path: str | Path) -> Path:
+    """Accuracy against step; rows = target, columns = (arch, objective), hue = layer."""
+    frame = table.assign(
+        panel=table["arch"] + " / " + table["objective"],
+        activation=[("embedding" if s == "embed" else f"{s} {layer}") for s, layer in zip(table["site"], table["layer"])],
+    )
+    grid = sns.relplot(frame, x="step", y="accuracy", hue="activation", style="position", row="target", col="panel",
+                       kind="line", marker="o", markersize=4, height=2.3, aspect=1.2, facet_kws={"sharey": True})
+    grid.set_titles("{row_name} | {col_name}", size=8)
+    grid.set_axis_labels("training step", "held-out probe accuracy")
+    grid.figure.suptitle("Linear probes along training: is the goal arm (or r2's node) ever decodable at '=' or r1?", y=1.01)
+    grid.savefig(path, dpi=110)
+    plt.close(grid.figure)
+    return Path(path)

@@ -1,0 +1,147 @@
+"""The report: one self-contained HTML page built only from an experiment's saved tables and
+figures (``results.csv``, ``probes/``, ``analyses/``, the checkpoints' ``config.json``).
+
+Figures are embedded as base64 PNG, so the page can be mailed or archived alone; the CSV and
+PNG files stay beside it. Every sentence with a number is computed from the tables here.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from workbench.text_format import atomic_write_text
+
+STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 1150px; margin: 2em auto; padding: 0 1em; color: #222; line-height: 1.45; }
+h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
+table { border-collapse: collapse; font-size: .85em; margin: .8em 0; } th, td { border: 1px solid #ddd; padding: .25em .6em; text-align: right; }
+th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
+img { max-width: 100%; border: 1px solid #eee; margin: .5em 0; } .note { color: #555; font-size: .9em; }
+ul.findings li { margin: .3em 0; } code { background: #f5f5f5; padding: 0 .2em; }
+"""
+
+
+def _img(path: Path, alt: str) -> str:
+    if not path.exists():
+        return f'<p class="note">({html.escape(path.name)} was not produced in this run.)</p>'
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
+
+
+def _read(path: Path) -> pd.DataFrame | None:
+    return pd.read_csv(path) if path.exists() else None
+
+
+def _table(frame: pd.DataFrame, digits: int = 3) -> str:
+    return frame.to_html(float_format=lambda v: f"{v:.{digits}f}", na_rep="", border=0, escape=True)
+
+
+def setup_section(run_dir: Path) -> str:
+    rows = []
+    for config_file in sorted((run_dir / "checkpoints").glob("*/config.json")):
+        payload = json.loads(config_file.read_text())
+        run = payload["run"]
+        model = ", ".join(f"{k}={v}" for k, v in run["model"].items() if k in ("n_layers", "d_model", "n_heads", "d_state", "expand"))
+        train = run["train"]
+        rows.append({
+            "run": config_file.parent.name, "arch": run["arch"], "objective": run["objective"], "preset": run["preset"], "model": model,
+            "steps": payload["step"], "batch": train["batch_size"], "lr": train["lr"], "seed": train["seed"],
+        })
+    task = json.loads(next((run_dir / "checkpoints").glob("*/config.json")).read_text())["run"]["task"] if rows else {}
+    graph = f"G({task.get('degree')},{task.get('path_length')},{task.get('num_nodes')})" if task else "?"
+    text = (
+        f"<p>Path-star graphs {graph}: a source with {task.get('degree')} arms of {task.get('path_length')} nodes; "
+        f"{task.get('num_train')} generated training graphs, {task.get('num_test')} held-out graphs from another seed. "
+        "Answer positions are r1..rl; r1 is the source (copied), <b>r2 is the first decision</b>, the only token that needs planning. "
+        "<code>eq</code> is the '=' token, whose output is r1; position <code>r1</code> is the answer slot whose output is r2.</p>"
+    )
+    return text + (_table(pd.DataFrame(rows)) if rows else "")
+
+
+def accuracy_section(results: pd.DataFrame) -> str:
+    table = results[results["metric"].isin(["tf_accuracy", "greedy_accuracy", "tf_loss"])].pivot_table(
+        index=["arch", "objective", "metric"], columns="position", values="value", sort=False
+    )
+    table = table[[c for c in table.columns if c != "path"] + (["path"] if "path" in table.columns else [])]
+    return f"<p>On {int(results['n_graphs'].iloc[0])} held-out graphs; teacher-forced (tf) accuracy uses each objective's own training inputs, greedy decodes freely.</p>" + _table(table)
+
+
+def findings(results: pd.DataFrame, cheat: pd.DataFrame | None, probes: pd.DataFrame | None, degree: int) -> str:
+    """Sentences computed from the tables: what this run shows, whatever it shows."""
+    items = []
+    value = results.set_index(["arch", "objective", "metric", "position"])["value"]
+    for arch, objective in results[["arch", "objective"]].drop_duplicates().itertuples(index=False):
+        v = lambda m, p: value.get((arch, objective, m, p), float("nan"))  # noqa: E731
+        later = [v("tf_accuracy", f"r{k}") for k in range(3, int(results["path_length"].iloc[0]) + 1)]
+        items.append(
+            f"<b>{arch} / {objective}</b>: first decision r2 {v('tf_accuracy', 'r2'):.1%} teacher-forced (chance {1 / degree:.0%}), "
+            f"later positions r3..rl {min(later):.1%}&ndash;{max(later):.1%}, greedy full path {v('greedy_accuracy', 'path'):.1%}."
+        )
+        if cheat is not None and len(cheat):
+            rows = cheat[(cheat["arch"] == arch) & (cheat["objective"] == objective)]
+            if len(rows):
+                follow = rows[rows["outcome"] == "follow"]["rate"]
+                items[-1] += f" With a wrong arm fed, it follows that arm {follow.min():.0%}&ndash;{follow.max():.0%} of the time."
+            else:
+                items[-1] += " The cheat test does not apply (no answer tokens are fed)."
+        if probes is not None:
+            rows = probes[(probes["arch"] == arch) & (probes["objective"] == objective) & (probes["target"] == "arm")]
+            if len(rows):
+                best = rows.loc[rows["accuracy"].idxmax()]
+                items[-1] += (
+                    f" Best linear probe for the goal arm: {best['accuracy']:.1%} at {best['position']} / {best['hook']} "
+                    f"(untrained model {best['random_init_accuracy']:.1%}, control task {best['control_accuracy']:.1%})."
+                )
+    return '<ul class="findings">' + "".join(f"<li>{item}</li>" for item in items) + "</ul>"
+
+
+def probe_summary(probes: pd.DataFrame) -> str:
+    best = probes.loc[probes.groupby(["arch", "objective", "position", "target"], sort=False)["accuracy"].idxmax()]
+    columns = ["arch", "objective", "position", "target", "hook", "accuracy", "ci_low", "ci_high", "control_accuracy", "selectivity", "random_init_accuracy", "chance", "majority"]
+    return "<p>Best layer per (model, position, target), with its controls:</p>" + _table(best[columns].set_index(["arch", "objective", "position", "target"]))
+
+
+def write_report(run_dir: str | Path) -> Path:
+    """Write ``run_dir/report.html`` from the saved tables and figures."""
+    run_dir = Path(run_dir)
+    results = _read(run_dir / "results.csv")
+    if results is None:
+        raise FileNotFoundError(f"{run_dir / 'results.csv'}: not found; run `workbench main --out {run_dir}` first")
+    probes = _read(run_dir / "probes" / "probes.csv")
+    analyses = run_dir / "analyses"
+    cheat = _read(analyses / "cheat_test.csv")
+    degree = int(results["degree"].iloc[0])
+    parts = [
+        "<h1>Why next-token prediction fails on the path-star task: report</h1>",
+        f'<p class="note">Generated by <code>workbench report {html.escape(str(run_dir))}</code> from the tables and figures in that directory.</p>',
+        "<h2>What this run shows</h2>", findings(results, cheat, probes, degree),
+        "<h2>Setup</h2>", setup_section(run_dir),
+        "<h2>Per-token accuracy</h2>", accuracy_section(results),
+        "<h2>The Clever Hans cheat</h2>",
+        "<p>(a) The gap between teacher-forced and free-running accuracy per position.</p>", _img(analyses / "accuracy_gap.png", "accuracy gap"),
+        "<p>(b) Cheat test: the answer so far is fed along a wrong arm while the prompt (and its goal) is unchanged. "
+        "A model that follows the edge out of the given token continues along the wrong arm.</p>", _img(analyses / "cheat_test.png", "cheat test"),
+        _table(cheat.pivot_table(index=["arch", "objective", "outcome"], columns="position", values="rate", sort=False)) if cheat is not None and len(cheat) else "",
+        "<p>(c) Edge lookup by attention heads (GPT only: Mamba has no attention pattern).</p>", _img(analyses / "edge_lookup.png", "edge lookup heads"),
+        "<h2>Loss of first-token supervision</h2>",
+        "<p>(a) Per-position training loss over training (every position is logged, also where an objective puts no loss).</p>", _img(analyses / "loss_curves.png", "loss curves"),
+        "<p>(b) Where the gradient comes from, along saved snapshots.</p>", _img(analyses / "gradient_shares.png", "gradient shares"),
+        "<p>(c) <code>first_decision_only</code> trains r2 alone on next_token's inputs: its r2 accuracy above answers whether r2 is learnable without the later tokens.</p>",
+        "<h2>Linear probes</h2>",
+        "<p>Logistic regression on standardised activations, C chosen by 3-fold cross-validation on the probe's training graphs, scored on other held-out graphs. "
+        "Controls: the same probe on the untrained model (in brackets in the figures), a Hewitt &amp; Liang control task (labels a fixed random function of a node name; selectivity = accuracy &minus; control), and the embedding layer.</p>",
+        probe_summary(probes) if probes is not None else '<p class="note">(no probe table)</p>',
+        *[_img(path, path.stem) for path in sorted((run_dir / "probes").glob("probe_*.png"))],
+        "<h2>Probes over training</h2>", _img(analyses / "probes_over_training.png", "probes over training"),
+        "<h2>Representations across objectives (CKA)</h2>", _img(analyses / "cka.png", "CKA"),
+        "<h2>Where the goal reaches the first decision (patching)</h2>", _img(analyses / "patching.png", "patching"),
+    ]
+    page = f"<!doctype html><html><head><meta charset='utf-8'><title>Pitfalls workbench report</title><style>{STYLE}</style></head><body>{''.join(parts)}</body></html>\n"
+    path = run_dir / "report.html"
+    atomic_write_text(path, page)
+    return path

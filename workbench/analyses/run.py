@@ -1,0 +1,132 @@
+"""Run every analysis on a set of trained checkpoints; write one CSV and one PNG per analysis.
+
+    analyses/accuracy_gap.{csv,png}        teacher-forced vs free-running accuracy
+    analyses/cheat_test.{csv,png}          follow / return rates with a wrong arm fed
+    analyses/edge_lookup.{csv,png}         attention onto the looked-up edge (GPT)
+    analyses/loss_curves.{csv,png}         per-position training loss over steps
+    analyses/gradient_shares.{csv,png}     per-position gradient along snapshots
+    analyses/cka.{csv,png}                 layer x layer CKA across objectives, archs, seeds
+    analyses/patching.{csv,png}            goal patching at eq and r1
+    analyses/probes_over_training.{csv,png}
+
+Every table carries the identity columns (arch, objective, seed, step) of what it measured.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from itertools import combinations
+from pathlib import Path
+
+import pandas as pd
+
+from workbench.analyses import cka, clever_hans, patching, probes_over_training, supervision
+from workbench.checkpoint import Checkpoint, load
+from workbench.task import generate
+from workbench.text_format import atomic_write_text
+from workbench.train import TEST_SEED_OFFSET
+
+
+def _identity(checkpoint: Checkpoint) -> dict:
+    config = checkpoint.config
+    return dict(arch=config.arch, objective=config.objective, seed=config.train.seed, step=checkpoint.step)
+
+
+def _label(checkpoint: Checkpoint) -> str:
+    config = checkpoint.config
+    return f"{config.arch}/{config.objective}/s{config.train.seed}"
+
+
+def _save(frame: pd.DataFrame, out: Path, name: str) -> None:
+    atomic_write_text(out / f"{name}.csv", frame.to_csv(index=False))
+
+
+def run_analyses(
+    checkpoints: list[Checkpoint], results: pd.DataFrame, out: str | Path, seed_pairs: list[tuple[Checkpoint, Checkpoint]] = (),
+    n_graphs: int = 2_000, probe_graphs: tuple[int, int] = (3_000, 2_000), cache_dir: str | Path | None = None, progress: bool = True,
+) -> None:
+    """All analyses for ``checkpoints`` (one per arch x objective) into ``out``.
+
+    ``results`` is the evaluation table of the main job; ``seed_pairs`` are pairs of runs that
+    differ only in seed, the reference level of CKA.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    task = checkpoints[0].config.task
+    data = generate(task.graph, n_graphs, seed=task.data_seed + TEST_SEED_OFFSET)  # the held-out stream
+    clock = time.perf_counter()
+
+    def done(name: str) -> None:
+        nonlocal clock
+        if progress:
+            print(f"analysis {name}: {time.perf_counter() - clock:.0f} s", flush=True)
+        clock = time.perf_counter()
+
+    gap = clever_hans.accuracy_gap(results)
+    _save(gap, out, "accuracy_gap")
+    clever_hans.plot_accuracy_gap(gap, out / "accuracy_gap.png")
+    done("accuracy gap")
+
+    cheat = pd.concat([clever_hans.cheat_test(c.model, data, c.objective).assign(**_identity(c)) for c in checkpoints], ignore_index=True)
+    _save(cheat, out, "cheat_test")
+    if len(cheat):
+        clever_hans.plot_cheat_test(cheat, out / "cheat_test.png")
+    done("cheat test")
+
+    gpts = [c for c in checkpoints if c.config.arch == "gpt"]
+    if gpts:
+        lookup = pd.concat([clever_hans.edge_lookup_attention(c.model, data[:500], c.objective).assign(**_identity(c)) for c in gpts], ignore_index=True)
+        _save(lookup, out, "edge_lookup")
+        clever_hans.plot_edge_lookup(lookup, out / "edge_lookup.png")
+    done("edge lookup")
+
+    run_identity = [{k: v for k, v in _identity(c).items() if k != "step"} for c in checkpoints]  # curves have their own steps
+    curves = pd.concat([supervision.loss_curves(c.metrics).assign(**who) for c, who in zip(checkpoints, run_identity)], ignore_index=True)
+    _save(curves, out, "loss_curves")
+    supervision.plot_loss_curves(curves, out / "loss_curves.png")
+    done("loss curves")
+
+    shares = []
+    for checkpoint in checkpoints:
+        for path in probes_over_training.run_snapshots(checkpoint.path):
+            snapshot = checkpoint if path == checkpoint.path else load(path)
+            shares.append(supervision.gradient_shares(snapshot.model, data[:500], snapshot.objective).assign(**_identity(snapshot)))
+    shares_frame = pd.concat(shares, ignore_index=True)
+    _save(shares_frame, out, "gradient_shares")
+    supervision.plot_gradient_shares(shares_frame, out / "gradient_shares.png")
+    done("gradient shares")
+
+    pairs = [(a, b, "across objectives") for a, b in combinations(checkpoints, 2) if a.config.arch == b.config.arch]
+    pairs += [(a, b, "across archs") for a, b in combinations(checkpoints, 2) if a.config.arch != b.config.arch and a.config.objective == b.config.objective]
+    pairs += [(a, b, "across seeds") for a, b in seed_pairs]
+    cka_frames = [
+        cka.layer_cka(a, b, data, cache_dir=cache_dir).assign(model_a=_label(a), model_b=_label(b), pair=f"{_label(a)} vs {_label(b)}", kind=kind)
+        for a, b, kind in pairs
+    ]
+    if cka_frames:
+        cka_frame = pd.concat(cka_frames, ignore_index=True)
+        _save(cka_frame, out, "cka")
+        cka.plot_cka(cka_frame, out / "cka.png")
+    done("cka")
+
+    patched = pd.concat([patching.goal_patching(c.model, data[:1000], c.objective).assign(**_identity(c)) for c in checkpoints], ignore_index=True)
+    _save(patched, out, "patching")
+    patching.plot_patching(patched, out / "patching.png")
+    done("patching")
+
+    n_train, n_test = probe_graphs
+    over_training = probes_over_training.probes_over_training(
+        [c.path for c in checkpoints], cache_dir=cache_dir, hooks=["embed", "resid_post"], n_train=n_train, n_test=n_test
+    )
+    _save(over_training, out, "probes_over_training")
+    probes_over_training.plot_probes_over_training(over_training, out / "probes_over_training.png")
+    done("probes over training")
+
+    atomic_write_text(out / "done.json", json.dumps([*stage_key(checkpoints, seed_pairs), list(probe_graphs)]) + "\n")
+
+
+def stage_key(checkpoints: list[Checkpoint], seed_pairs: list[tuple[Checkpoint, Checkpoint]] = ()) -> list:
+    """What the analyses were computed from: reused only if this is unchanged."""
+    every = [*checkpoints, *(c for pair in seed_pairs for c in pair)]
+    return sorted({(str(c.path), c.step) for c in every})
