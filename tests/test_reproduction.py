@@ -8,6 +8,7 @@ import pytest
 from conftest import SHARED_DATA
 from workbench.config import preset_config
 from workbench.evaluate import evaluate
+from workbench.probes import probe_checkpoint
 from workbench.text_format import read_graphs
 from workbench.train import task_data, train
 
@@ -38,7 +39,12 @@ def test_next_token_fits_every_token_but_the_first_decision(tmp_path, arch):
     assert abs(r2_train_loss - math.log(2)) < 0.15
 
 
-def test_reverse_solves_the_task(tmp_path):
+def test_reverse_solves_the_task_and_carries_the_goal_to_eq(tmp_path):
     config = preset_config("cpu", objective="reverse")
     checkpoint = train(config, tmp_path / "run", progress=False)
     assert scores(checkpoint, held_out(config))["greedy_accuracy", "path"] >= 0.99
+    # a reverse model emits the goal first, so the goal must be (and is) readable at '='
+    table = probe_checkpoint(checkpoint, positions=["eq"], targets=["goal", "arm"]).set_index(["hook", "target"])
+    assert table.xs("goal", level="target")["accuracy"].max() >= 0.95
+    arm = table.xs("arm", level="target")
+    assert ((arm["random_init_accuracy"] - 0.5).abs() < 0.05).all()  # the untrained model: chance
