@@ -10,8 +10,10 @@
     are scored. The test needs answer tokens as inputs; for an objective that feeds none
     (teacherless) there is nothing to cheat with and no rows are returned.
 (c) ``edge_lookup_attention``: for every GPT head, the attention mass from the position
-    that predicts answer token k onto the two prompt tokens of the edge between answer
-    tokens k-1 and k (the edge the cheat looks up), as a layer x head heatmap.
+    that predicts answer token k onto the prompt tokens of the edge between answer tokens
+    k-1 and k (the edge the cheat looks up): its source and target node and the separator
+    after it ('|', or '/' after the last edge), where a first layer can have gathered the
+    pair. Shown as a layer x head heatmap.
 """
 
 from __future__ import annotations
@@ -91,7 +93,7 @@ def cheat_test(model: nn.Module, data: PathStarData, objective: Objective, batch
 
 @torch.no_grad()
 def edge_lookup_attention(model: nn.Module, data: PathStarData, objective: Objective) -> pd.DataFrame:
-    """Rows (layer, head, position, onto in edge_source|edge_target, mass, uniform).
+    """Rows (layer, head, position, onto in edge_source|edge_target|edge_separator, mass, uniform).
 
     ``position`` names the answer token predicted there (path order); ``uniform`` is the
     mass one token would get from uniform attention over the causal prefix.
@@ -113,7 +115,7 @@ def edge_lookup_attention(model: nn.Module, data: PathStarData, objective: Objec
         slot = (edges == pair[:, None, :]).all(dim=2).float().argmax(dim=1)  # its prompt slot
         for layer, hook in enumerate(pattern_hooks):
             attn = cache[hook][:, :, query].float().cpu()  # (batch, head, key)
-            for onto, offset in (("edge_source", 0), ("edge_target", 1)):
+            for onto, offset in (("edge_source", 0), ("edge_target", 1), ("edge_separator", 2)):
                 mass = attn[batch, :, 3 * slot + offset].mean(dim=0)  # (head,)
                 for head, value in enumerate(mass.tolist()):
                     rows.append({"layer": layer, "head": head, "position": names[e], "onto": onto, "mass": value, "uniform": 1 / (query + 1)})
@@ -153,8 +155,9 @@ def plot_edge_lookup(frame: pd.DataFrame, path: str | Path) -> Path:
         ax.set_title(f"{arch} / {objective}", fontsize=10)
         ax.set_xlabel("head")
         ax.set_ylabel("layer")
-    uniform = 2 * later["uniform"].mean()
-    fig.suptitle(f"Edge lookup: attention from the position predicting r3..rl onto the edge between the previous answer token and the next\n(uniform attention would give {uniform:.2f})", fontsize=10)
+    uniform = 3 * later["uniform"].mean()
+    fig.suptitle("Edge lookup: attention from the position predicting r3..rl onto the edge between the previous answer token and the next\n"
+                 f"(its source, target and the separator after it; uniform attention would give {uniform:.2f})", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

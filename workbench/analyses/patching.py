@@ -5,7 +5,9 @@ arm (the prompt's goal token changes; the answer is now that arm). Each run gets
 objective's own teacher-forced inputs. We read the *r2 logit difference*,
 ``logit(clean r2) - logit(corrupted r2)`` (the first nodes of the two arms), at the position
 that predicts r2. Then, layer by layer, we run the corrupted graph with the clean run's
-activation patched in at one hook and one position (``eq`` or ``r1``) and report
+activation patched in at one hook and one position (``eq`` and every answer slot up to the
+one that predicts r2: ``r1`` under next_token, ``r1``..``r3`` under reverse, whose slots
+hold the reversed path) and report
 
     recovered = (LD_patched - LD_corrupted) / (LD_clean - LD_corrupted)
 
@@ -48,7 +50,7 @@ def r2_logit_difference(logits: Tensor, row: int, clean_r2: Tensor, corrupt_r2: 
 
 @torch.no_grad()
 def goal_patching(
-    model: nn.Module, data: PathStarData, objective: Objective, positions: tuple[str, ...] = ("eq", "r1"), min_gap: float = 0.1
+    model: nn.Module, data: PathStarData, objective: Objective, positions: tuple[str, ...] | None = None, min_gap: float = 0.1
 ) -> pd.DataFrame:
     """Rows (hook, layer, position, ld_clean, ld_corrupted, ld_patched, recovered), means over graphs.
 
@@ -59,6 +61,8 @@ def goal_patching(
     corrupt = goal_moved(data)
     emitted = objective.to_path_order(torch.arange(spec.path_length)[None])[0].tolist()  # path index of each emission
     row = spec.eq_position + emitted.index(1)  # the position that predicts r2
+    if positions is None:  # '=' and every answer slot up to that position
+        positions = ("eq", *(f"r{k}" for k in range(1, row - spec.eq_position + 1)))
     device = next(model.parameters()).device
 
     def inputs(graphs: PathStarData) -> Tensor:
@@ -94,7 +98,7 @@ def goal_patching(
 def plot_patching(frame: pd.DataFrame, path: str | Path) -> Path:
     """Recovered share of the r2 logit difference, layer x position, one panel per checkpoint."""
     panels = frame.groupby(["arch", "objective"], sort=False)
-    fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels) + 1.5, 0.5 * frame["layer"].nunique() + 2.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(0.7 * frame.groupby(["arch", "objective"])["position"].nunique().sum() + 1.6 * len(panels) + 1.5, 0.5 * frame["layer"].nunique() + 2.4), squeeze=False)
     for ax, ((arch, objective), panel) in zip(axes[0], panels):
         grid = panel.pivot_table(index="layer", columns="position", values="recovered", dropna=False, sort=False).sort_index(ascending=False)
         sns.heatmap(grid, vmin=0, vmax=1, cmap="coolwarm", annot=True, fmt=".2f", ax=ax, cbar=ax is axes[0][-1], cbar_kws={"label": "share of r2 logit difference recovered"})

@@ -29,15 +29,18 @@ def run_snapshots(run_dir: str | Path) -> list[Path]:
     return sorted((run_dir / "snapshots").glob("step_*")) + [run_dir]
 
 
+def training_checkpoints(run_dir: str | Path) -> list[Checkpoint]:
+    """The run's model before training (step 0), at every snapshot, and at its end (loaded)."""
+    final = load(run_dir)
+    untrained = build_model(final.config, seed=final.config.train.seed).eval()
+    snapshots = [load(p) for p in run_snapshots(run_dir)[:-1] if p.name != f"step_{final.step:07d}"]
+    return [Checkpoint(untrained, final.config, 0, Path(run_dir) / "untrained"), *snapshots, final]
+
+
 def probes_over_training(run_dirs: list[str | Path], targets: tuple[str, ...] = DEFAULT_TARGETS, cache_dir: str | Path | None = None, **kwargs) -> pd.DataFrame:
     """The probe table (without controls) at every snapshot of every run, one row per probe."""
-    checkpoints: list = []
-    for run in run_dirs:
-        final = load(run)
-        untrained = build_model(final.config, seed=final.config.train.seed).eval()
-        checkpoints += [Checkpoint(untrained, final.config, 0, Path(run) / "untrained"), *run_snapshots(run)[:-1], final]
-    table = probe_sweep(checkpoints, targets=list(targets), controls=False, cache_dir=cache_dir, progress=False, **kwargs)
-    return table.drop_duplicates(["arch", "objective", "seed", "step", "hook", "position", "target"], keep="last")
+    checkpoints = [c for run in run_dirs for c in training_checkpoints(run)]
+    return probe_sweep(checkpoints, targets=list(targets), controls=False, cache_dir=cache_dir, progress=False, **kwargs)
 
 
 def plot_probes_over_training(table: pd.DataFrame, path: str | Path) -> Path:

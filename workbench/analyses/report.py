@@ -71,32 +71,57 @@ def accuracy_section(results: pd.DataFrame) -> str:
     return f"<p>On {int(results['n_graphs'].iloc[0])} held-out graphs; teacher-forced (tf) accuracy uses each objective's own training inputs, greedy decodes freely.</p>" + _table(table)
 
 
-def findings(results: pd.DataFrame, cheat: pd.DataFrame | None, probes: pd.DataFrame | None, degree: int) -> str:
+def findings(results: pd.DataFrame, analyses: dict[str, pd.DataFrame | None], probes: pd.DataFrame | None, degree: int) -> str:
     """Sentences computed from the tables: what this run shows, whatever it shows."""
+    cheat, lookup, patched, cka_frame = (analyses.get(k) for k in ("cheat_test", "edge_lookup", "patching", "cka"))
     items = []
     value = results.set_index(["arch", "objective", "metric", "position"])["value"]
     for arch, objective in results[["arch", "objective"]].drop_duplicates().itertuples(index=False):
-        v = lambda m, p: value.get((arch, objective, m, p), float("nan"))  # noqa: E731
+        def v(metric: str, position: str) -> float:
+            return value.get((arch, objective, metric, position), float("nan"))
+
+        def mine(frame: pd.DataFrame) -> pd.DataFrame:
+            return frame[(frame["arch"] == arch) & (frame["objective"] == objective) & (frame["seed"] == 0)]
+
         later = [v("tf_accuracy", f"r{k}") for k in range(3, int(results["path_length"].iloc[0]) + 1)]
-        items.append(
+        text = (
             f"<b>{arch} / {objective}</b>: first decision r2 {v('tf_accuracy', 'r2'):.1%} teacher-forced (chance {1 / degree:.0%}), "
             f"later positions r3..rl {min(later):.1%}&ndash;{max(later):.1%}, greedy full path {v('greedy_accuracy', 'path'):.1%}."
         )
-        if cheat is not None and len(cheat):
-            rows = cheat[(cheat["arch"] == arch) & (cheat["objective"] == objective)]
-            if len(rows):
-                follow = rows[rows["outcome"] == "follow"]["rate"]
-                items[-1] += f" With a wrong arm fed, it follows that arm {follow.min():.0%}&ndash;{follow.max():.0%} of the time."
-            else:
-                items[-1] += " The cheat test does not apply (no answer tokens are fed)."
+        if cheat is not None:
+            rows = mine(cheat)
+            follow = rows[rows["outcome"] == "follow"]["rate"]
+            text += (f" With a wrong arm fed, it follows that arm {follow.min():.0%}&ndash;{follow.max():.0%} of the time."
+                     if len(follow) else " The cheat test does not apply (no answer tokens are fed).")
+        if lookup is not None and len(mine(lookup)):
+            rows = mine(lookup)
+            rows = rows[~rows["position"].isin(["r1", "r2"])].groupby(["layer", "head", "position"])["mass"].sum().groupby(["layer", "head"]).mean()
+            (layer, head), mass = rows.idxmax(), rows.max()
+            text += f" Its strongest edge-lookup head is layer {layer} head {head}, with {mass:.0%} of its attention on the looked-up edge."
         if probes is not None:
-            rows = probes[(probes["arch"] == arch) & (probes["objective"] == objective) & (probes["target"] == "arm")]
-            if len(rows):
-                best = rows.loc[rows["accuracy"].idxmax()]
-                items[-1] += (
-                    f" Best linear probe for the goal arm: {best['accuracy']:.1%} at {best['position']} / {best['hook']} "
-                    f"(untrained model {best['random_init_accuracy']:.1%}, control task {best['control_accuracy']:.1%})."
-                )
+            rows = mine(probes)
+            arm, goal = rows[rows["target"] == "arm"], rows[(rows["target"] == "goal") & (rows["position"] == "eq")]
+            if len(arm):
+                best = arm.loc[arm["accuracy"].idxmax()]
+                text += (f" Best linear probe for the goal arm: {best['accuracy']:.1%} ({best['position']}, {best['hook']}; "
+                         f"untrained model {best['random_init_accuracy']:.1%}).")
+            if len(goal):
+                text += f" The goal node is decodable at '=' with at most {goal['accuracy'].max():.1%}."
+        if patched is not None and len(mine(patched)):
+            rows = mine(patched)
+            first = rows.iloc[0]
+            if rows["recovered"].notna().any():
+                best = rows.loc[rows["recovered"].idxmax()]
+                text += (f" Goal patching: r2's logit difference is {first['ld_clean']:.2f} clean vs {first['ld_corrupted']:.2f} with the goal moved; "
+                         f"patching {best['hook']} at {best['position']} recovers {best['recovered']:.0%} of it.")
+            else:
+                text += f" Goal patching: moving the goal barely changes r2's logits (logit difference {first['ld_clean']:.2f} vs {first['ld_corrupted']:.2f}): its r2 does not use the goal."
+        items.append(text)
+    if cka_frame is not None:
+        final = cka_frame[cka_frame["layer_a"] == cka_frame["layer_a"].max()]
+        final = final[final["layer_b"] == final["layer_a"]]
+        parts = [f"{row.pair}: {row.cka:.2f}" for row in final.itertuples()]
+        items.append("Linear CKA between the two models' last layers at '=' (1 = the same up to rotation and scale): " + "; ".join(parts) + ".")
     return '<ul class="findings">' + "".join(f"<li>{item}</li>" for item in items) + "</ul>"
 
 
@@ -114,12 +139,13 @@ def write_report(run_dir: str | Path) -> Path:
         raise FileNotFoundError(f"{run_dir / 'results.csv'}: not found; run `workbench main --out {run_dir}` first")
     probes = _read(run_dir / "probes" / "probes.csv")
     analyses = run_dir / "analyses"
-    cheat = _read(analyses / "cheat_test.csv")
+    tables = {name: _read(analyses / f"{name}.csv") for name in ("cheat_test", "edge_lookup", "patching", "cka")}
+    cheat = tables["cheat_test"]
     degree = int(results["degree"].iloc[0])
     parts = [
         "<h1>Why next-token prediction fails on the path-star task: report</h1>",
         f'<p class="note">Generated by <code>workbench report {html.escape(str(run_dir))}</code> from the tables and figures in that directory.</p>',
-        "<h2>What this run shows</h2>", findings(results, cheat, probes, degree),
+        "<h2>What this run shows</h2>", findings(results, tables, probes, degree),
         "<h2>Setup</h2>", setup_section(run_dir),
         "<h2>Per-token accuracy</h2>", accuracy_section(results),
         "<h2>The Clever Hans cheat</h2>",

@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from workbench.analyses import cka, clever_hans, patching, probes_over_training, supervision
-from workbench.checkpoint import Checkpoint, load
+from workbench.checkpoint import Checkpoint
 from workbench.task import generate
 from workbench.text_format import atomic_write_text
 from workbench.train import TEST_SEED_OFFSET
@@ -89,8 +89,7 @@ def run_analyses(
 
     shares = []
     for checkpoint in checkpoints:
-        for path in probes_over_training.run_snapshots(checkpoint.path):
-            snapshot = checkpoint if path == checkpoint.path else load(path)
+        for snapshot in probes_over_training.training_checkpoints(checkpoint.path):
             shares.append(supervision.gradient_shares(snapshot.model, data[:500], snapshot.objective).assign(**_identity(snapshot)))
     shares_frame = pd.concat(shares, ignore_index=True)
     _save(shares_frame, out, "gradient_shares")
