@@ -37,8 +37,10 @@ def _read(path: Path) -> pd.DataFrame | None:
     return pd.read_csv(path) if path.exists() else None
 
 
-def _table(frame: pd.DataFrame, digits: int = 3) -> str:
-    return frame.to_html(float_format=lambda v: f"{v:.{digits}f}", na_rep="", border=0, escape=True)
+def _table(frame: pd.DataFrame, digits: int = 3, index: bool = True) -> str:
+    html_table = frame.to_html(float_format=lambda v: f"{v:.{digits}f}", na_rep="", border=0, escape=True, index=index)
+    return f'<div style="overflow-x: auto">{html_table}</div>'
+
 
 
 def setup_section(run_dir: Path) -> str:
@@ -60,7 +62,7 @@ def setup_section(run_dir: Path) -> str:
         "Answer positions are r1..rl; r1 is the source (copied), <b>r2 is the first decision</b>, the only token that needs planning. "
         "<code>eq</code> is the '=' token, whose output is r1; position <code>r1</code> is the answer slot whose output is r2.</p>"
     )
-    return text + (_table(pd.DataFrame(rows)) if rows else "")
+    return text + (_table(pd.DataFrame(rows), index=False) if rows else "")
 
 
 def accuracy_section(results: pd.DataFrame) -> str:
@@ -89,10 +91,10 @@ def findings(results: pd.DataFrame, analyses: dict[str, pd.DataFrame | None], pr
             f"later positions r3..rl {min(later):.1%}&ndash;{max(later):.1%}, greedy full path {v('greedy_accuracy', 'path'):.1%}."
         )
         if cheat is not None:
-            rows = mine(cheat)
-            follow = rows[rows["outcome"] == "follow"]["rate"]
-            text += (f" With a wrong arm fed, it follows that arm {follow.min():.0%}&ndash;{follow.max():.0%} of the time."
-                     if len(follow) else " The cheat test does not apply (no answer tokens are fed).")
+            follow = mine(cheat)
+            follow = follow[follow["outcome"] == "follow"]
+            rates = ", ".join(f"{p} {r:.0%}" for p, r in zip(follow["position"], follow["rate"]))
+            text += f" With a wrong arm fed, it follows that arm at {rates}." if len(follow) else " The cheat test does not apply (no answer tokens are fed)."
         if lookup is not None and len(mine(lookup)):
             rows = mine(lookup)
             rows = rows[~rows["position"].isin(["r1", "r2"])].groupby(["layer", "head", "position"])["mass"].sum().groupby(["layer", "head"]).mean()
@@ -126,9 +128,12 @@ def findings(results: pd.DataFrame, analyses: dict[str, pd.DataFrame | None], pr
 
 
 def probe_summary(probes: pd.DataFrame) -> str:
-    best = probes.loc[probes.groupby(["arch", "objective", "position", "target"], sort=False)["accuracy"].idxmax()]
-    columns = ["arch", "objective", "position", "target", "hook", "accuracy", "ci_low", "ci_high", "control_accuracy", "selectivity", "random_init_accuracy", "chance", "majority"]
-    return "<p>Best layer per (model, position, target), with its controls:</p>" + _table(best[columns].set_index(["arch", "objective", "position", "target"]))
+    best = probes.loc[probes.groupby(["arch", "objective", "position", "target"], sort=False)["accuracy"].idxmax()].copy()
+    best["95% CI"] = [f"{lo:.2f}-{hi:.2f}" for lo, hi in zip(best["ci_low"], best["ci_high"])]
+    best = best.rename(columns={"control_accuracy": "control task", "random_init_accuracy": "untrained"})
+    columns = ["arch", "objective", "position", "target", "hook", "accuracy", "95% CI", "control task", "selectivity", "untrained", "chance"]
+    table = best[columns].set_index(["arch", "objective", "position", "target"])
+    return "<p>Best layer per (model, position, target), with its controls:</p>" + _table(table, digits=2)
 
 
 def write_report(run_dir: str | Path) -> Path:

@@ -81,6 +81,7 @@ def plot_loss_curves(frame: pd.DataFrame, path: str | Path) -> Path:
     for ax in grid.axes.flat:
         ax.axhline(0.6931, color="grey", linestyle=":", linewidth=1)
         ax.set_yscale("symlog", linthresh=0.01)
+        ax.set_ylim(bottom=0)
     grid.set_titles("{col_name}")
     grid.set_axis_labels("training step", "training loss (dotted: ln 2)")
     grid.figure.suptitle("Per-position training loss: later tokens are fitted, r2 stays at ln d (logged also where not trained)", y=1.03)
