@@ -75,7 +75,8 @@ def plot_cka(frame: pd.DataFrame, path: str | Path) -> Path:
         ax.set_xlabel(f"layer of {first['model_b']}", fontsize=8)
     for ax in list(axes.flat)[len(pairs):]:
         ax.axis("off")
-    fig.suptitle("Linear CKA between layers of two models at '=' (0 = embedding; same prompts for both)", fontsize=11)
+    fig.suptitle("Linear CKA between layers of two models at '=' on the same prompts (1 = same up to rotation and scale)\n"
+                 "(the embedding of '=' is one constant vector, so its CKA is undefined and not shown)", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
