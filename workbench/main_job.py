@@ -104,22 +104,23 @@ def run_main_job(
 
 
 def _is_current(done_file: Path, key: list) -> bool:
-    return done_file.exists() and json.loads(done_file.read_text()) == json.loads(json.dumps(key))
+    return done_file.exists() and json.loads(done_file.read_text()) == key
 
 
 def run_probe_stage(checkpoints: list[Checkpoint], out: Path, probe_graphs: tuple[int, int] = (3_000, 2_000), progress: bool = True) -> pd.DataFrame:
     """The default probe sweep over ``checkpoints``, reusing ``probes.csv`` when it is current."""
     from workbench.analyses.run import stage_key
     from workbench.probes import plot_probe_heatmaps, probe_sweep
+    from workbench.probes.activations import RESIDUAL_HOOKS
 
     table_file, done_file = out / "probes.csv", out / "done.json"
-    key = [*stage_key(checkpoints), list(probe_graphs)]
+    key = stage_key(checkpoints, probe_graphs)
     if table_file.exists() and _is_current(done_file, key):
         print(f"probes: {table_file} is current, reused", flush=True)
         return pd.read_csv(table_file)
     n_train, n_test = probe_graphs
     settings = dict(n_train=n_train, n_test=n_test, cache_dir=out / "activation_cache", progress=progress)
-    tables = [probe_sweep(checkpoints, hooks=["embed", "resid_post"], **settings)]
+    tables = [probe_sweep(checkpoints, hooks=list(RESIDUAL_HOOKS), **settings)]
     mambas = [c for c in checkpoints if c.config.arch == "mamba"]
     if mambas:  # 4,096 features per state: the costly probes, kept to the targets that matter most
         tables.append(probe_sweep(mambas, hooks=["ssm_state"], targets=list(SSM_STATE_TARGETS), **settings))
@@ -136,7 +137,7 @@ def run_analysis_stage(
 ) -> None:
     from workbench.analyses.run import run_analyses, stage_key
 
-    if _is_current(out / "analyses" / "done.json", [*stage_key(checkpoints, seed_pairs), list(probe_graphs)]):
+    if _is_current(out / "analyses" / "done.json", stage_key(checkpoints, probe_graphs, seed_pairs)):
         print("analyses: current, reused", flush=True)
         return
     run_analyses(checkpoints, results, out / "analyses", seed_pairs=seed_pairs, probe_graphs=probe_graphs,

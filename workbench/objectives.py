@@ -46,6 +46,11 @@ class Objective:
         """Inverse of ``targets`` along dim 1: emission order -> r1..rl."""
         return emitted
 
+    def emitted_positions(self, path_length: int) -> list[str]:
+        """Path-order name (r1..rl) of each token in emission order (reverse: rl first)."""
+        order = self.to_path_order(torch.arange(1, path_length + 1)[None])[0]
+        return [f"r{k}" for k in order.tolist()]
+
     def answer_slots(self, targets: Int[Tensor, "batch l"], spec: GraphSpec) -> Int[Tensor, "batch l_minus_1"]:
         """Tokens fed after '=': the previous targets under teacher forcing."""
         return targets[:, :-1]

@@ -51,14 +51,16 @@ def task_data(task: TaskConfig) -> tuple[PathStarData, PathStarData]:
     """(train, test) graph sets: read from files where given, else generated from ``data_seed``."""
     spec = task.graph
     train = load_data(task.train_file, spec.num_nodes) if task.train_file else generate(spec, task.num_train, task.data_seed)
-    if task.test_file:
-        test = load_data(task.test_file, spec.num_nodes)
-    else:
-        test = generate(spec, task.num_test, task.data_seed + TEST_SEED_OFFSET)
+    test = load_data(task.test_file, spec.num_nodes) if task.test_file else held_out_graphs(task, task.num_test)
     for name, data in (("train", train), ("test", test)):
         if data.spec != spec:
             raise ValueError(f"task.{name}_file holds {data.spec} graphs, but the run is configured for {spec}")
     return train, test
+
+
+def held_out_graphs(task: TaskConfig, num_graphs: int) -> PathStarData:
+    """``num_graphs`` generated graphs of the held-out stream (another seed than training's)."""
+    return generate(task.graph, num_graphs, task.data_seed + TEST_SEED_OFFSET)
 
 
 def learning_rate(step: int, train: TrainConfig) -> float:

@@ -24,7 +24,7 @@ import seaborn as sns  # noqa: E402
 import torch  # noqa: E402
 
 from workbench.checkpoint import Checkpoint  # noqa: E402
-from workbench.probes.activations import collect_activations, default_hooks, hook_layer  # noqa: E402
+from workbench.probes.activations import RESIDUAL_HOOKS, collect_activations, expand_hooks, hook_layer  # noqa: E402
 from workbench.probes.sweep import hook_site  # noqa: E402
 from workbench.task import PathStarData  # noqa: E402
 
@@ -42,7 +42,7 @@ def linear_cka(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) -> fl
 
 
 def _layers(checkpoint: Checkpoint, data: PathStarData, position: str, cache_dir: str | Path | None) -> dict[str, torch.Tensor]:
-    hooks = [h for h in default_hooks(checkpoint.model) if not h.endswith("ssm_state")]
+    hooks = expand_hooks(checkpoint.model, list(RESIDUAL_HOOKS))
     acts = collect_activations(checkpoint.model, data, checkpoint.objective, hooks, [position], cache_dir=cache_dir)
     return {hook: acts[hook, position] for hook in hooks}
 

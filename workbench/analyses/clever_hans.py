@@ -29,6 +29,7 @@ import seaborn as sns  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
+from workbench.analyses.figures import save_grid, with_panel  # noqa: E402
 from workbench.objectives import Objective, answer_logits  # noqa: E402
 from workbench.task import PathStarData, arm_paths, goal_arm_rank  # noqa: E402
 
@@ -48,12 +49,6 @@ def accuracy_gap(results: pd.DataFrame) -> pd.DataFrame:
     return wide
 
 
-def emitted_position_names(objective: Objective, path_length: int) -> list[str]:
-    """Path-order name (r1..rl) of each emission index of ``objective``."""
-    order = objective.to_path_order(torch.arange(1, path_length + 1)[None])[0]
-    return [f"r{k}" for k in order.tolist()]
-
-
 def wrong_arm_path(data: PathStarData) -> torch.Tensor:
     """(batch, l) the path along the first arm, in prompt order, that does not end at the goal."""
     arms, goal = arm_paths(data), goal_arm_rank(data)
@@ -67,7 +62,7 @@ def cheat_test(model: nn.Module, data: PathStarData, objective: Objective, batch
     if not objective.feeds_answer:
         return pd.DataFrame(columns=["position", "outcome", "rate", "n_scored"])
     spec = data.spec
-    names = emitted_position_names(objective, spec.path_length)
+    names = objective.emitted_positions(spec.path_length)
     predictions, true_all, wrong_all = [], [], []
     for start in range(0, len(data), batch_size):
         chunk = data[start : start + batch_size]
@@ -99,7 +94,7 @@ def edge_lookup_attention(model: nn.Module, data: PathStarData, objective: Objec
     mass one token would get from uniform attention over the causal prefix.
     """
     spec = data.spec
-    names = emitted_position_names(objective, spec.path_length)
+    names = objective.emitted_positions(spec.path_length)
     targets = objective.targets(data.answer_tokens())
     inputs = objective.inputs(data.prompt_tokens(), targets, spec)
     pattern_hooks = [name for name in model.hook_dict if name.endswith("attn.hook_pattern")]
@@ -108,10 +103,10 @@ def edge_lookup_attention(model: nn.Module, data: PathStarData, objective: Objec
     _, cache = model.run_with_cache(inputs.to(model_device(model)), names_filter=lambda name: name in pattern_hooks)
     rows = []
     batch = torch.arange(len(data))
+    edges = data.edges.sort(dim=2).values  # each edge as an unordered pair
     for e in range(1, spec.path_length):
         query = spec.eq_position + e  # predicts emitted token e
         pair = torch.stack([targets[:, e - 1], targets[:, e]], dim=1).sort(dim=1).values  # the edge, either direction
-        edges = data.edges.sort(dim=2).values
         slot = (edges == pair[:, None, :]).all(dim=2).float().argmax(dim=1)  # its prompt slot
         for layer, hook in enumerate(pattern_hooks):
             attn = cache[hook][:, :, query].float().cpu()  # (batch, head, key)
@@ -168,11 +163,7 @@ def plot_accuracy_gap(frame: pd.DataFrame, path: str | Path) -> Path:
     """Teacher-forced vs greedy accuracy per position, one panel per (arch, objective)."""
     long = frame.melt(id_vars=["arch", "objective", "position"], value_vars=["tf_accuracy", "greedy_accuracy"], var_name="decoding", value_name="accuracy")
     long["decoding"] = long["decoding"].map({"tf_accuracy": "teacher-forced", "greedy_accuracy": "free-running (greedy)"})
-    long["panel"] = long["arch"] + " / " + long["objective"]
-    grid = sns.catplot(long, x="position", y="accuracy", hue="decoding", col="panel", kind="bar", height=2.8, aspect=1.0, col_wrap=4)
+    grid = sns.catplot(with_panel(long), x="position", y="accuracy", hue="decoding", col="panel", kind="bar", height=2.8, aspect=1.0, col_wrap=4)
     grid.set_titles("{col_name}")
-    grid.set_axis_labels("answer position (path is the whole answer)", "held-out accuracy")
-    grid.figure.suptitle("Teacher-forced vs free-running accuracy: the gap is what teacher forcing hides", y=1.03)
-    grid.savefig(path, dpi=120)
-    plt.close(grid.figure)
-    return Path(path)
+    return save_grid(grid, path, "answer position (path is the whole answer)", "held-out accuracy",
+                     "Teacher-forced vs free-running accuracy: the gap is what teacher forcing hides")

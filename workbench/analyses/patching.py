@@ -30,9 +30,9 @@ import seaborn as sns  # noqa: E402
 import torch  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
-from workbench.analyses.clever_hans import wrong_arm_path  # noqa: E402
+from workbench.analyses.clever_hans import model_device, wrong_arm_path  # noqa: E402
 from workbench.objectives import Objective  # noqa: E402
-from workbench.probes.activations import default_hooks, hook_layer, position_index  # noqa: E402
+from workbench.probes.activations import RESIDUAL_HOOKS, expand_hooks, hook_layer, position_index  # noqa: E402
 from workbench.task import PathStarData  # noqa: E402
 
 
@@ -59,20 +59,20 @@ def goal_patching(
     """
     spec = data.spec
     corrupt = goal_moved(data)
-    emitted = objective.to_path_order(torch.arange(spec.path_length)[None])[0].tolist()  # path index of each emission
-    row = spec.eq_position + emitted.index(1)  # the position that predicts r2
+    row = spec.eq_position + objective.emitted_positions(spec.path_length).index("r2")  # the position that predicts r2
     if positions is None:  # '=' and every answer slot up to that position
         positions = ("eq", *(f"r{k}" for k in range(1, row - spec.eq_position + 1)))
-    device = next(model.parameters()).device
+    device = model_device(model)
 
     def inputs(graphs: PathStarData) -> Tensor:
         return objective.inputs(graphs.prompt_tokens(), objective.targets(graphs.answer_tokens()), spec).to(device)
 
+    clean_inputs, corrupt_inputs = inputs(data), inputs(corrupt)
     clean_r2, corrupt_r2 = data.path[:, 1].to(device), corrupt.path[:, 1].to(device)
-    hooks = [h for h in default_hooks(model) if not h.endswith("ssm_state")]
-    _, clean_cache = model.run_with_cache(inputs(data), names_filter=lambda name: name in hooks)
-    ld_clean = r2_logit_difference(model(inputs(data)), row, clean_r2, corrupt_r2).mean().item()
-    ld_corrupt = r2_logit_difference(model(inputs(corrupt)), row, clean_r2, corrupt_r2).mean().item()
+    hooks = expand_hooks(model, list(RESIDUAL_HOOKS))
+    clean_logits, clean_cache = model.run_with_cache(clean_inputs, names_filter=lambda name: name in hooks)
+    ld_clean = r2_logit_difference(clean_logits, row, clean_r2, corrupt_r2).mean().item()
+    ld_corrupt = r2_logit_difference(model(corrupt_inputs), row, clean_r2, corrupt_r2).mean().item()
 
     def patch(acts: Tensor, hook, name: str, index: int) -> Tensor:
         acts = acts.clone()
@@ -85,7 +85,7 @@ def goal_patching(
         if index > row:
             continue  # after the r2 prediction: cannot influence it
         for hook in hooks:
-            logits = model.run_with_hooks(inputs(corrupt), fwd_hooks=[(hook, partial(patch, name=hook, index=index))])
+            logits = model.run_with_hooks(corrupt_inputs, fwd_hooks=[(hook, partial(patch, name=hook, index=index))])
             ld = r2_logit_difference(logits, row, clean_r2, corrupt_r2).mean().item()
             gap = ld_clean - ld_corrupt
             rows.append({

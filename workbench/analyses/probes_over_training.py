@@ -12,10 +12,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from workbench.analyses.figures import save_grid, with_panel  # noqa: E402
 from workbench.checkpoint import Checkpoint, load  # noqa: E402
 from workbench.models import build_model  # noqa: E402
 from workbench.probes import probe_sweep  # noqa: E402
@@ -45,15 +45,11 @@ def probes_over_training(run_dirs: list[str | Path], targets: tuple[str, ...] = 
 
 def plot_probes_over_training(table: pd.DataFrame, path: str | Path) -> Path:
     """Accuracy against step; rows = target, columns = (arch, objective), hue = layer."""
-    frame = table.assign(
-        panel=table["arch"] + " / " + table["objective"],
+    frame = with_panel(table).assign(
         activation=[("embedding" if s == "embed" else f"{s} {layer}") for s, layer in zip(table["site"], table["layer"])],
     )
     grid = sns.relplot(frame, x="step", y="accuracy", hue="activation", style="position", row="target", col="panel",
                        kind="line", marker="o", markersize=4, height=2.3, aspect=1.2, facet_kws={"sharey": True})
     grid.set_titles("{row_name} | {col_name}", size=8)
-    grid.set_axis_labels("training step", "held-out probe accuracy")
-    grid.figure.suptitle("Linear probes along training: is the goal arm (or r2's node) ever decodable at '=' or r1?", y=1.01)
-    grid.savefig(path, dpi=110)
-    plt.close(grid.figure)
-    return Path(path)
+    return save_grid(grid, path, "training step", "held-out probe accuracy",
+                     "Linear probes along training: is the goal arm (or r2's node) ever decodable at '=' or r1?", title_y=1.01, dpi=110)

@@ -42,19 +42,17 @@ def _table(frame: pd.DataFrame, digits: int = 3, index: bool = True) -> str:
     return f'<div style="overflow-x: auto">{html_table}</div>'
 
 
-
 def setup_section(run_dir: Path) -> str:
-    rows = []
+    rows, task = [], {}
     for config_file in sorted((run_dir / "checkpoints").glob("*/config.json")):
         payload = json.loads(config_file.read_text())
-        run = payload["run"]
+        run, task = payload["run"], payload["run"]["task"]  # one task for every run of an experiment
         model = ", ".join(f"{k}={v}" for k, v in run["model"].items() if k in ("n_layers", "d_model", "n_heads", "d_state", "expand"))
         train = run["train"]
         rows.append({
             "run": config_file.parent.name, "arch": run["arch"], "objective": run["objective"], "preset": run["preset"], "model": model,
             "steps": payload["step"], "batch": train["batch_size"], "lr": train["lr"], "seed": train["seed"],
         })
-    task = json.loads(next((run_dir / "checkpoints").glob("*/config.json")).read_text())["run"]["task"] if rows else {}
     graph = f"G({task.get('degree')},{task.get('path_length')},{task.get('num_nodes')})" if task else "?"
     text = (
         f"<p>Path-star graphs {graph}: a source with {task.get('degree')} arms of {task.get('path_length')} nodes; "

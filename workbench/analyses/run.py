@@ -23,9 +23,9 @@ import pandas as pd
 
 from workbench.analyses import cka, clever_hans, patching, probes_over_training, supervision
 from workbench.checkpoint import Checkpoint
-from workbench.task import generate
+from workbench.probes.activations import RESIDUAL_HOOKS
 from workbench.text_format import atomic_write_text
-from workbench.train import TEST_SEED_OFFSET
+from workbench.train import held_out_graphs
 
 
 def _identity(checkpoint: Checkpoint) -> dict:
@@ -54,7 +54,7 @@ def run_analyses(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     task = checkpoints[0].config.task
-    data = generate(task.graph, n_graphs, seed=task.data_seed + TEST_SEED_OFFSET)  # the held-out stream
+    data = held_out_graphs(task, n_graphs)
     clock = time.perf_counter()
 
     def done(name: str) -> None:
@@ -116,16 +116,17 @@ def run_analyses(
 
     n_train, n_test = probe_graphs
     over_training = probes_over_training.probes_over_training(
-        [c.path for c in checkpoints], cache_dir=cache_dir, hooks=["embed", "resid_post"], n_train=n_train, n_test=n_test
+        [c.path for c in checkpoints], cache_dir=cache_dir, hooks=list(RESIDUAL_HOOKS), n_train=n_train, n_test=n_test
     )
     _save(over_training, out, "probes_over_training")
     probes_over_training.plot_probes_over_training(over_training, out / "probes_over_training.png")
     done("probes over training")
 
-    atomic_write_text(out / "done.json", json.dumps([*stage_key(checkpoints, seed_pairs), list(probe_graphs)]) + "\n")
+    atomic_write_text(out / "done.json", json.dumps(stage_key(checkpoints, probe_graphs, seed_pairs)) + "\n")
 
 
-def stage_key(checkpoints: list[Checkpoint], seed_pairs: list[tuple[Checkpoint, Checkpoint]] = ()) -> list:
-    """What the analyses were computed from: reused only if this is unchanged."""
+def stage_key(checkpoints: list[Checkpoint], probe_graphs: tuple[int, int], seed_pairs: list[tuple[Checkpoint, Checkpoint]] = ()) -> list:
+    """What a stage was computed from (checkpoints and their steps, probe sizes), as JSON
+    would give it back: the stage is reused only if this is unchanged."""
     every = [*checkpoints, *(c for pair in seed_pairs for c in pair)]
-    return sorted({(str(c.path), c.step) for c in every})
+    return [[str(path), step] for path, step in sorted({(str(c.path), c.step) for c in every})] + [list(probe_graphs)]

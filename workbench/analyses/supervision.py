@@ -19,13 +19,13 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
+from workbench.analyses.figures import save_grid, with_panel  # noqa: E402
 from workbench.evaluate import metrics_frame  # noqa: E402
 from workbench.objectives import Objective, answer_logits  # noqa: E402
 from workbench.task import PathStarData  # noqa: E402
@@ -76,27 +76,21 @@ def gradient_shares(model: nn.Module, data: PathStarData, objective: Objective) 
 
 def plot_loss_curves(frame: pd.DataFrame, path: str | Path) -> Path:
     """Training loss per answer position over steps, one panel per (arch, objective)."""
-    train = frame[frame["split"] == "train"].assign(panel=lambda f: f["arch"] + " / " + f["objective"])
+    train = with_panel(frame[frame["split"] == "train"])
     grid = sns.relplot(train, x="step", y="loss", hue="position", col="panel", kind="line", col_wrap=4, height=2.8, aspect=1.1, marker="o", markersize=3)
     for ax in grid.axes.flat:
         ax.axhline(0.6931, color="grey", linestyle=":", linewidth=1)
         ax.set_yscale("symlog", linthresh=0.01)
         ax.set_ylim(bottom=0)
     grid.set_titles("{col_name}")
-    grid.set_axis_labels("training step", "training loss (dotted: ln 2)")
-    grid.figure.suptitle("Per-position training loss: later tokens are fitted, r2 stays at ln d (logged also where not trained)", y=1.03)
-    grid.savefig(path, dpi=120)
-    plt.close(grid.figure)
-    return Path(path)
+    return save_grid(grid, path, "training step", "training loss (dotted: ln 2)",
+                     "Per-position training loss: later tokens are fitted, r2 stays at ln d (logged also where not trained)")
 
 
 def plot_gradient_shares(frame: pd.DataFrame, path: str | Path) -> Path:
     """Share of the update per position over training snapshots, one panel per (arch, objective)."""
-    shares = frame[frame["metric"] == "share"].assign(panel=lambda f: f["arch"] + " / " + f["objective"])
+    shares = with_panel(frame[frame["metric"] == "share"])
     grid = sns.relplot(shares, x="step", y="value", hue="position", col="panel", kind="line", col_wrap=4, height=2.8, aspect=1.1, marker="o", markersize=4)
     grid.set_titles("{col_name}")
-    grid.set_axis_labels("training step (snapshot)", "share of the gradient <g_k, g>/|g|^2")
-    grid.figure.suptitle("Which answer positions the training gradient comes from (shares of trained positions sum to 1)", y=1.03)
-    grid.savefig(path, dpi=120)
-    plt.close(grid.figure)
-    return Path(path)
+    return save_grid(grid, path, "training step (snapshot)", "share of the gradient <g_k, g>/|g|^2",
+                     "Which answer positions the training gradient comes from (shares of trained positions sum to 1)")

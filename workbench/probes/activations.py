@@ -31,6 +31,7 @@ from workbench.objectives import Objective
 from workbench.task import PathStarData
 
 DEFAULT_POSITIONS = ("eq", "r1")
+RESIDUAL_HOOKS = ("embed", "resid_post")  # the embedding and every layer's residual stream
 
 
 def position_index(position: str, data: PathStarData) -> int:
@@ -50,9 +51,7 @@ def slot_token(position: str, objective: Objective, path_length: int) -> str:
         return "="
     if not objective.feeds_answer:
         return "$"
-    k = int(position[1:])
-    emitted = objective.to_path_order(torch.arange(1, path_length + 1)[None])[0]  # path index of each emitted slot
-    return f"r{emitted[k - 1].item()}"
+    return objective.emitted_positions(path_length)[int(position[1:]) - 1]
 
 
 def expand_hooks(model: nn.Module, hooks: list[str]) -> list[str]:
@@ -80,7 +79,7 @@ def expand_hooks(model: nn.Module, hooks: list[str]) -> list[str]:
 
 def default_hooks(model: nn.Module) -> list[str]:
     """The embedding and every layer's residual stream; for Mamba also every SSM state."""
-    hooks = ["embed", "resid_post"]
+    hooks = list(RESIDUAL_HOOKS)
     if any(n.endswith("mixer.hook_ssm_state") for n in model.hook_dict):
         hooks.append("ssm_state")
     return expand_hooks(model, hooks)

@@ -31,7 +31,7 @@ from workbench.models import build_model
 from workbench.probes.activations import DEFAULT_POSITIONS, collect_activations, default_hooks, expand_hooks, hook_layer, slot_token
 from workbench.probes.linear import DEFAULT_CS, bootstrap_interval, score_probe
 from workbench.probes.targets import Target, probe_targets
-from workbench.task import PathStarData, generate
+from workbench.task import PathStarData
 
 COLUMNS = [
     "checkpoint", "arch", "objective", "seed", "step", "hook", "layer", "site", "position", "input_token", "target",
@@ -49,11 +49,11 @@ def hook_site(hook: str) -> str:
 def probe_graphs(checkpoint: Checkpoint, n_train: int, n_test: int, data: PathStarData | None = None) -> tuple[PathStarData, PathStarData]:
     """(probe-train, probe-test) graphs: from ``data``, else the checkpoint's held-out graphs."""
     if data is None:
-        from workbench.train import TEST_SEED_OFFSET, task_data
+        from workbench.train import held_out_graphs, task_data
 
         task = checkpoint.config.task
         if task.test_file is None:  # the held-out seed stream, drawn as long as the probes need
-            data = generate(task.graph, max(task.num_test, n_train + n_test), seed=task.data_seed + TEST_SEED_OFFSET)
+            data = held_out_graphs(task, max(task.num_test, n_train + n_test))
         else:
             data = task_data(task)[1]
     if data.spec != checkpoint.graph:
