@@ -10,7 +10,8 @@ import pandas as pd
 
 from conftest import tiny_config, tiny_mamba_config
 from workbench.cli import main as cli_main
-from workbench.main_job import run_main_job
+from workbench.config import preset_config
+from workbench.main_job import DEFAULT_OBJECTIVES, MAIN_JOB_SCHEDULE, default_configs, run_main_job
 
 ANALYSES = ["accuracy_gap", "cheat_test", "edge_lookup", "loss_curves", "gradient_shares", "cka", "patching", "probes_over_training"]
 
@@ -18,7 +19,7 @@ ANALYSES = ["accuracy_gap", "cheat_test", "edge_lookup", "loss_curves", "gradien
 def test_main_job_writes_every_table_figure_and_the_report(tmp_path, capsys):
     configs = [tiny_config("next_token"), tiny_config("teacherless"), tiny_mamba_config()]
     configs = [replace(c, train=replace(c.train, snapshot_every=20)) for c in configs]
-    results = run_main_job(tmp_path, configs, probe_graphs=(300, 200), progress=False)
+    results = run_main_job(tmp_path, configs, probe_graphs=(300, 200), training_probe_graphs=(300, 200), progress=False)
     assert set(zip(results["arch"], results["objective"])) == {("gpt", "next_token"), ("gpt", "teacherless"), ("mamba", "next_token")}
     assert (tmp_path / "checkpoints" / "gpt-next_token-s1" / "model.safetensors").exists()  # the seed reference
     probes = pd.read_csv(tmp_path / "probes" / "probes.csv")
@@ -40,8 +41,19 @@ def test_main_job_writes_every_table_figure_and_the_report(tmp_path, capsys):
     assert "gpt / teacherless</b>" in page and "does not apply" in page
 
     capsys.readouterr()
-    run_main_job(tmp_path, configs, probe_graphs=(300, 200), progress=False)
+    run_main_job(tmp_path, configs, probe_graphs=(300, 200), training_probe_graphs=(300, 200), progress=False)
     second = capsys.readouterr().out
     assert "probes.csv is current, reused" in second and "analyses: current, reused" in second
     cli_main(["report", str(tmp_path)])
     assert "report.html" in capsys.readouterr().out
+
+
+def test_default_job_is_both_archs_under_every_objective_on_the_cpu_presets():
+    configs = default_configs()
+    assert [(c.arch, c.objective) for c in configs] == [(a, o) for a in ("gpt", "mamba") for o in DEFAULT_OBJECTIVES]
+    for config in configs:
+        preset = preset_config("cpu", objective=config.objective, arch=config.arch)
+        steps, every = MAIN_JOB_SCHEDULE[config.arch]
+        assert config.model == preset.model and config.task == preset.task and config.train.lr == preset.train.lr
+        assert (config.train.steps, config.train.snapshot_every, config.train.eval_every) == (steps, every, every)
+        assert steps % every == 0  # the last snapshot is the final checkpoint

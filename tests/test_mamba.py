@@ -10,7 +10,7 @@ from transformers import MambaForCausalLM
 from conftest import tiny_mamba_config
 import workbench
 from workbench.checkpoint import save_checkpoint
-from workbench.models.mamba import HookedMamba, MambaConfig
+from workbench.models.mamba import HookedMamba, MambaConfig, causal_depthwise_conv
 from workbench.models.mamba_hf import from_hf, hf_config, to_hf
 from workbench.models.selective_scan import SelectiveScan, selective_scan, selective_scan_ref
 from workbench.task import GraphSpec, generate
@@ -44,6 +44,18 @@ def test_fast_scan_equals_reference_values_and_gradients(compiled):
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
     for name, a, b in zip("u dt A B C D".split(), got_grads, expected_grads):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4, msg=name)
+
+
+def test_shifted_conv_equals_torch_depthwise_conv_values_and_gradients():
+    torch.manual_seed(0)
+    conv = torch.nn.Conv1d(6, 6, 4, groups=6, padding=3, bias=True).double()
+    x = torch.randn(2, 9, 6, dtype=torch.float64, requires_grad=True)
+    expected = conv(x.transpose(1, 2))[..., :9].transpose(1, 2)
+    got = causal_depthwise_conv(x, conv.weight, conv.bias)
+    torch.testing.assert_close(got, expected)
+    upstream = torch.randn_like(got)
+    for a, b in zip(torch.autograd.grad(got, (x, conv.weight, conv.bias), upstream), torch.autograd.grad(expected, (x, conv.weight, conv.bias), upstream)):
+        torch.testing.assert_close(a, b)
 
 
 @pytest.mark.parametrize("tied", [True, False])

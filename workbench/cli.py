@@ -262,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", default="results/probes", help="output directory (default results/probes)")
     pr.set_defaults(func=cmd_probe)
 
-    mj = verbs.add_parser("main", help="the default experiment end to end, ending with the report", description="Train cpu-preset models on G(2,5,50) (GPT: every objective, 2,000 steps; Mamba: next_token and reverse, 4,000 steps; plus a second seed of the first, for CKA), evaluate them on held-out graphs (results.csv), probe them (probes/), run the analyses (analyses/) and write report.html. Finished stages are reused when run again.")
+    mj = verbs.add_parser("main", help="the default experiment end to end, ending with the report", description="Train cpu-preset models on G(2,5,50) (GPT and Mamba under every objective, 1,500 and 1,000 steps; plus a second seed of the first, for CKA), evaluate them on held-out graphs (results.csv), probe them (probes/), run the analyses (analyses/) and write report.html. Finished stages are reused when run again.")
     mj.add_argument("--out", default="runs/default", help="experiment directory (default runs/default)")
     mj.add_argument("--archs", nargs="+", choices=ARCHS, help="train every objective on these architectures (default: " + ", ".join(f"{a}/{o}" for a, o in DEFAULT_JOBS) + ")")
     mj.add_argument("--objectives", nargs="+", choices=sorted(OBJECTIVES), help=f"objectives to train on every arch (default {' '.join(DEFAULT_OBJECTIVES)})")

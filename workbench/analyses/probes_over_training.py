@@ -2,7 +2,9 @@
 
 The probe table of ``workbench.probes`` at every snapshot a run kept
 (``train.snapshot_every``) and at its final checkpoint. The untrained model (step 0) is the
-first point of every curve. Controls are left to the main probe table.
+first point of every curve. Controls are left to the main probe table, and so is the
+embedding, which does not change what it can hold along training: at ``eq`` it is the same
+vector for every graph, at ``r1`` the embedding of the one token fed there.
 """
 
 from __future__ import annotations

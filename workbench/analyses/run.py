@@ -23,7 +23,6 @@ import pandas as pd
 
 from workbench.analyses import cka, clever_hans, patching, probes_over_training, supervision
 from workbench.checkpoint import Checkpoint
-from workbench.probes.activations import RESIDUAL_HOOKS
 from workbench.text_format import atomic_write_text
 from workbench.train import held_out_graphs
 
@@ -44,12 +43,13 @@ def _save(frame: pd.DataFrame, out: Path, name: str) -> None:
 
 def run_analyses(
     checkpoints: list[Checkpoint], results: pd.DataFrame, out: str | Path, seed_pairs: list[tuple[Checkpoint, Checkpoint]] = (),
-    n_graphs: int = 2_000, probe_graphs: tuple[int, int] = (3_000, 2_000), cache_dir: str | Path | None = None, progress: bool = True,
+    n_graphs: int = 2_000, probe_graphs: tuple[int, int] = (2_000, 1_000), cache_dir: str | Path | None = None, progress: bool = True,
 ) -> None:
     """All analyses for ``checkpoints`` (one per arch x objective) into ``out``.
 
     ``results`` is the evaluation table of the main job; ``seed_pairs`` are pairs of runs that
-    differ only in seed, the reference level of CKA.
+    differ only in seed, the reference level of CKA. ``probe_graphs`` = (train, test) graphs
+    of each probe along training (a curve, read at +-3 points; the main probe table is larger).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -90,7 +90,7 @@ def run_analyses(
     shares = []
     for checkpoint in checkpoints:
         for snapshot in probes_over_training.training_checkpoints(checkpoint.path):
-            shares.append(supervision.gradient_shares(snapshot.model, data[:500], snapshot.objective).assign(**_identity(snapshot)))
+            shares.append(supervision.gradient_shares(snapshot.model, data[:256], snapshot.objective).assign(**_identity(snapshot)))
     shares_frame = pd.concat(shares, ignore_index=True)
     _save(shares_frame, out, "gradient_shares")
     supervision.plot_gradient_shares(shares_frame, out / "gradient_shares.png")
@@ -116,7 +116,7 @@ def run_analyses(
 
     n_train, n_test = probe_graphs
     over_training = probes_over_training.probes_over_training(
-        [c.path for c in checkpoints], cache_dir=cache_dir, hooks=list(RESIDUAL_HOOKS), n_train=n_train, n_test=n_test
+        [c.path for c in checkpoints], cache_dir=cache_dir, hooks=["resid_post"], n_train=n_train, n_test=n_test
     )
     _save(over_training, out, "probes_over_training")
     probes_over_training.plot_probes_over_training(over_training, out / "probes_over_training.png")

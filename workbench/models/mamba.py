@@ -110,7 +110,7 @@ class MambaMixer(nn.Module):
         cfg, pos = self.cfg, hidden.shape[1]
         xz = self.hook_in_proj(self.in_proj(hidden))  # (batch, pos, 2 * d_inner)
         x, z = xz.chunk(2, dim=-1)
-        x = self.hook_conv(self.conv1d(x.transpose(1, 2))[..., :pos].transpose(1, 2))
+        x = self.hook_conv(causal_depthwise_conv(x, self.conv1d.weight, self.conv1d.bias))
         x = self.hook_x(F.silu(x))
         z = self.hook_z(z)
         dt, B, C = self.x_proj(x).split([cfg.resolved_dt_rank, cfg.d_state, cfg.d_state], dim=-1)
@@ -126,6 +126,18 @@ class MambaMixer(nn.Module):
             y = selective_scan(x, dt, A, B, C, self.D, compiled=cfg.scan == "compiled")
         y = self.hook_y(y)
         return self.hook_ssm_out(self.out_proj(y * F.silu(z)))
+
+
+def causal_depthwise_conv(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """``nn.Conv1d(groups=d_inner, padding=d_conv - 1)`` truncated to ``pos``, on (batch, pos,
+    d_inner), as d_conv shifted multiply-adds. Same result; on CPU mkldnn's depthwise backward
+    took ~15 ms of a 168 ms training step (cpu preset), this ~8. weight (d_inner, 1, d_conv)."""
+    d_conv, pos = weight.shape[-1], x.shape[1]
+    padded = F.pad(x, (0, 0, d_conv - 1, 0))  # zeros before the first position
+    out = bias + padded[:, :pos] * weight[:, 0, 0]
+    for k in range(1, d_conv):
+        out = out + padded[:, k : k + pos] * weight[:, 0, k]
+    return out
 
 
 def _mamba_ssm_scan(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor) -> Tensor:

