@@ -1,10 +1,12 @@
+import os
+
 import pytest
 import torch
 
 from conftest import TEST_DATA, reference_files
 from workbench.data_files import load_data, save_data
 from workbench.task import GraphSpec, generate
-from workbench.text_format import DataFormatError, read_graphs, write_graphs
+from workbench.text_format import DataFormatError, atomic_write_text, read_graphs, write_graphs
 
 
 @pytest.mark.parametrize("path", reference_files(), ids=lambda p: f"{p.parent.name}/{p.name}")
@@ -73,3 +75,14 @@ def test_safetensors_round_trip(tmp_path):
         assert torch.equal(getattr(back, name), getattr(data, name))
     with pytest.raises(DataFormatError, match="suffix"):
         save_data(data, tmp_path / "g.csv")
+
+
+def test_atomic_write_keeps_the_old_file_on_failure_and_honours_the_umask(tmp_path):
+    path = tmp_path / "table.csv"
+    atomic_write_text(path, "a,b\n1,2\n")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.read_text() == "a,b\n1,2\n" and path.stat().st_mode & 0o777 == 0o666 & ~mask
+    with pytest.raises(UnicodeEncodeError):
+        atomic_write_text(path, "a,b\n\u00e9,2\n")  # fails while writing
+    assert path.read_text() == "a,b\n1,2\n" and [p.name for p in tmp_path.iterdir()] == ["table.csv"]

@@ -117,6 +117,12 @@ def write_graphs(data: PathStarData, path: str | Path) -> None:
     atomic_write_text(Path(path), "".join(line + "\n" for line in lines))
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write a whole file so that readers see either the old or the new content, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -124,6 +130,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="ascii") as f:
             f.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide a report from a web server
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -17,10 +17,11 @@ matplotlib.use("Agg")
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from workbench.analyses.figures import save_grid, with_panel  # noqa: E402
+from workbench.analyses.figures import save_grid  # noqa: E402
 from workbench.checkpoint import Checkpoint, load  # noqa: E402
 from workbench.models import build_model  # noqa: E402
 from workbench.probes import probe_sweep  # noqa: E402
+from workbench.probes.plots import row_label  # noqa: E402
 
 DEFAULT_TARGETS = ("arm", "node_r2", "goal")  # the plan, the first decision, and the goal it needs
 
@@ -46,12 +47,13 @@ def probes_over_training(run_dirs: list[str | Path], targets: tuple[str, ...] = 
 
 
 def plot_probes_over_training(table: pd.DataFrame, path: str | Path) -> Path:
-    """Accuracy against step; rows = target, columns = (arch, objective), hue = layer."""
-    frame = with_panel(table).assign(
-        activation=[("embedding" if s == "embed" else f"{s} {layer}") for s, layer in zip(table["site"], table["layer"])],
+    """Accuracy against step; rows = (target, arch), columns = objective, hue = layer."""
+    frame = table.assign(
+        activation=[row_label(s, layer) for s, layer in zip(table["site"], table["layer"])],
+        model=table["target"] + " | " + table["arch"],
     )
-    grid = sns.relplot(frame, x="step", y="accuracy", hue="activation", style="position", row="target", col="panel",
-                       kind="line", marker="o", markersize=4, height=2.3, aspect=1.2, facet_kws={"sharey": True})
-    grid.set_titles("{row_name} | {col_name}", size=8)
+    grid = sns.relplot(frame, x="step", y="accuracy", hue="activation", style="position", row="model", col="objective",
+                       kind="line", marker="o", markersize=4, height=2.0, aspect=1.5, facet_kws={"sharey": True, "sharex": "row"})
+    grid.set_titles("{row_name} / {col_name}", size=9)
     return save_grid(grid, path, "training step", "held-out probe accuracy",
                      "Linear probes along training: is the goal arm (or r2's node) ever decodable at '=' or r1?", title_y=1.01, dpi=110)

@@ -23,7 +23,8 @@ TARGET_TITLES = {
     "source": "source node (given in the prompt; r1 copies it)",
     "on_path": "is each prompt edge on the goal path (mean over edges)",
 }
-SITE_NAMES = {"embed": "embedding", "resid_post": "residual after layer", "ssm_state": "SSM state, layer"}
+PANELS_PER_ROW = 4
+SITE_NAMES = {"embed": "embedding", "ssm_state": "SSM state, layer", "resid_post": "residual after layer"}  # in depth order
 
 
 def target_title(target: str) -> str:
@@ -33,7 +34,7 @@ def target_title(target: str) -> str:
     return TARGET_TITLES.get(target, target)
 
 
-def _row_label(site: str, layer: int) -> str:
+def row_label(site: str, layer: int) -> str:
     return SITE_NAMES["embed"] if site == "embed" else f"{SITE_NAMES.get(site, site)} {layer}"
 
 
@@ -46,7 +47,7 @@ def plot_probe_heatmaps(table: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     frame = table.assign(
-        row=[_row_label(s, layer) for s, layer in zip(table["site"], table["layer"])],
+        row=[row_label(s, layer) for s, layer in zip(table["site"], table["layer"])],
         column=[f"{p}\n(input {t})" for p, t in zip(table["position"], table["input_token"])],
     )
     site_rank = {site: rank for rank, site in enumerate(SITE_NAMES)}
@@ -55,18 +56,24 @@ def plot_probe_heatmaps(table: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     paths = []
     for target, by_target in frame.groupby("target", sort=False):
         checkpoints = list(dict.fromkeys(by_target["checkpoint"]))
-        fig, axes = plt.subplots(1, len(checkpoints), figsize=(2.2 + 2.0 * by_target["position"].nunique() * len(checkpoints), 1.2 + 0.55 * len(rows)), squeeze=False)
-        for ax, checkpoint in zip(axes[0], checkpoints):
+        ncols = min(PANELS_PER_ROW, len(checkpoints))
+        nrows = -(-len(checkpoints) // ncols)
+        fig, axes = plt.subplots(nrows, ncols, squeeze=False, figsize=(
+            2.2 + 2.0 * by_target["position"].nunique() * ncols, 0.9 + (0.7 + 0.55 * len(rows)) * nrows))
+        for ax in axes.flat[len(checkpoints):]:
+            ax.set_visible(False)
+        for index, (ax, checkpoint) in enumerate(zip(axes.flat, checkpoints)):
             panel = by_target[by_target["checkpoint"] == checkpoint]
             columns = list(dict.fromkeys(panel["column"]))
             accuracy = panel.pivot(index="row", columns="column", values="accuracy").reindex(index=[r for r in rows if r in set(panel["row"])], columns=columns)
             init = panel.pivot(index="row", columns="column", values="random_init_accuracy").reindex_like(accuracy)
             labels = np.vectorize(lambda a, b: f"{a:.2f}" + ("" if np.isnan(b) else f"\n({b:.2f})"))(accuracy.to_numpy(), init.to_numpy())
-            sns.heatmap(accuracy, vmin=0, vmax=1, cmap="viridis", annot=labels, fmt="", cbar=ax is axes[0][-1], ax=ax,
+            row_end = index % ncols == ncols - 1 or index == len(checkpoints) - 1
+            sns.heatmap(accuracy, vmin=0, vmax=1, cmap="viridis", annot=labels, fmt="", cbar=row_end, ax=ax,
                         cbar_kws={"label": "held-out probe accuracy"}, annot_kws={"fontsize": 8})
             ax.set_title(_panel_title(panel.iloc[0]), fontsize=9)
-            ax.set_xlabel("position (what the model is fed there)")
-            ax.set_ylabel("activation" if ax is axes[0][0] else "")
+            ax.set_xlabel("position (what the model is fed there)" if index + ncols >= len(checkpoints) else "")
+            ax.set_ylabel("activation" if index % ncols == 0 else "")
             ax.tick_params(axis="y", rotation=0)
         first = by_target.iloc[0]
         fig.suptitle(
