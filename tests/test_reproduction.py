@@ -1,5 +1,5 @@
-"""The paper's result on a CPU, with the real presets (slow: about 5 minutes per GPT model and
-15 per Mamba model on 2 cores). Run with ``pytest -m slow``."""
+"""The paper's result on a CPU, with the real presets (slow: about 5 minutes per model on
+2 cores). Run with ``pytest -m slow``."""
 
 import math
 
