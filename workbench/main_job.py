@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -77,9 +79,8 @@ def run_main_job(
     checkpoints: list[Checkpoint] = []
     frames = []
     for config in configs:
-        start = time.perf_counter()
-        checkpoint = train(config, out / "checkpoints" / run_name(config), progress=progress)
-        _took(f"training {run_name(config)}", start)
+        with _timed(f"training {run_name(config)}"):
+            checkpoint = train(config, out / "checkpoints" / run_name(config), progress=progress)
         checkpoints.append(checkpoint)
         _, test = task_data(config.task)
         frame = evaluate(checkpoint.model, test, checkpoint.objective)
@@ -96,25 +97,25 @@ def run_main_job(
     if seed_reference:
         first = configs[0]
         second = replace(first, train=replace(first.train, seed=first.train.seed + 1))
-        start = time.perf_counter()
-        seed_pairs.append((checkpoints[0], train(second, out / "checkpoints" / run_name(second), progress=progress)))
-        _took(f"training {run_name(second)}", start)
+        with _timed(f"training {run_name(second)}"):
+            seed_pairs.append((checkpoints[0], train(second, out / "checkpoints" / run_name(second), progress=progress)))
     if probes:
-        start = time.perf_counter()
-        run_probe_stage(checkpoints, out / "probes", probe_graphs, progress=progress)
-        _took("probe stage", start)
+        with _timed("probe stage"):
+            run_probe_stage(checkpoints, out / "probes", probe_graphs, progress=progress)
     if analyses:
-        start = time.perf_counter()
-        run_analysis_stage(checkpoints, results, out, seed_pairs, training_probe_graphs, progress=progress)
-        from workbench.analyses.report import write_report
+        with _timed("analysis stage and report"):
+            run_analysis_stage(checkpoints, results, out, seed_pairs, training_probe_graphs, progress=progress)
+            from workbench.analyses.report import write_report
 
-        print(f"wrote {write_report(out)}", flush=True)
-        _took("analysis stage and report", start)
+            print(f"wrote {write_report(out)}", flush=True)
     return results
 
 
-def _took(stage: str, start: float) -> None:
+@contextmanager
+def _timed(stage: str) -> Iterator[None]:
     """One line per stage, so a user sees where the job's time goes (and what was reused)."""
+    start = time.perf_counter()
+    yield
     print(f"[{stage}: {time.perf_counter() - start:.0f} s]", flush=True)
 
 
@@ -122,7 +123,7 @@ def _is_current(done_file: Path, key: list) -> bool:
     return done_file.exists() and json.loads(done_file.read_text()) == key
 
 
-def run_probe_stage(checkpoints: list[Checkpoint], out: Path, probe_graphs: tuple[int, int] = (3_000, 2_000), progress: bool = True) -> pd.DataFrame:
+def run_probe_stage(checkpoints: list[Checkpoint], out: Path, probe_graphs: tuple[int, int], progress: bool = True) -> pd.DataFrame:
     """The default probe sweep over ``checkpoints``, reusing ``probes.csv`` when it is current."""
     from workbench.analyses.run import stage_key
     from workbench.probes import plot_probe_heatmaps, probe_sweep
@@ -148,7 +149,7 @@ def run_probe_stage(checkpoints: list[Checkpoint], out: Path, probe_graphs: tupl
 
 
 def run_analysis_stage(
-    checkpoints: list[Checkpoint], results: pd.DataFrame, out: Path, seed_pairs: list, probe_graphs: tuple[int, int] = (2_000, 1_000), progress: bool = True
+    checkpoints: list[Checkpoint], results: pd.DataFrame, out: Path, seed_pairs: list, probe_graphs: tuple[int, int], progress: bool = True
 ) -> None:
     from workbench.analyses.run import run_analyses, stage_key
 

@@ -33,6 +33,7 @@ from torch import Tensor, nn  # noqa: E402
 from workbench.analyses.clever_hans import model_device, wrong_arm_path  # noqa: E402
 from workbench.objectives import Objective  # noqa: E402
 from workbench.probes.activations import RESIDUAL_HOOKS, expand_hooks, hook_layer, position_index  # noqa: E402
+from workbench.probes.plots import PANELS_PER_ROW, ends_row, panel_axes  # noqa: E402
 from workbench.task import PathStarData  # noqa: E402
 
 
@@ -98,20 +99,15 @@ def goal_patching(
 def plot_patching(frame: pd.DataFrame, path: str | Path) -> Path:
     """Recovered share of the r2 logit difference, layer x position, one panel per checkpoint."""
     panels = frame.groupby(["arch", "objective"], sort=False)
-    ncols = min(4, len(panels))
-    nrows = -(-len(panels) // ncols)
     widest = frame.groupby(["arch", "objective"])["position"].nunique().max()
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * (0.7 * widest + 2.0) + 1.0, nrows * (0.5 * frame["layer"].nunique() + 1.8) + 0.6), squeeze=False)
-    for ax in axes.flat[len(panels):]:
-        ax.set_visible(False)
-    for index, (ax, ((arch, objective), panel)) in enumerate(zip(axes.flat, panels)):
+    fig, axes = panel_axes(len(panels), 0.7 * widest + 2.0, 0.5 * frame["layer"].nunique() + 1.8, 1.0, 0.6)
+    for index, (ax, ((arch, objective), panel)) in enumerate(zip(axes, panels)):
         grid = panel.pivot_table(index="layer", columns="position", values="recovered", dropna=False, sort=False).sort_index(ascending=False)
-        row_end = index % ncols == ncols - 1 or index == len(panels) - 1
-        sns.heatmap(grid, vmin=0, vmax=1, cmap="coolwarm", annot=True, fmt=".2f", ax=ax, cbar=row_end, cbar_kws={"label": "share of r2 logit difference recovered"})
+        sns.heatmap(grid, vmin=0, vmax=1, cmap="coolwarm", annot=True, fmt=".2f", ax=ax, cbar=ends_row(index, len(panels)), cbar_kws={"label": "share of r2 logit difference recovered"})
         first = panel.iloc[0]
         ax.set_title(f"{arch} / {objective}\nLD clean {first['ld_clean']:.2f}, corrupted {first['ld_corrupted']:.2f}", fontsize=9)
         ax.set_xlabel("patched position")
-        ax.set_ylabel("layer (0 = embedding)" if index % ncols == 0 else "")
+        ax.set_ylabel("layer (0 = embedding)" if index % PANELS_PER_ROW == 0 else "")
     fig.suptitle("Goal patching: clean activations patched into a run whose goal was moved to another arm\n(blank: the model's r2 does not depend on the goal, nothing to recover)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

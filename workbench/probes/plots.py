@@ -34,6 +34,22 @@ def target_title(target: str) -> str:
     return TARGET_TITLES.get(target, target)
 
 
+def panel_axes(n: int, panel_width: float, panel_height: float, extra_width: float, extra_height: float) -> tuple[plt.Figure, list[plt.Axes]]:
+    """A figure of ``n`` panels wrapped at ``PANELS_PER_ROW`` (sizes in inches), its unused
+    axes hidden; returns the figure and the ``n`` axes in reading order."""
+    ncols = min(PANELS_PER_ROW, n)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, squeeze=False, figsize=(extra_width + panel_width * ncols, extra_height + panel_height * nrows))
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat[:n])
+
+
+def ends_row(index: int, n: int) -> bool:
+    """Whether panel ``index`` of ``n`` is the last of its row (where a colour bar goes)."""
+    return index % PANELS_PER_ROW == PANELS_PER_ROW - 1 or index == n - 1
+
+
 def row_label(site: str, layer: int) -> str:
     return SITE_NAMES["embed"] if site == "embed" else f"{SITE_NAMES.get(site, site)} {layer}"
 
@@ -56,24 +72,18 @@ def plot_probe_heatmaps(table: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     paths = []
     for target, by_target in frame.groupby("target", sort=False):
         checkpoints = list(dict.fromkeys(by_target["checkpoint"]))
-        ncols = min(PANELS_PER_ROW, len(checkpoints))
-        nrows = -(-len(checkpoints) // ncols)
-        fig, axes = plt.subplots(nrows, ncols, squeeze=False, figsize=(
-            2.2 + 2.0 * by_target["position"].nunique() * ncols, 0.9 + (0.7 + 0.55 * len(rows)) * nrows))
-        for ax in axes.flat[len(checkpoints):]:
-            ax.set_visible(False)
-        for index, (ax, checkpoint) in enumerate(zip(axes.flat, checkpoints)):
+        fig, axes = panel_axes(len(checkpoints), 2.0 * by_target["position"].nunique(), 0.7 + 0.55 * len(rows), 2.2, 0.9)
+        for index, (ax, checkpoint) in enumerate(zip(axes, checkpoints)):
             panel = by_target[by_target["checkpoint"] == checkpoint]
             columns = list(dict.fromkeys(panel["column"]))
             accuracy = panel.pivot(index="row", columns="column", values="accuracy").reindex(index=[r for r in rows if r in set(panel["row"])], columns=columns)
             init = panel.pivot(index="row", columns="column", values="random_init_accuracy").reindex_like(accuracy)
             labels = np.vectorize(lambda a, b: f"{a:.2f}" + ("" if np.isnan(b) else f"\n({b:.2f})"))(accuracy.to_numpy(), init.to_numpy())
-            row_end = index % ncols == ncols - 1 or index == len(checkpoints) - 1
-            sns.heatmap(accuracy, vmin=0, vmax=1, cmap="viridis", annot=labels, fmt="", cbar=row_end, ax=ax,
+            sns.heatmap(accuracy, vmin=0, vmax=1, cmap="viridis", annot=labels, fmt="", cbar=ends_row(index, len(checkpoints)), ax=ax,
                         cbar_kws={"label": "held-out probe accuracy"}, annot_kws={"fontsize": 8})
             ax.set_title(_panel_title(panel.iloc[0]), fontsize=9)
-            ax.set_xlabel("position (what the model is fed there)" if index + ncols >= len(checkpoints) else "")
-            ax.set_ylabel("activation" if index % ncols == 0 else "")
+            ax.set_xlabel("position (what the model is fed there)" if index + PANELS_PER_ROW >= len(checkpoints) else "")
+            ax.set_ylabel("activation" if index % PANELS_PER_ROW == 0 else "")
             ax.tick_params(axis="y", rotation=0)
         first = by_target.iloc[0]
         fig.suptitle(
