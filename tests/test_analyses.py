@@ -15,6 +15,7 @@ from workbench.analyses.cka import linear_cka
 from workbench.analyses.clever_hans import accuracy_gap, cheat_test, edge_lookup_attention, wrong_arm_path
 from workbench.analyses.patching import goal_moved, goal_patching
 from workbench.analyses.supervision import gradient_shares, loss_curves, position_gradients
+from workbench.config import apply_overrides
 from workbench.evaluate import evaluate
 from workbench.models import build_model
 from workbench.objectives import get_objective
@@ -103,18 +104,29 @@ def test_patching_the_last_layer_at_the_r2_position_recovers_everything():
     assert frame.loc[("hook_embed", "r1"), "recovered"] == pytest.approx(0.0, abs=1e-6)  # so is the source
 
 
-@pytest.mark.parametrize("objective", ["next_token", "first_decision_only"])
-def test_gradient_shares_add_up_and_follow_the_loss_mask(objective):
-    config = tiny_config()
-    model = build_model(config, seed=0)
+@pytest.mark.parametrize("objective", ["next_token", "first_decision_only", "mtp"])
+def test_gradient_shares_add_up_to_the_gradient_of_the_training_loss(objective):
+    from workbench.checkpoint import build_model_and_parts
+    from workbench.objectives import step_generator
+
+    config = apply_overrides(tiny_config(objective), [])
+    model, parts = build_model_and_parts(config)
     data = generate(config.task.graph, 64, seed=4)
-    frame = gradient_shares(model, data, get_objective(objective)).set_index(["position", "metric"])["value"]
-    shares = [frame["r1", "share"], frame["r2", "share"], frame["r3", "share"]]
-    assert sum(shares) == pytest.approx(1.0, abs=1e-5)
+    obj = get_objective(objective)
+    frame = gradient_shares(model, data, obj, parts).set_index(["position", "metric"])["value"]
+    shares = frame.xs("share", level="metric")
+    assert shares.sum() == pytest.approx(1.0, abs=1e-5)
     if objective == "first_decision_only":
-        assert shares == pytest.approx([0.0, 1.0, 0.0])
-    grads = position_gradients(model, data, get_objective(objective))
-    assert frame["r3", "grad_norm"] == pytest.approx(grads["r3"].norm().item())
+        assert [shares["r1"], shares["r2"], shares["r3"]] == pytest.approx([0.0, 1.0, 0.0])
+    if objective == "mtp":
+        assert {"head2", "head3"} <= set(shares.index)
+    # the term gradients add up to autograd's gradient of the very loss the trainer optimises
+    positions, terms = position_gradients(model, data, obj, parts)
+    params = list(model.parameters()) + (list(parts.parameters()) if parts is not None else [])
+    loss = obj.loss(model, parts, obj.training_batch(data, step_generator(0, 0)), data.spec).total
+    expected = torch.cat([g.flatten() for g in torch.autograd.grad(loss, params)])
+    torch.testing.assert_close(sum(terms.values()), expected, rtol=1e-4, atol=1e-7)
+    assert frame["r3", "grad_norm"] == pytest.approx(positions["r3"].norm().item())
     assert -1 <= frame["r2", "cosine_r2_later"] <= 1
 
 

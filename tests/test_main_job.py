@@ -17,20 +17,24 @@ ANALYSES = ["accuracy_gap", "cheat_test", "edge_lookup", "loss_curves", "gradien
 
 
 def test_main_job_writes_every_table_figure_and_the_report(tmp_path, capsys):
-    configs = [tiny_config("next_token"), tiny_config("teacherless"), tiny_mamba_config()]
+    from workbench.config import apply_overrides
+
+    configs = [tiny_config("next_token"), tiny_config("teacherless"), apply_overrides(tiny_config("mtp"), ["objective.k=2"]), tiny_mamba_config()]
     configs = [replace(c, train=replace(c.train, snapshot_every=20)) for c in configs]
     results = run_main_job(tmp_path, configs, probe_graphs=(300, 200), training_probe_graphs=(300, 200), progress=False)
-    assert set(zip(results["arch"], results["objective"])) == {("gpt", "next_token"), ("gpt", "teacherless"), ("mamba", "next_token")}
+    assert set(zip(results["arch"], results["objective"])) == {("gpt", "next_token"), ("gpt", "teacherless"), ("gpt", "mtp"), ("mamba", "next_token")}
     assert (tmp_path / "checkpoints" / "gpt-next_token-s1" / "model.safetensors").exists()  # the seed reference
     probes = pd.read_csv(tmp_path / "probes" / "probes.csv")
-    assert set(probes["objective"]) == {"next_token", "teacherless"} and "ssm_state" in set(probes["site"])
+    assert set(probes["objective"]) == {"next_token", "teacherless", "mtp"} and "ssm_state" in set(probes["site"])
     for name in ANALYSES:
         assert (tmp_path / "analyses" / f"{name}.csv").exists(), name
         assert (tmp_path / "analyses" / f"{name}.png").exists(), name
     cka = pd.read_csv(tmp_path / "analyses" / "cka.csv")
     assert set(cka["kind"]) == {"across objectives", "across archs", "across seeds"}
     cheat = pd.read_csv(tmp_path / "analyses" / "cheat_test.csv")
-    assert set(cheat["objective"]) == {"next_token"}  # teacherless feeds no answer tokens
+    assert set(cheat["objective"]) == {"next_token", "mtp"}  # teacherless feeds no answer tokens
+    shares = pd.read_csv(tmp_path / "analyses" / "gradient_shares.csv")
+    assert "head2" in set(shares[shares["objective"] == "mtp"]["position"])  # mtp's extra head has its share
     over_training = pd.read_csv(tmp_path / "analyses" / "probes_over_training.csv")
     assert sorted(set(over_training["step"])) == [0, 20, 40]
 
@@ -38,7 +42,7 @@ def test_main_job_writes_every_table_figure_and_the_report(tmp_path, capsys):
     for heading in ("What this run shows", "Per-token accuracy", "The Clever Hans cheat", "Loss of first-token supervision", "Linear probes", "CKA", "patching"):
         assert heading in page, heading
     assert len(re.findall(r"<img src=.data:image/png;base64,", page)) == len(ANALYSES) + 6  # one per analysis, one per probe target
-    assert "gpt / teacherless</b>" in page and "does not apply" in page
+    assert "gpt / teacherless</b>" in page and "does not apply" in page and "gpt / mtp" in page
 
     capsys.readouterr()
     run_main_job(tmp_path, configs, probe_graphs=(300, 200), training_probe_graphs=(300, 200), progress=False)
@@ -57,3 +61,25 @@ def test_default_job_is_both_archs_under_every_objective_on_the_cpu_presets():
         assert config.model == preset.model and config.task == preset.task and config.train.lr == preset.train.lr
         assert (config.train.steps, config.train.snapshot_every, config.train.eval_every) == (steps, every, every)
         assert steps % every == 0  # the last snapshot is the final checkpoint
+
+
+def test_a_stage_reruns_when_a_checkpoint_it_read_is_retrained_under_another_setting(tmp_path, capsys):
+    """Same path, same step, other weights: the probe table must not be reused (it once was,
+    silently, when the Mamba preset's learning rate changed)."""
+    import shutil
+
+    from workbench.config import apply_overrides
+
+    config = tiny_config("next_token", steps=20, eval_every=20, save_every=20)
+    settings = dict(seed_reference=False, analyses=False, probe_graphs=(200, 100), progress=False)
+    run_main_job(tmp_path, [config], **settings)
+    first = pd.read_csv(tmp_path / "probes" / "probes.csv")
+    capsys.readouterr()
+    run_main_job(tmp_path, [config], **settings)
+    assert "probes.csv is current, reused" in capsys.readouterr().out
+
+    shutil.rmtree(tmp_path / "checkpoints")
+    run_main_job(tmp_path, [apply_overrides(config, ["train.lr=0.01"])], **settings)
+    assert "reused" not in capsys.readouterr().out
+    second = pd.read_csv(tmp_path / "probes" / "probes.csv")
+    assert len(first) == len(second) and not first["accuracy"].equals(second["accuracy"])

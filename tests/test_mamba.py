@@ -87,8 +87,10 @@ def test_hook_names_shapes_and_materialised_states_agree_with_the_fast_path():
     torch.testing.assert_close(y + cache["blocks.0.mixer.hook_x"] * model.backbone.layers[0].mixer.D, cache["blocks.0.mixer.hook_y"])
 
 
-def test_patching_the_state_changes_only_that_position():
+@pytest.mark.parametrize("mode", ["propagate", "local"])
+def test_patching_the_state_changes_that_position_and_flows_on_unless_local(mode):
     model = HookedMamba(MambaConfig(n_layers=1, d_model=32, d_state=8), SPEC.vocab_size)
+    model.ssm_state_patch = mode
     tokens = generate(SPEC, 2, seed=0).prompt_tokens()
 
     def zero_state(states, hook):
@@ -98,7 +100,7 @@ def test_patching_the_state_changes_only_that_position():
     patched = model.run_with_hooks(tokens, fwd_hooks=[("blocks.0.mixer.hook_ssm_state", zero_state)])
     clean = model(tokens)
     changed = (patched - clean).abs().amax(dim=(0, 2)) > 1e-6
-    assert changed.nonzero().flatten().tolist() == [10]
+    assert changed.nonzero().flatten().tolist() == ([10] if mode == "local" else list(range(10, tokens.shape[1])))
 
 
 def test_mamba_is_causal_and_seeded():

@@ -7,6 +7,7 @@ dropout, LM head tied to the token embedding)."""
 
 import math
 
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -84,10 +85,13 @@ def test_imported_checkpoint_gives_the_original_logits(paper_checkpoint, tmp_pat
     with torch.no_grad():
         expected, got = original(tokens), imported.model(tokens)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-4)
-    assert torch.equal(got.argmax(-1), expected.argmax(-1))
+    top2 = expected.topk(2, dim=-1).values
+    clear = top2[..., 0] - top2[..., 1] > 1e-3  # a near-tie may break either way on another CPU
+    assert clear.float().mean() > 0.9 and torch.equal(got.argmax(-1)[clear], expected.argmax(-1)[clear])
     ours = evaluate(imported.model, data, objective)
     theirs = evaluate(original, data, objective)
-    torch.testing.assert_close(torch.tensor(ours.value.values), torch.tensor(theirs.value.values))
+    # float32 forward passes: a loss may differ in the 7th digit between CPUs (9.5e-7 seen)
+    pd.testing.assert_frame_equal(ours, theirs, check_exact=False, rtol=1e-4, atol=1e-5)
     assert (tmp_path / "imported" / "model.safetensors").exists()
     assert imported.config.model.n_layers == 2 and imported.config.model.d_model == 48
 

@@ -1,22 +1,30 @@
 """Checkpoints: a directory of JSON and safetensors, never a pickle.
 
     run_dir/
-      config.json             the whole RunConfig, step, tokenizer, package version
-      model.safetensors       weights (TransformerLens parameter names)
+      config.json             the whole RunConfig (objective parameters included), step,
+                              tokenizer, package version
+      model.safetensors       weights (TransformerLens parameter names), and the objective's
+                              own trainable parts (heads, a transition MLP) under ``objective.``
       metrics.jsonl           one line per evaluation
       optimizer.safetensors   AdamW moments, for exact resume
       trainer_state.json      step and optimizer hyper-parameters, for exact resume
       snapshots/step_0001000/ config.json + model.safetensors kept along training (optional)
 
 A save writes a complete new directory beside the old one and swaps the two with renames,
-so an interrupted save leaves the previous checkpoint intact (``recover`` puts it back).
+so a save killed at any point leaves a complete checkpoint: ``recover`` puts the previous one
+back if the swap was cut between its renames and clears what a killed save left behind.
+Training holds a lock on the run (``run_lock``), so two processes never write one folder.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,11 +34,16 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from workbench.config import RunConfig
-from workbench.objectives import Objective, get_objective
+from workbench.objectives import Objective, objective_of
 from workbench.task import GraphSpec
 from workbench.text_format import atomic_write_text
 
-FORMAT = "workbench-checkpoint/1"
+FORMAT = "workbench-checkpoint/2"
+# Format 1 (before objectives had parameters and parts) still loads: these fields it lacks
+# take their defaults, which are what every format-1 run used.
+FORMAT_1 = "workbench-checkpoint/1"
+ADDED_IN_FORMAT_2 = {"objective_params": {}, "train.structured_samples": False}
+PARTS_PREFIX = "objective."
 
 
 class CheckpointError(ValueError):
@@ -46,6 +59,7 @@ class Checkpoint:
     step: int
     path: Path
     metrics: list[dict[str, Any]] = field(default_factory=list)
+    parts: nn.Module | None = None  # the objective's own trainable parts, if it has any
 
     @property
     def graph(self) -> GraphSpec:
@@ -53,7 +67,7 @@ class Checkpoint:
 
     @property
     def objective(self) -> Objective:
-        return get_objective(self.config.objective)
+        return objective_of(self.config)
 
 
 def _version() -> str:
@@ -69,9 +83,13 @@ def config_json(config: RunConfig, step: int) -> str:
     return json.dumps(payload, indent=2) + "\n"
 
 
-def _state_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Every entry of the state dict as its own tensor (tied weights are stored under both names)."""
-    return {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
+def _state_tensors(model: nn.Module, parts: nn.Module | None = None) -> dict[str, torch.Tensor]:
+    """Every entry of the state dict as its own tensor (tied weights are stored under both
+    names), the objective's parts under ``objective.``."""
+    tensors = {k: v.detach().to("cpu").clone().contiguous() for k, v in model.state_dict().items()}
+    if parts is not None:
+        tensors.update({PARTS_PREFIX + k: v.detach().to("cpu").clone().contiguous() for k, v in parts.state_dict().items()})
+    return tensors
 
 
 def _optimizer_files(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
@@ -95,22 +113,26 @@ def save_checkpoint(
     step: int,
     metrics: list[dict[str, Any]],
     optimizer: torch.optim.Optimizer | None = None,
+    parts: nn.Module | None = None,
+    trainer_state: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a checkpoint atomically: build ``.{name}.tmp``, then swap it in by renames."""
+    """Write a checkpoint atomically: build ``.{name}.tmp``, then swap it in by renames.
+
+    ``trainer_state`` holds what the trainer needs besides the optimizer to resume exactly
+    (e.g. the running loss sums since the last evaluation)."""
     run_dir = Path(run_dir)
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     recover(run_dir)
-    tmp = run_dir.with_name(f".{run_dir.name}.tmp")
-    old = run_dir.with_name(f".{run_dir.name}.old")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp, old = _tmp_path(run_dir), _old_path(run_dir)
     tmp.mkdir()
     (tmp / "config.json").write_text(config_json(config, step))
-    save_file(_state_tensors(model), str(tmp / "model.safetensors"), metadata={"step": str(step)})
+    save_file(_state_tensors(model, parts), str(tmp / "model.safetensors"), metadata=_weights_metadata(config, step))
     write_metrics(tmp, metrics)
     if optimizer is not None:
         tensors, groups = _optimizer_files(optimizer)
         save_file(tensors, str(tmp / "optimizer.safetensors"), metadata={"step": str(step)})
-        (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "param_groups": groups}, indent=2) + "\n")
+        state = {"step": step, "param_groups": groups, **(trainer_state or {})}
+        (tmp / "trainer_state.json").write_text(json.dumps(state, indent=2) + "\n")
     if (run_dir / "snapshots").exists():  # carried over by hard links: cheap, and the old dir keeps its own
         shutil.copytree(run_dir / "snapshots", tmp / "snapshots", copy_function=_link_or_copy)
     _fsync_dir(tmp)
@@ -121,25 +143,114 @@ def save_checkpoint(
     return run_dir
 
 
-def save_snapshot(run_dir: str | Path, config: RunConfig, model: nn.Module, step: int) -> Path:
+def save_snapshot(run_dir: str | Path, config: RunConfig, model: nn.Module, step: int, parts: nn.Module | None = None) -> Path:
     """Keep a model-only checkpoint at ``run_dir/snapshots/step_{step:07d}`` (for analyses over training)."""
     target = Path(run_dir) / "snapshots" / f"step_{step:07d}"
     tmp = target.with_name(f".{target.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     (tmp / "config.json").write_text(config_json(config, step))
-    save_file(_state_tensors(model), str(tmp / "model.safetensors"), metadata={"step": str(step)})
+    save_file(_state_tensors(model, parts), str(tmp / "model.safetensors"), metadata=_weights_metadata(config, step))
     shutil.rmtree(target, ignore_errors=True)
     os.replace(tmp, target)
     return target
 
 
+def _weights_metadata(config: RunConfig, step: int) -> dict[str, str]:
+    """The run config travels inside the weights file too, so an edit of config.json after
+    the save (say n_heads 4 -> 8, which no tensor shape reveals) is caught on load."""
+    return {"step": str(step), "run_config": json.dumps(_config_for_check(config.to_dict()))}
+
+
+def _config_for_check(run: dict[str, Any]) -> dict[str, Any]:
+    """The settings the weights depend on: all but where and how they are computed."""
+    run = json.loads(json.dumps(run))
+    run.get("train", {}).pop("device", None)
+    run.get("model", {}).pop("scan", None)
+    return run
+
+
+def _check_against_weights(config: RunConfig, file: Path) -> None:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(file), framework="pt") as handle:
+            saved = (handle.metadata() or {}).get("run_config")
+    except Exception as error:
+        raise CheckpointError(f"{file}: not a readable safetensors file ({str(error).splitlines()[0][:200]})") from None
+    if saved is None:  # written before the config travelled with the weights
+        return
+    now, then = _config_for_check(config.to_dict()), json.loads(saved)
+    changed = [f"{key}={a!r} (the weights were saved with {b!r})" for key, a, b in _flat_diff(now, then)]
+    if changed:
+        raise CheckpointError(f"{file.parent / 'config.json'}: edited after the weights were saved: {'; '.join(changed[:4])}")
+
+
+def _flat_diff(a: Any, b: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for key in sorted(set(a) | set(b)) for d in _flat_diff(a.get(key), b.get(key), f"{prefix}{key}.")]
+    return [] if a == b else [(prefix.rstrip("."), a, b)]
+
+
+def _tmp_path(run_dir: Path) -> Path:
+    return run_dir.with_name(f".{run_dir.name}.tmp")
+
+
+def _old_path(run_dir: Path) -> Path:
+    return run_dir.with_name(f".{run_dir.name}.old")
+
+
 def recover(run_dir: str | Path) -> None:
-    """Finish a save that was interrupted between its two renames."""
+    """Bring a run folder back to one complete checkpoint after a save killed at any point.
+
+    A save's steps: write ``.tmp``; rename the run to ``.old``; rename ``.tmp`` to the run;
+    delete ``.old``. The run folder only ever appears by the second rename, complete, so:
+    no run folder but an ``.old`` -> the kill fell between the renames, ``.old`` is the last
+    complete checkpoint and goes back; a run folder and an ``.old`` -> the kill fell in the
+    final deletion, ``.old`` is a partly deleted copy of the previous checkpoint and goes; a
+    ``.tmp`` is an unfinished new checkpoint and goes (the run keeps the previous one).
+    """
     run_dir = Path(run_dir)
-    old = run_dir.with_name(f".{run_dir.name}.old")
+    old, tmp = _old_path(run_dir), _tmp_path(run_dir)
     if old.exists() and not run_dir.exists():
         os.replace(old, run_dir)
+    if old.exists():
+        shutil.rmtree(old)
+    if tmp.exists():
+        shutil.rmtree(tmp)
+
+
+class RunLockedError(ValueError):
+    """Another live process is training into the same run folder."""
+
+
+@contextmanager
+def run_lock(run_dir: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``run_dir`` while training into it.
+
+    An ``flock`` on ``.{name}.lock`` beside the run: the kernel drops it when the holder
+    exits, however it exits, so a crashed process never leaves the run locked.
+    """
+    run_dir = Path(run_dir)
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    lock_file = run_dir.with_name(f".{run_dir.name}.lock")
+    with open(lock_file, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            if error.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise RunLockedError(f"{run_dir}: another process (pid {holder}) is training into this folder; wait for it or choose another --out") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def read_config(path: str | Path) -> tuple[RunConfig, int]:
@@ -151,12 +262,32 @@ def read_config(path: str | Path) -> tuple[RunConfig, int]:
         payload = json.loads(file.read_text())
     except json.JSONDecodeError as error:
         raise CheckpointError(f"{file} line {error.lineno}: invalid JSON ({error.msg})") from None
-    if payload.get("format") != FORMAT:
+    if not isinstance(payload, dict):
+        raise CheckpointError(f"{file}: expected a JSON object, found {type(payload).__name__}")
+    if payload.get("format") not in (FORMAT, FORMAT_1):
         raise CheckpointError(f"{file}: field 'format' is {payload.get('format')!r}, expected {FORMAT!r}")
     for key in ("run", "step"):
         if key not in payload:
             raise CheckpointError(f"{file}: field {key!r} missing")
-    return RunConfig.from_dict(payload["run"], where=f"{file}: run"), int(payload["step"])
+    run, step = payload["run"], payload["step"]
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise CheckpointError(f"{file}: field 'step' is {step!r}, expected an integer >= 0")
+    if payload["format"] == FORMAT_1 and isinstance(run, dict):
+        run = _upgrade_format_1(run)
+    try:
+        return RunConfig.from_dict(run, where="run", complete=True), step
+    except ValueError as error:
+        raise CheckpointError(f"{file}: {error}") from None
+
+
+def _upgrade_format_1(run: dict[str, Any]) -> dict[str, Any]:
+    run = json.loads(json.dumps(run))
+    for key, default in ADDED_IN_FORMAT_2.items():
+        section, _, name = key.rpartition(".")
+        holder = run.get(section) if section else run
+        if isinstance(holder, dict) and name not in holder:
+            holder[name] = default
+    return run
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
@@ -172,29 +303,62 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     return metrics
 
 
-def load(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
-    """Rebuild the hooked model of a checkpoint directory (or snapshot) from its files alone."""
-    from workbench.models import build_model
+def build_model_and_parts(config: RunConfig, device: str | torch.device = "cpu") -> tuple[nn.Module, nn.Module | None]:
+    """A freshly initialised model and objective parts, seeded by the run's seed."""
+    from workbench.models import build_model, d_model_of
 
+    model = build_model(config, seed=config.train.seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.train.seed + 7_919)
+        parts = objective_of(config).build_parts(d_model_of(model), config.task.graph)
+    return model.to(device), (parts.to(device) if parts is not None else None)
+
+
+def _read_tensors(file: Path) -> dict[str, torch.Tensor]:
+    if not file.exists():
+        raise CheckpointError(f"{file}: not found")
+    try:
+        return load_file(str(file))
+    except Exception as error:  # safetensors raises its own error types on truncated or corrupt files
+        raise CheckpointError(f"{file}: not a readable safetensors file ({str(error).splitlines()[0][:200]})") from None
+
+
+def _load_strict(module: nn.Module, state: dict[str, torch.Tensor], file: Path, what: str) -> None:
+    """Load ``state`` into ``module``, naming every missing, unexpected or misshapen tensor."""
+    expected = module.state_dict()
+    missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    if missing or extra:
+        raise CheckpointError(f"{file}: {what} do not match config.json; missing {missing[:5]}, unexpected {extra[:5]}")
+    wrong = [f"{k} {tuple(v.shape)} (config.json gives {tuple(expected[k].shape)})" for k, v in state.items() if v.shape != expected[k].shape]
+    if wrong:
+        raise CheckpointError(f"{file}: {what} do not match config.json: {', '.join(wrong[:3])}")
+    module.load_state_dict(state)
+
+
+def load(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
+    """Rebuild the hooked model (and the objective's parts) of a checkpoint directory or
+    snapshot from its files alone, checking config.json against the weights' shapes."""
     path = Path(path)
+    if not path.is_dir() and not _old_path(path).is_dir():
+        raise CheckpointError(f"{path}: not a checkpoint directory")
     recover(path)
     config, step = read_config(path)
-    model = build_model(config, seed=config.train.seed)
     weights = path / "model.safetensors"
-    if not weights.exists():
-        raise CheckpointError(f"{weights}: not found")
-    state = load_file(str(weights))
-    expected = set(model.state_dict())
-    if set(state) != expected:
-        missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
-        raise CheckpointError(f"{weights}: parameters do not match the config's model; missing {missing[:5]}, unexpected {extra[:5]}")
-    shapes = model.state_dict()
-    wrong = [f"{k} {tuple(v.shape)} (config wants {tuple(shapes[k].shape)})" for k, v in state.items() if v.shape != shapes[k].shape]
-    if wrong:
-        raise CheckpointError(f"{weights}: parameters do not match the config's model: {', '.join(wrong[:3])}")
-    model.load_state_dict(state)
+    state = _read_tensors(weights)
+    _check_against_weights(config, weights)
+    try:
+        model, parts = build_model_and_parts(config)
+    except ValueError as error:
+        raise CheckpointError(f"{path / 'config.json'}: {error}") from None
+    model_state = {k: v for k, v in state.items() if not k.startswith(PARTS_PREFIX)}
+    parts_state = {k[len(PARTS_PREFIX) :]: v for k, v in state.items() if k.startswith(PARTS_PREFIX)}
+    _load_strict(model, model_state, weights, "model parameters")
+    if parts is not None or parts_state:
+        _load_strict(parts if parts is not None else nn.Module(), parts_state, weights, f"the {config.objective} objective's parameters ({PARTS_PREFIX}*)")
     model.to(device).eval()
-    return Checkpoint(model, config, step, path, read_metrics(path))
+    if parts is not None:
+        parts.to(device).eval()
+    return Checkpoint(model, config, step, path, read_metrics(path), parts)
 
 
 def load_optimizer_state(path: str | Path, optimizer: torch.optim.Optimizer) -> int:
@@ -204,8 +368,11 @@ def load_optimizer_state(path: str | Path, optimizer: torch.optim.Optimizer) -> 
     for file in (state_file, tensor_file):
         if not file.exists():
             raise CheckpointError(f"{file}: not found; this checkpoint cannot be resumed (model-only snapshot?)")
-    trainer_state = json.loads(state_file.read_text())
-    tensors = load_file(str(tensor_file))
+    try:
+        trainer_state = json.loads(state_file.read_text())
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{state_file} line {error.lineno}: invalid JSON ({error.msg})") from None
+    tensors = _read_tensors(tensor_file)
     state: dict[int, dict[str, torch.Tensor]] = {}
     for name, value in tensors.items():
         index, key = name.split(".", 1)
@@ -214,8 +381,20 @@ def load_optimizer_state(path: str | Path, optimizer: torch.optim.Optimizer) -> 
     for group in groups:
         if "betas" in group:
             group["betas"] = tuple(group["betas"])
-    optimizer.load_state_dict({"state": state, "param_groups": groups})
+    try:
+        optimizer.load_state_dict({"state": state, "param_groups": groups})
+    except (ValueError, KeyError) as error:
+        raise CheckpointError(f"{tensor_file}: does not fit this run's parameters ({error})") from None
     return int(trainer_state["step"])
+
+
+def read_trainer_state(path: str | Path) -> dict[str, Any]:
+    """trainer_state.json of a resumable checkpoint (step, optimizer groups, running sums)."""
+    file = Path(path) / "trainer_state.json"
+    try:
+        return json.loads(file.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"{file}: unreadable ({error})") from None
 
 
 def _link_or_copy(src: str, dst: str) -> None:

@@ -16,10 +16,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from workbench.config import ARCHS, PRESETS, TaskConfig, apply_overrides, preset_config
-from workbench.main_job import DEFAULT_JOBS, DEFAULT_OBJECTIVES
+from typing import TYPE_CHECKING
+
+# Only light modules at the top: `workbench --help` must answer at once, so torch,
+# TransformerLens and pandas are imported inside the verbs that need them.
+from workbench.config import ARCHS, DEFAULT_JOBS, DEFAULT_OBJECTIVES, PRESETS, apply_overrides, preset_config
 from workbench.objectives import OBJECTIVES
-from workbench.task import GraphSpec
+
+if TYPE_CHECKING:
+    from workbench.task import GraphSpec
 
 
 def default_run_name(arch: str, objective: str, spec: GraphSpec, seed: int) -> str:
@@ -134,23 +139,21 @@ def cmd_import_hf(args: argparse.Namespace) -> None:
 
 
 def cmd_probe(args: argparse.Namespace) -> None:
-    from workbench.data_files import load_data
-    from workbench.probes import plot_probe_heatmaps, probe_sweep
-    from workbench.text_format import atomic_write_text
+    from workbench.probes.spec import ProbeSpec, load_spec, run_spec
 
-    data = load_data(args.data, num_nodes=args.num_nodes) if args.data else None
-    table = probe_sweep(
-        args.checkpoints, hooks=_csv_list(args.hooks), positions=_csv_list(args.positions), targets=_csv_list(args.targets),
-        data=data, n_train=args.n_train, n_test=args.n_test, controls=not args.no_controls, seed=args.seed,
-        cache_dir=None if args.no_cache else Path(args.out) / "activation_cache", device=args.device, n_jobs=args.jobs,
+    given = dict(
+        checkpoints=args.checkpoints or None, hooks=_csv_list(args.hooks), positions=_csv_list(args.positions),
+        targets=_csv_list(args.targets), data=args.data, num_nodes=args.num_nodes, n_train=args.n_train, n_test=args.n_test,
+        seed=args.seed, controls=args.controls, cache=args.cache, device=args.device, jobs=args.jobs, out=args.out,
     )
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "probes.csv", table.to_csv(index=False))
-    figures = plot_probe_heatmaps(table, out)
-    shown = table.pivot_table(index=["arch", "objective", "target"], columns=["position", "site", "layer"], values="accuracy", sort=False)
-    print(shown.to_string(float_format=lambda v: f"{v:.2f}"))
-    print(f"wrote {out / 'probes.csv'} ({len(table)} probes) and {len(figures)} figures in {out}")
+    given = {key: value for key, value in given.items() if value is not None}  # flags left out keep the spec's values
+    if args.spec:
+        spec = load_spec(args.spec).override(given)
+    elif not args.checkpoints:
+        raise ValueError("probe: give checkpoint directories, or --spec FILE (see probes/README.md)")
+    else:
+        spec = ProbeSpec(**{key: tuple(value) if isinstance(value, list) else value for key, value in given.items()})
+    run_spec(spec)
 
 
 def _csv_list(text: str | None) -> list[str] | None:
@@ -176,6 +179,8 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def _graph(text: str) -> GraphSpec:
+    from workbench.task import GraphSpec
+
     try:
         return GraphSpec.parse(text)
     except ValueError as error:
@@ -185,7 +190,7 @@ def _graph(text: str) -> GraphSpec:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="workbench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
-    default_graph = TaskConfig().graph
+    default_graph = "2,5,50"  # argparse runs string defaults through type=_graph
 
     data = verbs.add_parser("data", help="generate or convert path-star graph files")
     data_verbs = data.add_subparsers(dest="data_verb", required=True, metavar="ACTION")
@@ -209,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--seed", type=int, help="training seed: init and batch order (default 0)")
     tr.add_argument("--train-file", help="train on this file (.txt or .safetensors) instead of generated graphs")
     tr.add_argument("--test-file", help="evaluate on this file instead of generated held-out graphs")
-    tr.add_argument("--set", nargs="*", default=[], metavar="SECTION.FIELD=VALUE", help="override a setting, e.g. train.steps=5000 model.n_layers=4")
+    tr.add_argument("--set", nargs="+", action="extend", default=[], metavar="SECTION.FIELD=VALUE", help="override settings, e.g. train.steps=5000 model.n_layers=4 objective.k=3 (sections task, model, train, objective; repeatable)")
     tr.add_argument("--out", help="checkpoint directory (default checkpoints/{arch}-{objective}-G{d}_{l}_{N}-s{seed})")
     tr.add_argument("--until-step", type=int, help="stop (with a resumable checkpoint) at this step; the schedule is unchanged")
     tr.add_argument("--no-resume", action="store_true", help="fail instead of resuming when --out holds a checkpoint")
@@ -246,20 +251,21 @@ def build_parser() -> argparse.ArgumentParser:
     ihf.set_defaults(func=cmd_import_hf)
 
     pr = verbs.add_parser("probe", help="linear probes on checkpoints, with controls", description="Fit a logistic-regression probe for every (checkpoint, hook, position, target) on held-out graphs, with a control task, an untrained model and the embedding as controls; write probes.csv and one heatmap per target.")
-    pr.add_argument("checkpoints", nargs="+", help="checkpoint directories (or snapshots)")
+    pr.add_argument("checkpoints", nargs="*", help="checkpoint directories (or snapshots); with --spec, they replace the file's checkpoints and runs")
+    pr.add_argument("--spec", help="a probe experiment file (TOML, see probes/README.md); flags given beside it override its values")
     pr.add_argument("--hooks", help="comma-separated hook names or shortcuts embed, resid_post, ssm_state (default: embed,resid_post, plus ssm_state for mamba)")
-    pr.add_argument("--positions", default="eq,r1", help="comma-separated positions: eq (the '=' token) and r1..r{l-1} (answer slots) (default eq,r1)")
+    pr.add_argument("--positions", help="comma-separated positions: eq (the '=' token) and r1..r{l-1} (answer slots) (default eq,r1)")
     pr.add_argument("--targets", help="comma-separated targets: arm, node_r2..node_r{l}, goal, source, on_path (default all)")
     pr.add_argument("--data", help="probe on this graph file instead of the checkpoint's held-out graphs")
     pr.add_argument("--num-nodes", type=int, help="number of node labels, when the --data file name does not say")
-    pr.add_argument("--n-train", type=int, default=3000, help="graphs to fit each probe on (default 3000)")
-    pr.add_argument("--n-test", type=int, default=2000, help="held-out graphs to score it on (default 2000)")
-    pr.add_argument("--seed", type=int, default=0, help="seed of CV folds, bootstrap and control tasks (default 0)")
-    pr.add_argument("--no-controls", action="store_true", help="skip the control task and the untrained model (about 3x faster)")
-    pr.add_argument("--no-cache", action="store_true", help="do not cache activations under OUT/activation_cache")
-    pr.add_argument("--device", default="cpu")
-    pr.add_argument("--jobs", type=int, default=-1, help="worker processes fitting probes (default -1: one per core)")
-    pr.add_argument("--out", default="results/probes", help="output directory (default results/probes)")
+    pr.add_argument("--n-train", type=int, help="graphs to fit each probe on (default 3000)")
+    pr.add_argument("--n-test", type=int, help="held-out graphs to score it on (default 2000)")
+    pr.add_argument("--seed", type=int, help="seed of CV folds, bootstrap and control tasks (default 0)")
+    pr.add_argument("--controls", action=argparse.BooleanOptionalAction, help="the control task and the untrained model beside every probe (default on; --no-controls is about 3x faster)")
+    pr.add_argument("--cache", action=argparse.BooleanOptionalAction, help="cache activations under OUT/activation_cache (default on)")
+    pr.add_argument("--device", help="where the models run (default cpu)")
+    pr.add_argument("--jobs", type=int, help="worker processes fitting probes (default -1: one per core)")
+    pr.add_argument("--out", help="output directory (default results/probes)")
     pr.set_defaults(func=cmd_probe)
 
     mj = verbs.add_parser("main", help="the default experiment end to end, ending with the report", description="Train cpu-preset models on G(2,5,50) (GPT and Mamba under every objective, 1,500 and 1,000 steps; plus a second seed of the first, for CKA), evaluate them on held-out graphs (results.csv), probe them (probes/), run the analyses (analyses/) and write report.html. Finished stages are reused when run again.")
@@ -279,12 +285,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Usage and input errors exit 2 with one line (as argparse's own); Ctrl-C exits 130
+    saying what was saved."""
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
     except (ValueError, FileNotFoundError, FileExistsError) as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+    except KeyboardInterrupt as interrupt:
+        print(f"\n{interrupt}" if str(interrupt) else "\ninterrupted", file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 if __name__ == "__main__":

@@ -10,8 +10,10 @@
 5. write ``report.html`` from those tables and figures.
 
 Every stage is reused when the job runs again: training resumes from its checkpoint (a
-finished run is not retrained), and the probe and analysis stages are recomputed only when
-a checkpoint they read has changed (activations are cached on disk either way).
+finished run is not retrained), and the probe and analysis stages are recomputed whenever
+the weights or the config of a checkpoint they read, or their own settings, have changed
+(activations are cached on disk either way). The device is resolved once (``train.device``,
+"auto" -> CUDA where present) and every stage runs there.
 """
 
 from __future__ import annotations
@@ -26,21 +28,15 @@ from pathlib import Path
 import pandas as pd
 
 from workbench.checkpoint import Checkpoint
-from workbench.config import RunConfig, preset_config
+from workbench.config import DEFAULT_JOBS, DEFAULT_OBJECTIVES, MAIN_JOB_SCHEDULE, RunConfig, preset_config  # noqa: F401 (re-exported)
 from workbench.evaluate import evaluate, format_table
 from workbench.text_format import atomic_write_text
-from workbench.train import task_data, train
+from workbench.train import resolve_device, task_data, train
 
-DEFAULT_OBJECTIVES = ("next_token", "reverse", "teacherless", "first_decision_only")
-DEFAULT_JOBS = tuple((arch, objective) for arch in ("gpt", "mamba") for objective in DEFAULT_OBJECTIVES)
-# The cpu presets on schedules cut to fit the whole job into 40 minutes of a 2-core CPU
-# (measured 2026-11-25): the GPT shows the signature by step 500, and its reverse run reaches
-# 99.9% by step 1,500; Mamba (lr 5e-3) shows it by step 750, and its reverse run is at 99.6%
-# by step 900. (steps, snapshot and evaluation interval) per arch:
-MAIN_JOB_SCHEDULE = {"gpt": (1_500, 500), "mamba": (1_000, 250)}
 # Probes on 4,096 state features cost ~40 s per target and checkpoint: the state is asked only
 # the question itself (the residual-stream probes cover every target).
 SSM_STATE_TARGETS = ("arm",)
+ANALYSIS_GRAPHS = 2_000  # held-out graphs of the analyses (cheat test, CKA; subsets for the costlier ones)
 
 
 def default_configs(jobs: tuple[tuple[str, str], ...] = DEFAULT_JOBS) -> list[RunConfig]:
@@ -76,6 +72,10 @@ def run_main_job(
     """
     out = Path(out)
     configs = configs or default_configs()
+    devices = {str(resolve_device(c.train.device)) for c in configs}
+    if len(devices) > 1:
+        raise ValueError(f"the main job runs on one device; its configs ask for {sorted(devices)}")
+    device = resolve_device(configs[0].train.device)
     checkpoints: list[Checkpoint] = []
     frames = []
     for config in configs:
@@ -83,7 +83,7 @@ def run_main_job(
             checkpoint = train(config, out / "checkpoints" / run_name(config), progress=progress)
         checkpoints.append(checkpoint)
         _, test = task_data(config.task)
-        frame = evaluate(checkpoint.model, test, checkpoint.objective)
+        frame = evaluate(checkpoint.model, test, checkpoint.objective, device=device)
         print(f"\n{config.arch} / {config.objective}, step {checkpoint.step}, {len(test)} held-out graphs:\n{format_table(frame)}", flush=True)
         spec = config.task.graph
         identity = dict(arch=config.arch, objective=config.objective, degree=spec.degree, path_length=spec.path_length,
@@ -130,7 +130,7 @@ def run_probe_stage(checkpoints: list[Checkpoint], out: Path, probe_graphs: tupl
     from workbench.probes.activations import RESIDUAL_HOOKS
 
     table_file, done_file = out / "probes.csv", out / "done.json"
-    key = stage_key(checkpoints, probe_graphs)
+    key = stage_key(checkpoints, {"hooks": list(RESIDUAL_HOOKS), "ssm_state_targets": list(SSM_STATE_TARGETS), "probe_graphs": list(probe_graphs)})
     if table_file.exists() and _is_current(done_file, key):
         print(f"probes: {table_file} is current, reused", flush=True)
         return pd.read_csv(table_file)
@@ -151,10 +151,10 @@ def run_probe_stage(checkpoints: list[Checkpoint], out: Path, probe_graphs: tupl
 def run_analysis_stage(
     checkpoints: list[Checkpoint], results: pd.DataFrame, out: Path, seed_pairs: list, probe_graphs: tuple[int, int], progress: bool = True
 ) -> None:
-    from workbench.analyses.run import run_analyses, stage_key
+    from workbench.analyses.run import analysis_stage_key, run_analyses
 
-    if _is_current(out / "analyses" / "done.json", stage_key(checkpoints, probe_graphs, seed_pairs)):
+    if _is_current(out / "analyses" / "done.json", analysis_stage_key(checkpoints, ANALYSIS_GRAPHS, probe_graphs, seed_pairs)):
         print("analyses: current, reused", flush=True)
         return
-    run_analyses(checkpoints, results, out / "analyses", seed_pairs=seed_pairs, probe_graphs=probe_graphs,
+    run_analyses(checkpoints, results, out / "analyses", seed_pairs=seed_pairs, n_graphs=ANALYSIS_GRAPHS, probe_graphs=probe_graphs,
                  cache_dir=out / "probes" / "activation_cache", progress=progress)

@@ -64,6 +64,23 @@ def paper_to_workbench(state: dict[str, torch.Tensor], n_ctx: int) -> dict[str, 
     return {k: v.detach().clone().float().contiguous() for k, v in mapped.items()}
 
 
+_SHAPE_KEYS = {"embed_tokens.weight": 2, "pos_encoding.weight": 2, "layers.0.mlp.expand.weight": 2}
+
+
+def _check_shape_keys(file: Path, state: dict) -> None:
+    """The parameters the model's shape is read from, present, as matrices; and every value a
+    tensor. An incomplete state dict is named here rather than as a KeyError."""
+    odd = [k for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if odd:
+        raise ValueError(f"{file}: expected a state dict of named tensors; entries that are not: {odd[:8]}")
+    missing = [k for k in _SHAPE_KEYS if k not in state]
+    if missing:
+        raise ValueError(f"{file}: incomplete state dict of the paper's GPT: {missing} missing")
+    flat = [f"{k} {tuple(state[k].shape)}" for k, ndim in _SHAPE_KEYS.items() if state[k].ndim != ndim]
+    if flat:
+        raise ValueError(f"{file}: expected 2-d weight matrices, found {flat}")
+
+
 def import_reference(
     file: str | Path, spec: GraphSpec, out_dir: str | Path, objective: str = "next_token", n_heads: int = 6
 ) -> Checkpoint:
@@ -82,6 +99,7 @@ def import_reference(
     if not isinstance(state, dict) or "embed_tokens.weight" not in state:
         raise ValueError(f"{file}: expected the paper's GPT state dict with 'embed_tokens.weight'; found keys {list(state)[:5] if isinstance(state, dict) else type(state).__name__}")
 
+    _check_shape_keys(file, state)
     vocab, d_model = state["embed_tokens.weight"].shape
     if vocab != spec.vocab_size:
         raise ValueError(f"{file}: embedding has {vocab} rows, but {spec} needs N+4 = {spec.vocab_size}")
@@ -98,8 +116,15 @@ def import_reference(
     weights = paper_to_workbench(state, n_ctx)
     expected = {k for k in model.state_dict() if k != "unembed.bias"}
     if set(weights) != expected:
-        raise ValueError(f"{file}: parameters missing for the paper's GPT: {sorted(expected - set(weights))[:8]}")
+        raise ValueError(
+            f"{file}: incomplete state dict of the paper's {n_layers}-layer GPT: missing (as named here) "
+            f"{sorted(expected - set(weights))[:8]}, unexpected {sorted(set(weights) - expected)[:8]}"
+        )
     weights["unembed.bias"] = torch.zeros(vocab)
+    shapes = {k: v.shape for k, v in model.state_dict().items()}
+    wrong = [f"{k} {tuple(v.shape)} (expected {tuple(shapes[k])})" for k, v in weights.items() if v.shape != shapes[k]]
+    if wrong:
+        raise ValueError(f"{file}: parameter shapes do not fit one GPT of width {d_model}: {wrong[:4]}")
     model.load_state_dict(weights)
 
     task = TaskConfig(degree=spec.degree, path_length=spec.path_length, num_nodes=spec.num_nodes)

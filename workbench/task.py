@@ -175,25 +175,81 @@ def generate(spec: GraphSpec, num_graphs: int, seed: int) -> PathStarData:
     return PathStarData(spec, edges.contiguous(), source.clone(), path[:, -1].clone(), path.contiguous())
 
 
-def check_structure(data: PathStarData) -> Tensor:
-    """Boolean (batch,) mask of graphs that are well-formed path-stars with a valid answer.
+def structure_checks(data: PathStarData) -> dict[str, Tensor]:
+    """The requirements of a path-star G(d, l) with its answer, each a (batch,) mask of the
+    graphs that meet it, keyed by what it requires (readers name the first one a graph breaks).
 
-    Checks, vectorised: the path runs source -> goal along listed edges; the source has
-    ``degree`` out-edges; every node has at most one in- and one out-edge besides the source.
+    Together they hold exactly for path-stars: with the source's d out-edges, no edge into it,
+    and at most one edge into and out of every other node, walks from the source never meet
+    or revisit a node; if each of the d arms then has l-1 edges, they use all d*(l-1) listed
+    edges, so no cycle, self-loop, longer arm or detached edge can remain. Vectorised over
+    graphs: the walk looks successors up by ``searchsorted`` in each graph's edges sorted by
+    source node, with no (batch, num_nodes) table.
     """
-    spec, n = data.spec, len(data)
+    spec = data.spec
     src, dst = data.edges[..., 0], data.edges[..., 1]
-    ok = (data.path[:, 0] == data.source) & (data.path[:, -1] == data.goal)
-    steps = torch.stack([data.path[:, :-1], data.path[:, 1:]], dim=2)  # (batch, l-1, 2)
-    listed = (steps[:, :, None, :] == data.edges[:, None, :, :]).all(dim=3).any(dim=2)
-    ok &= listed.all(dim=1)
-    ok &= (src == data.source[:, None]).sum(dim=1) == spec.degree
-    out_deg = torch.zeros(n, spec.num_nodes, dtype=torch.long).scatter_add_(1, src, torch.ones_like(src))
-    in_deg = torch.zeros(n, spec.num_nodes, dtype=torch.long).scatter_add_(1, dst, torch.ones_like(dst))
-    out_deg[torch.arange(n), data.source] = 1
-    ok &= (out_deg <= 1).all(dim=1) & (in_deg <= 1).all(dim=1)
-    ok &= in_deg[torch.arange(n), data.source] == 0
+    source = data.source[:, None].contiguous()
+    labels = torch.cat([data.edges.flatten(1), source, data.goal[:, None], data.path], dim=1)
+    tails, order = src.sort(dim=1)
+    heads = torch.gather(dst, 1, order)
+    repeated_tail = _repeats(tails) & (tails[:, 1:] != source)
+    repeated_head = _repeats(dst.sort(dim=1).values)
+    first = torch.searchsorted(tails, source)  # the source's out-edges are one block of ``tails``
+    children = torch.gather(heads, 1, (first + torch.arange(spec.degree)).clamp(max=spec.num_edges - 1))
+    arms_walk = _walk(tails, heads, children, spec.path_length - 2)[1]
+    on_arm, path_walk = _walk(tails, heads, data.path[:, 1:-1].contiguous(), 1)
+    return {
+        f"node labels in 0..{spec.num_nodes - 1}": ((labels >= 0) & (labels < spec.num_nodes)).all(dim=1),
+        "the answer starts at the source and ends at the goal": (data.path[:, 0] == data.source) & (data.path[:, -1] == data.goal),
+        f"the source has {spec.degree} out-edges and no in-edge": ((src == source).sum(dim=1) == spec.degree) & (dst != source).all(dim=1),
+        "no other node has two out-edges or two in-edges": ~repeated_tail.any(dim=1) & ~repeated_head.any(dim=1),
+        f"every arm has exactly {spec.path_length - 1} edges from the source (no cycle, no detached edge)": arms_walk.all(dim=1),
+        "the answer follows listed edges": (
+            (children == data.path[:, 1:2]).any(dim=1) & path_walk.all(dim=1) & (on_arm == data.path[:, 2:]).all(dim=1)
+        ),
+    }
+
+
+def _repeats(rows: Tensor) -> Tensor:
+    """(batch, k-1) mask of entries equal to their left neighbour in each sorted row."""
+    return rows[:, 1:] == rows[:, :-1]
+
+
+def _walk(tails: Tensor, heads: Tensor, start: Tensor, steps: int) -> tuple[Tensor, Tensor]:
+    """Follow the out-edge of every node in ``start`` (batch, k) ``steps`` times.
+
+    Returns the nodes reached and a (batch, k) mask of walks that found an out-edge at every
+    step; ``tails`` (sorted) and ``heads`` are each graph's edges ordered by source node.
+    """
+    found = torch.ones_like(start, dtype=torch.bool)
+    last = tails.shape[1] - 1
+    for _ in range(steps):
+        slot = torch.searchsorted(tails, start).clamp(max=last)
+        found &= torch.gather(tails, 1, slot) == start
+        start = torch.gather(heads, 1, slot)
+    return start, found
+
+
+def check_structure(data: PathStarData) -> Tensor:
+    """Boolean (batch,) mask of graphs that are path-stars G(d, l) with their answer: d arms of
+    exactly l-1 edges each from the source, every node reachable, no cycle, and the answer the
+    arm that ends at the goal (``structure_checks`` lists the requirements)."""
+    checks = iter(structure_checks(data).values())
+    ok = next(checks).clone()
+    for check in checks:
+        ok &= check
     return ok
+
+
+def structure_problem(data: PathStarData) -> tuple[int, str] | None:
+    """(index, broken requirement) of the first graph that is not a path-star, or None."""
+    checks = structure_checks(data)
+    bad = ~torch.stack(list(checks.values()), dim=1)  # (batch, requirement)
+    rows = bad.any(dim=1).nonzero()
+    if not len(rows):
+        return None
+    index = int(rows[0])
+    return index, list(checks)[int(bad[index].float().argmax())]
 
 
 def arm_paths(data: PathStarData) -> Int[Tensor, "batch degree path"]:

@@ -1,10 +1,12 @@
 """Training loop: AdamW, linear warmup then cosine decay, seeded, exactly resumable.
 
 Batches are index draws from in-memory int tensors (no per-sample Python work). The order of
-the training set in epoch e is a permutation seeded by (train.seed, e), so the batch at any
-step is a pure function of the step: resuming needs only the step, the weights and the
-optimizer moments, and a run killed and resumed ends with the same weights as one never
-interrupted. Evaluation writes ``metrics.jsonl`` every ``train.eval_every`` steps; a
+the training set in epoch e is a permutation seeded by (train.seed, e), and the objective
+builds each batch (``Objective.training_batch``) with a generator seeded by (train.seed,
+step), so the batch at any step is a pure function of the step: resuming needs only the
+step, the weights, the optimizer moments and the running loss sums, and a run killed and
+resumed ends with the same weights as one never interrupted. The objective computes the
+loss (``Objective.loss``) and may bring trainable parts of its own, optimised with the model. Evaluation writes ``metrics.jsonl`` every ``train.eval_every`` steps; a
 checkpoint is saved every ``train.save_every`` steps, at the end, and on Ctrl-C.
 """
 
@@ -18,15 +20,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from workbench.checkpoint import (
     Checkpoint,
     CheckpointError,
+    build_model_and_parts,
     load,
     load_optimizer_state,
     read_metrics,
+    read_trainer_state,
+    recover,
+    run_lock,
     save_checkpoint,
     save_snapshot,
     write_metrics,
@@ -34,9 +39,8 @@ from workbench.checkpoint import (
 from workbench.config import RunConfig, TaskConfig, TrainConfig
 from workbench.data_files import load_data
 from workbench.evaluate import evaluate
-from workbench.models import build_model
-from workbench.objectives import answer_logits, get_objective
-from workbench.task import PathStarData, generate
+from workbench.objectives import LossTerms, Objective, objective_of, step_generator
+from workbench.task import PathStarData, arm_paths, generate
 
 TEST_SEED_OFFSET = 1_000_003  # the held-out set is drawn from another stream than the training set
 
@@ -58,9 +62,32 @@ def task_data(task: TaskConfig) -> tuple[PathStarData, PathStarData]:
     return train, test
 
 
+HELD_OUT_BLOCK = 1_000  # the held-out stream is drawn in blocks, each from its own seed
+
+
 def held_out_graphs(task: TaskConfig, num_graphs: int) -> PathStarData:
-    """``num_graphs`` generated graphs of the held-out stream (another seed than training's)."""
-    return generate(task.graph, num_graphs, task.data_seed + TEST_SEED_OFFSET)
+    """The first ``num_graphs`` graphs of the held-out stream (another seed than training's).
+
+    Prefix-stable: the first 2,000 graphs are the first 2,000 of any longer draw, so the
+    analyses, the probes and the results all score on nested subsets of one set."""
+    blocks = -(-num_graphs // HELD_OUT_BLOCK)
+    base = (task.data_seed + TEST_SEED_OFFSET) * 100_003
+    parts = [generate(task.graph, HELD_OUT_BLOCK, base + block) for block in range(blocks)]
+    if not parts:
+        return generate(task.graph, 0, base)
+    data = parts[0] if len(parts) == 1 else PathStarData(task.graph, *(torch.cat([getattr(p, f) for p in parts]) for f in ("edges", "source", "goal", "path")))
+    return data[:num_graphs]
+
+
+def evaluation_graphs(task: TaskConfig, num_graphs: int) -> PathStarData:
+    """The first ``num_graphs`` of the run's test set: ``task.test_file`` where one is given,
+    else the held-out stream."""
+    if task.test_file:
+        data = task_data(task)[1]
+        if len(data) < num_graphs:
+            raise ValueError(f"task.test_file {task.test_file} holds {len(data)} graphs; {num_graphs} are needed")
+        return data[:num_graphs]
+    return held_out_graphs(task, num_graphs)
 
 
 def learning_rate(step: int, train: TrainConfig) -> float:
@@ -95,13 +122,53 @@ class BatchOrder:
         return torch.cat([self.permutation(int(e))[offset[epoch == e]] for e in epoch.unique()])
 
 
-def _eval_record(model, test: PathStarData, config: RunConfig, device: torch.device) -> dict[str, dict[str, float]]:
+def _eval_record(model, test: PathStarData, objective: Objective, device: torch.device) -> dict[str, dict[str, float]]:
     """The evaluation of ``workbench.evaluate`` as {metric: {position: value}} for metrics.jsonl."""
-    frame = evaluate(model, test, get_objective(config.objective), device=device)
+    frame = evaluate(model, test, objective, device=device)
     record: dict[str, dict[str, float]] = {}
     for metric, position, value in frame[["metric", "position", "value"]].itertuples(index=False):
         record.setdefault(metric, {})[position] = value
     return record
+
+
+def structured_samples(graphs: PathStarData) -> PathStarData:
+    """Each graph d times, once with each arm's leaf as the goal (Frydenlund 2024, EMNLP):
+    the batch then holds every answer of the same edge list, so no arm is a cue."""
+    arms = arm_paths(graphs)  # (batch, d, l)
+    d = graphs.spec.degree
+    path = arms.reshape(-1, graphs.spec.path_length)
+    return PathStarData(graphs.spec, graphs.edges.repeat_interleave(d, dim=0), graphs.source.repeat_interleave(d), path[:, -1].clone(), path.contiguous())
+
+
+class _RunningLoss:
+    """Sums of the logged training losses since the last evaluation; saved with the
+    checkpoint so that the first line after a resume still covers the whole interval."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.count, self.sums = device, 0, {}
+
+    def add(self, terms: LossTerms) -> None:
+        values = {"position": terms.position_loss.detach(), **{k: v.detach().reshape(1) for k, v in terms.aux.items()}}
+        for name, value in values.items():
+            self.sums[name] = self.sums.get(name, torch.zeros_like(value)) + value
+        self.count += 1
+
+    def record(self, positions: list[str]) -> dict[str, dict[str, float]]:
+        if not self.count:
+            return {}
+        out = {"loss": dict(zip(positions, (self.sums["position"] / self.count).tolist()))}
+        aux = {name: (value / self.count).item() for name, value in self.sums.items() if name != "position"}
+        return out | ({"aux_loss": aux} if aux else {})
+
+    def reset(self) -> None:
+        self.count, self.sums = 0, {}
+
+    def state(self) -> dict[str, Any]:
+        return {"loss_count": self.count, "loss_sums": {k: v.tolist() for k, v in self.sums.items()}}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.count = int(state.get("loss_count", 0))
+        self.sums = {k: torch.tensor(v, dtype=torch.float32, device=self.device) for k, v in state.get("loss_sums", {}).items()}
 
 
 def train(
@@ -110,18 +177,27 @@ def train(
     """Train (or resume) the run in ``run_dir``; returns the final checkpoint.
 
     ``until_step`` stops early at that step (saving a resumable checkpoint) without changing
-    the schedule, which always spans ``config.train.steps``.
+    the schedule, which always spans ``config.train.steps``. The run folder is locked while
+    training (a second process training into it is refused at once).
     """
+    if until_step is not None and until_step < 0:
+        raise ValueError(f"until_step={until_step}: expected a step >= 0")
     run_dir = Path(run_dir)
+    with run_lock(run_dir):
+        return _train_locked(config, run_dir, resume, until_step, progress)
+
+
+def _train_locked(config: RunConfig, run_dir: Path, resume: bool, until_step: int | None, progress: bool) -> Checkpoint:
     cfg = config.train
     device = resolve_device(cfg.device)
-    objective, spec = get_objective(config.objective), config.task.graph
+    objective, spec = objective_of(config), config.task.graph
 
-    model = build_model(config, seed=cfg.seed).to(device)
+    model, parts = build_model_and_parts(config, device)
+    named = list(model.named_parameters()) + ([(f"objective.{n}", p) for n, p in parts.named_parameters()] if parts is not None else [])
     # no weight decay on vectors, nor on Mamba's A_log (as mamba-ssm)
-    exempt = {n for n, p in model.named_parameters() if p.ndim < 2 or n.endswith("A_log")}
-    decay = [p for n, p in model.named_parameters() if n not in exempt]
-    no_decay = [p for n, p in model.named_parameters() if n in exempt]
+    exempt = {n for n, p in named if p.ndim < 2 or n.endswith("A_log")}
+    decay = [p for n, p in named if n not in exempt]
+    no_decay = [p for n, p in named if n in exempt]
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=cfg.lr,
@@ -129,7 +205,9 @@ def train(
     )
 
     step, metrics = 0, []
-    if (run_dir / "config.json").exists() or run_dir.with_name(f".{run_dir.name}.old").exists():
+    running = _RunningLoss(device)
+    recover(run_dir)
+    if (run_dir / "config.json").exists():
         if not resume:
             raise FileExistsError(f"{run_dir}: a checkpoint exists; resume it or choose another --out")
         checkpoint = load(run_dir, device=device)
@@ -137,35 +215,32 @@ def train(
         if _comparable(saved) != _comparable(config):
             raise CheckpointError(f"{run_dir}/config.json: the saved run differs from the requested one: {_diff(saved, config)}")
         model.load_state_dict(checkpoint.model.state_dict())
+        if parts is not None:
+            parts.load_state_dict(checkpoint.parts.state_dict())
         step = load_optimizer_state(run_dir, optimizer)
+        running.restore(read_trainer_state(run_dir))
         metrics = [m for m in read_metrics(run_dir) if m["step"] <= step]
 
     train_data, test_data = task_data(config.task)
     eval_data = test_data[: cfg.eval_graphs]
-    targets = objective.targets(train_data.answer_tokens())
-    inputs = objective.inputs(train_data.prompt_tokens(), targets, spec).to(device)
-    targets = targets.to(device)
-    mask = objective.loss_mask(spec).to(device)
-    order = BatchOrder(len(train_data), cfg.batch_size, cfg.seed)
+    graphs_per_step = cfg.batch_size // spec.degree if cfg.structured_samples else cfg.batch_size
+    order = BatchOrder(len(train_data), graphs_per_step, cfg.seed)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
 
     last = min(cfg.steps, until_step if until_step is not None else cfg.steps)
-    loss_sum = torch.zeros(spec.path_length, device=device)
-    loss_count = 0
     started = time.time() - (metrics[-1]["elapsed_s"] if metrics else 0.0)
 
     def log_eval() -> None:
         record: dict[str, Any] = {"step": step, "lr": learning_rate(min(step, cfg.steps - 1), cfg), "elapsed_s": time.time() - started}
-        if loss_count:
-            per_position = objective.to_path_order((loss_sum / loss_count)[None])[0].tolist()
-            record["train"] = {"loss": dict(zip(spec.positions, per_position))}
-        record["test"] = _eval_record(model, eval_data, config, device)
+        if running.count:
+            record["train"] = running.record(spec.positions)
+        record["test"] = _eval_record(model, eval_data, objective, device)
         metrics.append(record)
         if run_dir.exists():
             write_metrics(run_dir, metrics)
 
     def save() -> None:
-        save_checkpoint(run_dir, config, model, step, metrics, optimizer)
+        save_checkpoint(run_dir, config, model, step, metrics, optimizer, parts=parts, trainer_state=running.state())
 
     if step == 0:
         log_eval()
@@ -176,36 +251,43 @@ def train(
         while step < last:
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, cfg)
-            rows = order.indices(step).to(device)
+            graphs = train_data[order.indices(step)]
+            if cfg.structured_samples:
+                graphs = structured_samples(graphs)
+            batch = {k: v.to(device) for k, v in objective.training_batch(graphs, step_generator(cfg.seed, step)).items()}
             with autocast:
-                logits = answer_logits(model(inputs[rows]), spec).float()
-            losses = F.cross_entropy(logits.transpose(1, 2), targets[rows], reduction="none")  # (batch, l)
-            loss = losses[:, mask].mean()
+                terms = objective.loss(model, parts, batch, spec)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            terms.total.backward()
             if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                torch.nn.utils.clip_grad_norm_([p for _, p in named], cfg.grad_clip)
             optimizer.step()
             step += 1
-            loss_sum += losses.detach().mean(0)
-            loss_count += 1
+            running.add(terms)
             bar.update(1)
             if step % cfg.eval_every == 0 or step == cfg.steps:
                 log_eval()
-                loss_sum.zero_()
-                loss_count = 0
+                running.reset()
                 test = metrics[-1]["test"]
-                bar.set_postfix(loss=f"{loss.item():.3f}", r2=f"{test['tf_accuracy']['r2']:.3f}", path=f"{test['greedy_accuracy']['path']:.3f}")
+                bar.set_postfix(loss=f"{terms.total.item():.3f}", r2=f"{test['tf_accuracy']['r2']:.3f}", path=f"{test['greedy_accuracy']['path']:.3f}")
             if cfg.snapshot_every and step % cfg.snapshot_every == 0:
-                save_snapshot(run_dir, config, model, step)
+                save_snapshot(run_dir, config, model, step, parts)
             if step % cfg.save_every == 0 or step == last:
                 save()
     except KeyboardInterrupt:
-        save()
         bar.close()
-        raise
+        save()
+        raise TrainingInterrupted(run_dir, step) from None
     bar.close()
     return load(run_dir, device=device)
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training, after the checkpoint at ``step`` was saved."""
+
+    def __init__(self, run_dir: Path, step: int) -> None:
+        super().__init__(f"interrupted: saved step {step} to {run_dir}; run the same command again to resume")
+        self.run_dir, self.step = run_dir, step
 
 
 def _comparable(config: RunConfig) -> dict[str, Any]:

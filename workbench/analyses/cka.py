@@ -43,7 +43,7 @@ def linear_cka(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) -> fl
 
 def _layers(checkpoint: Checkpoint, data: PathStarData, position: str, cache_dir: str | Path | None) -> dict[str, torch.Tensor]:
     hooks = expand_hooks(checkpoint.model, list(RESIDUAL_HOOKS))
-    acts = collect_activations(checkpoint.model, data, checkpoint.objective, hooks, [position], cache_dir=cache_dir)
+    acts = collect_activations(checkpoint.model, data, checkpoint.objective, hooks, [position], cache_dir=cache_dir)  # on the model's device
     return {hook: acts[hook, position] for hook in hooks}
 
 

@@ -13,7 +13,7 @@
     that predicts answer token k onto the prompt tokens of the edge between answer tokens
     k-1 and k (the edge the cheat looks up): its source and target node and the separator
     after it ('|', or '/' after the last edge), where a first layer can have gathered the
-    pair. Shown as a layer x head heatmap.
+    pair. Shown per answer position predicted, as a (position, layer) x head heatmap.
 """
 
 from __future__ import annotations
@@ -138,21 +138,44 @@ def plot_cheat_test(frame: pd.DataFrame, path: str | Path) -> Path:
     return Path(path)
 
 
+def edge_lookup_summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows (arch, objective, position, layer, head, mass, uniform): the attention on the whole
+    looked-up edge (its three tokens) per answer position predicted, in path order.
+
+    Kept per position, not averaged over some: the objectives predict different positions
+    with a lookup (next_token r2..rl, reverse r1..r(l-1)), and an average over a set of
+    named positions compares different tokens and numbers of them.
+    """
+    keys = ["arch", "objective", "position", "layer", "head"]
+    summary = frame.groupby(keys, sort=False).agg(mass=("mass", "sum"), uniform=("uniform", "first")).reset_index()
+    summary["uniform"] *= 3  # three tokens per edge
+    model = summary.groupby(["arch", "objective"], sort=False).ngroup()  # models keep the frame's order
+    order = dict(_model=model, _position=summary["position"].str[1:].astype(int))
+    return summary.assign(**order).sort_values([*order, "layer", "head"]).drop(columns=list(order)).reset_index(drop=True)
+
+
 def plot_edge_lookup(frame: pd.DataFrame, path: str | Path) -> Path:
-    """Layer x head heatmap of the mass on the looked-up edge (both tokens), per checkpoint,
-    averaged over the positions that predict r3..rl (where the cheat can operate)."""
-    later = frame[~frame["position"].isin(["r1", "r2"])]
-    panels = later.groupby(["arch", "objective"], sort=False)
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.0 * len(panels) + 1.5, 0.6 * later["layer"].nunique() + 2.2), squeeze=False)
+    """Per checkpoint a heatmap of the mass on the looked-up edge (its three tokens): one row
+    block per answer position predicted (layers within it), heads across; every panel has the
+    same rows, so each model is compared with another at the same position (blank: the
+    objective predicts that position without a lookup)."""
+    summary = edge_lookup_summary(frame)
+    rows = sorted(set(zip(summary["position"], summary["layer"])), key=lambda row: (int(row[0][1:]), row[1]))
+    panels = summary.groupby(["arch", "objective"], sort=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.0 * len(panels) + 1.5, 0.32 * len(rows) + 2.2), squeeze=False)
     for ax, ((arch, objective), panel) in zip(axes[0], panels):
-        total = panel.groupby(["layer", "head", "position"])["mass"].sum().groupby(["layer", "head"]).mean().unstack("head")
-        sns.heatmap(total, vmin=0, vmax=1, cmap="magma", annot=True, fmt=".2f", ax=ax, cbar=ax is axes[0][-1], cbar_kws={"label": "attention mass on the edge"})
+        table = panel.pivot_table(index=["position", "layer"], columns="head", values="mass", sort=False).reindex(rows)
+        table.index = [f"{position}  layer {layer}" for position, layer in rows]
+        sns.heatmap(table, vmin=0, vmax=1, cmap="magma", annot=True, fmt=".2f", annot_kws={"fontsize": 7}, ax=ax,
+                    cbar=ax is axes[0][-1], cbar_kws={"label": "attention mass on the edge"})
+        for boundary in range(0, len(rows), summary["layer"].nunique()):
+            ax.axhline(boundary, color="white", linewidth=1.5)
         ax.set_title(f"{arch} / {objective}", fontsize=10)
         ax.set_xlabel("head")
-        ax.set_ylabel("layer")
-    uniform = 3 * later["uniform"].mean()
-    fig.suptitle("Edge lookup: attention from the position predicting r3..rl onto the edge between the previous answer token and the next\n"
-                 f"(its source, target and the separator after it; uniform attention would give {uniform:.2f})", fontsize=10)
+        ax.set_ylabel("answer position predicted, layer" if ax is axes[0][0] else "")
+    low, high = summary["uniform"].min(), summary["uniform"].max()
+    fig.suptitle("Edge lookup per answer position: attention from where it is predicted onto the edge\n"
+                 f"joining it and the token fed there (source, target, separator; uniform: {low:.2f}-{high:.2f})", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -14,6 +14,15 @@ hold the reversed path) and report
 1 means that activation alone carries the goal information the r2 prediction uses; 0 means
 it carries none. When the model does not use the goal at all (LD_clean = LD_corrupted, as for
 a model at chance on r2) recovery is undefined; the raw logit differences are kept for that.
+
+Sites: the embedding and every layer's residual stream, and for Mamba every layer's SSM state
+h_t (``blocks.{i}.mixer.hook_ssm_state``, all d_inner x d_state numbers at one position). A
+state patch flows forward (``ssm_state_patch="propagate"``): the layer's recurrence continues
+from the clean h_t, so the states after it, and the outputs read from them, are recomputed.
+It asks "does the layer's memory at that position carry the goal to the r2 prediction?",
+while the layer's later inputs (x, dt, B, C from the corrupted residual) stay corrupted.
+With ``"local"`` only y_t at the patched position sees the clean state: a patch at ``eq``
+can then reach the r2 prediction (one position later) only through the later layers.
 """
 
 from __future__ import annotations
@@ -33,7 +42,8 @@ from torch import Tensor, nn  # noqa: E402
 from workbench.analyses.clever_hans import model_device, wrong_arm_path  # noqa: E402
 from workbench.objectives import Objective  # noqa: E402
 from workbench.probes.activations import RESIDUAL_HOOKS, expand_hooks, hook_layer, position_index  # noqa: E402
-from workbench.probes.plots import PANELS_PER_ROW, ends_row, panel_axes  # noqa: E402
+from workbench.probes.plots import PANELS_PER_ROW, SITE_NAMES, ends_row, panel_axes, row_label  # noqa: E402
+from workbench.probes.sweep import hook_site  # noqa: E402
 from workbench.task import PathStarData  # noqa: E402
 
 
@@ -49,15 +59,40 @@ def r2_logit_difference(logits: Tensor, row: int, clean_r2: Tensor, corrupt_r2: 
     return at.gather(1, clean_r2[:, None])[:, 0] - at.gather(1, corrupt_r2[:, None])[:, 0]
 
 
+def at_position(hook: str, index: int) -> tuple[slice | int, ...]:
+    """Index of one sequence position in a hook's activations; the SSM state is (batch, d_inner, pos, d_state)."""
+    return (slice(None), slice(None), index) if hook.endswith("hook_ssm_state") else (slice(None), index)
+
+
+def patch_sites(model: nn.Module) -> list[str]:
+    """The residual hooks, plus every layer's SSM state where the model has one (Mamba)."""
+    has_state = any(name.endswith("mixer.hook_ssm_state") for name in model.hook_dict)
+    return expand_hooks(model, [*RESIDUAL_HOOKS, *(["ssm_state"] if has_state else [])])
+
+
 @torch.no_grad()
 def goal_patching(
-    model: nn.Module, data: PathStarData, objective: Objective, positions: tuple[str, ...] | None = None, min_gap: float = 0.1
+    model: nn.Module, data: PathStarData, objective: Objective, positions: tuple[str, ...] | None = None, min_gap: float = 0.1,
+    ssm_state_patch: str = "propagate",
 ) -> pd.DataFrame:
-    """Rows (hook, layer, position, ld_clean, ld_corrupted, ld_patched, recovered), means over graphs.
+    """Rows (hook, site, layer, position, ld_clean, ld_corrupted, ld_patched, recovered), means over graphs.
 
     ``recovered`` is left undefined (NaN) when the clean and corrupted logit differences are
-    closer than ``min_gap``: then the model's r2 barely depends on the goal.
+    closer than ``min_gap``: then the model's r2 barely depends on the goal. ``ssm_state_patch``
+    says what a Mamba state patch reaches (module docstring); the model's own setting is
+    restored afterwards.
     """
+    if not hasattr(model, "ssm_state_patch"):
+        return _goal_patching(model, data, objective, positions, min_gap)
+    saved, model.ssm_state_patch = model.ssm_state_patch, ssm_state_patch
+    try:
+        return _goal_patching(model, data, objective, positions, min_gap)
+    finally:
+        model.ssm_state_patch = saved
+
+
+def _goal_patching(model: nn.Module, data: PathStarData, objective: Objective, positions: tuple[str, ...] | None, min_gap: float) -> pd.DataFrame:
+    """``goal_patching`` with the model's state-patch mode as it is."""
     spec = data.spec
     corrupt = goal_moved(data)
     row = spec.eq_position + objective.emitted_positions(spec.path_length).index("r2")  # the position that predicts r2
@@ -70,14 +105,14 @@ def goal_patching(
 
     clean_inputs, corrupt_inputs = inputs(data), inputs(corrupt)
     clean_r2, corrupt_r2 = data.path[:, 1].to(device), corrupt.path[:, 1].to(device)
-    hooks = expand_hooks(model, list(RESIDUAL_HOOKS))
+    hooks = patch_sites(model)
     clean_logits, clean_cache = model.run_with_cache(clean_inputs, names_filter=lambda name: name in hooks)
     ld_clean = r2_logit_difference(clean_logits, row, clean_r2, corrupt_r2).mean().item()
     ld_corrupt = r2_logit_difference(model(corrupt_inputs), row, clean_r2, corrupt_r2).mean().item()
 
     def patch(acts: Tensor, hook, name: str, index: int) -> Tensor:
         acts = acts.clone()
-        acts[:, index] = clean_cache[name][:, index]
+        acts[at_position(name, index)] = clean_cache[name][at_position(name, index)]
         return acts
 
     rows = []
@@ -90,25 +125,37 @@ def goal_patching(
             ld = r2_logit_difference(logits, row, clean_r2, corrupt_r2).mean().item()
             gap = ld_clean - ld_corrupt
             rows.append({
-                "hook": hook, "layer": hook_layer(hook), "position": position, "ld_clean": ld_clean, "ld_corrupted": ld_corrupt,
+                "hook": hook, "site": hook_site(hook), "layer": hook_layer(hook), "position": position, "ld_clean": ld_clean, "ld_corrupted": ld_corrupt,
                 "ld_patched": ld, "recovered": (ld - ld_corrupt) / gap if abs(gap) > min_gap else float("nan"),
             })
     return pd.DataFrame(rows)
 
 
+def row_order(frame: pd.DataFrame) -> list[str]:
+    """The sites' row labels (as the probe heatmaps'), deepest first: depth order reversed, so a
+    layer's residual sits above the SSM state it is computed from."""
+    rank = {site: r for r, site in enumerate(SITE_NAMES)}
+    depth = {row_label(hook_site(h), layer): (layer, rank.get(hook_site(h), len(rank))) for h, layer in zip(frame["hook"], frame["layer"])}
+    return sorted(depth, key=depth.__getitem__, reverse=True)
+
+
 def plot_patching(frame: pd.DataFrame, path: str | Path) -> Path:
-    """Recovered share of the r2 logit difference, layer x position, one panel per checkpoint."""
+    """Recovered share of the r2 logit difference, site x position, one panel per checkpoint."""
+    frame = frame.assign(row=[row_label(hook_site(h), layer) for h, layer in zip(frame["hook"], frame["layer"])])
+    order = row_order(frame)
     panels = frame.groupby(["arch", "objective"], sort=False)
     widest = frame.groupby(["arch", "objective"])["position"].nunique().max()
-    fig, axes = panel_axes(len(panels), 0.7 * widest + 2.0, 0.5 * frame["layer"].nunique() + 1.8, 1.0, 0.6)
+    fig, axes = panel_axes(len(panels), 0.7 * widest + 2.0, 0.5 * len(order) + 1.8, 2.2, 0.8)
     for index, (ax, ((arch, objective), panel)) in enumerate(zip(axes, panels)):
-        grid = panel.pivot_table(index="layer", columns="position", values="recovered", dropna=False, sort=False).sort_index(ascending=False)
+        grid = panel.pivot_table(index="row", columns="position", values="recovered", dropna=False, sort=False)
+        grid = grid.reindex(index=[r for r in order if r in grid.index])
         sns.heatmap(grid, vmin=0, vmax=1, cmap="coolwarm", annot=True, fmt=".2f", ax=ax, cbar=ends_row(index, len(panels)), cbar_kws={"label": "share of r2 logit difference recovered"})
         first = panel.iloc[0]
         ax.set_title(f"{arch} / {objective}\nLD clean {first['ld_clean']:.2f}, corrupted {first['ld_corrupted']:.2f}", fontsize=9)
         ax.set_xlabel("patched position")
-        ax.set_ylabel("layer (0 = embedding)" if index % PANELS_PER_ROW == 0 else "")
-    fig.suptitle("Goal patching: clean activations patched into a run whose goal was moved to another arm\n(blank: the model's r2 does not depend on the goal, nothing to recover)", fontsize=10)
+        ax.set_ylabel("patched activation" if index % PANELS_PER_ROW == 0 else "")
+        ax.tick_params(axis="y", rotation=0)
+    fig.suptitle("Goal patching: clean activations patched into a run whose goal was moved to another arm\n(an SSM state patch flows forward through its layer's recurrence)\n(blank: the model's r2 does not depend on the goal, nothing to recover)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -14,6 +14,7 @@ Every table carries the identity columns (arch, objective, seed, step) of what i
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from itertools import combinations
@@ -24,7 +25,7 @@ import pandas as pd
 from workbench.analyses import cka, clever_hans, patching, probes_over_training, supervision
 from workbench.checkpoint import Checkpoint
 from workbench.text_format import atomic_write_text
-from workbench.train import held_out_graphs
+from workbench.train import evaluation_graphs
 
 
 def _identity(checkpoint: Checkpoint) -> dict:
@@ -54,7 +55,7 @@ def run_analyses(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     task = checkpoints[0].config.task
-    data = held_out_graphs(task, n_graphs)
+    data = evaluation_graphs(task, n_graphs)
     clock = time.perf_counter()
 
     def done(name: str) -> None:
@@ -82,7 +83,7 @@ def run_analyses(
     done("edge lookup")
 
     run_identity = [{k: v for k, v in _identity(c).items() if k != "step"} for c in checkpoints]  # curves have their own steps
-    curves = pd.concat([supervision.loss_curves(c.metrics).assign(**who) for c, who in zip(checkpoints, run_identity)], ignore_index=True)
+    curves = pd.concat([supervision.loss_curves(c.metrics).assign(**who, degree=c.config.task.degree) for c, who in zip(checkpoints, run_identity)], ignore_index=True)
     _save(curves, out, "loss_curves")
     supervision.plot_loss_curves(curves, out / "loss_curves.png")
     done("loss curves")
@@ -90,7 +91,7 @@ def run_analyses(
     shares = []
     for checkpoint in checkpoints:
         for snapshot in probes_over_training.training_checkpoints(checkpoint.path):
-            shares.append(supervision.gradient_shares(snapshot.model, data[:256], snapshot.objective).assign(**_identity(snapshot)))
+            shares.append(supervision.gradient_shares(snapshot.model, data[:256], snapshot.objective, snapshot.parts).assign(**_identity(snapshot)))
     shares_frame = pd.concat(shares, ignore_index=True)
     _save(shares_frame, out, "gradient_shares")
     supervision.plot_gradient_shares(shares_frame, out / "gradient_shares.png")
@@ -122,11 +123,31 @@ def run_analyses(
     probes_over_training.plot_probes_over_training(over_training, out / "probes_over_training.png")
     done("probes over training")
 
-    atomic_write_text(out / "done.json", json.dumps(stage_key(checkpoints, probe_graphs, seed_pairs)) + "\n")
+    atomic_write_text(out / "done.json", json.dumps(analysis_stage_key(checkpoints, n_graphs, probe_graphs, seed_pairs)) + "\n")
 
 
-def stage_key(checkpoints: list[Checkpoint], probe_graphs: tuple[int, int], seed_pairs: list[tuple[Checkpoint, Checkpoint]] = ()) -> list:
-    """What a stage was computed from (checkpoints and their steps, probe sizes), as JSON
-    would give it back: the stage is reused only if this is unchanged."""
-    every = [*checkpoints, *(c for pair in seed_pairs for c in pair)]
-    return [[str(path), step] for path, step in sorted({(str(c.path), c.step) for c in every})] + [list(probe_graphs)]
+def analysis_stage_key(checkpoints: list[Checkpoint], n_graphs: int, probe_graphs: tuple[int, int], seed_pairs=()) -> dict:
+    return stage_key(checkpoints, {"analyses": list(ANALYSES), "n_graphs": n_graphs, "probe_graphs": list(probe_graphs)}, seed_pairs)
+
+
+ANALYSES = ("accuracy_gap", "cheat_test", "edge_lookup", "loss_curves", "gradient_shares", "cka", "patching", "probes_over_training")
+
+
+def checkpoint_fingerprint(checkpoint: Checkpoint) -> dict:
+    """What a checkpoint's results depend on: its weights (a hash of model.safetensors, the
+    objective's parts included) and its whole config, not its path."""
+    digest = hashlib.sha256((Path(checkpoint.path) / "model.safetensors").read_bytes()).hexdigest()
+    return {"weights_sha256": digest, "step": checkpoint.step, "config": checkpoint.config.to_dict()}
+
+
+def stage_key(checkpoints: list[Checkpoint], settings: dict, seed_pairs: list[tuple[Checkpoint, Checkpoint]] = ()) -> dict:
+    """What a stage was computed from, as JSON gives it back: every checkpoint's weights and
+    config (in order), the seed pairs, and the stage's own settings (graph counts, the list
+    of analyses, ...). The stage is reused only if all of it is unchanged, so retraining a
+    run under another setting reruns exactly the stages that read it."""
+    key = {
+        "checkpoints": [checkpoint_fingerprint(c) for c in checkpoints],
+        "seed_pairs": [[checkpoint_fingerprint(a)["weights_sha256"], checkpoint_fingerprint(b)["weights_sha256"]] for a, b in seed_pairs],
+        "settings": settings,
+    }
+    return json.loads(json.dumps(key))

@@ -11,30 +11,14 @@ checkpoints copy their tied matrix into both.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import transformer_lens.model_bridge.sources  # noqa: F401  (attaches TransformerBridge.boot_native)
 from transformer_lens import TransformerBridgeConfig
 from transformer_lens.model_bridge import TransformerBridge
 
+from workbench.models.configs import GPTConfig
 from workbench.task import GraphSpec
 
-
-@dataclass
-class GPTConfig:
-    n_layers: int = 2
-    d_model: int = 128
-    n_heads: int = 4
-    d_mlp: int | None = None  # None -> 4 * d_model
-    init_std: float = 0.02  # every weight, positions included (the paper's code left positions at N(0,1))
-
-    def __post_init__(self) -> None:
-        if self.d_model % self.n_heads:
-            raise ValueError(f"model.d_model={self.d_model} is not divisible by model.n_heads={self.n_heads}")
-
-    @property
-    def d_head(self) -> int:
-        return self.d_model // self.n_heads
+__all__ = ["GPTConfig", "build_gpt", "context_length"]
 
 
 def context_length(spec: GraphSpec) -> int:
@@ -42,8 +26,9 @@ def context_length(spec: GraphSpec) -> int:
     return spec.prompt_length + spec.path_length - 1
 
 
-def build_gpt(config: GPTConfig, spec: GraphSpec, seed: int) -> TransformerBridge:
-    """A freshly initialised GPT for ``spec``'s vocabulary and context, seeded."""
+def build_gpt(config: GPTConfig, spec: GraphSpec, seed: int, attention: str = "causal") -> TransformerBridge:
+    """A freshly initialised GPT for ``spec``'s vocabulary and context, seeded; ``attention``
+    is the objective's direction (TransformerLens' ``attention_dir``)."""
     bridge_config = TransformerBridgeConfig(
         d_model=config.d_model,
         n_layers=config.n_layers,
@@ -58,5 +43,6 @@ def build_gpt(config: GPTConfig, spec: GraphSpec, seed: int) -> TransformerBridg
         init_mode="gpt2",
         initializer_range=config.init_std,
         seed=seed,
+        attention_dir=attention,
     )
     return TransformerBridge.boot_native(bridge_config)

@@ -28,8 +28,13 @@ are renamed in ``setup``), the same as the GPT's where the meaning is the same:
     ln_final.hook_normalized            (batch, pos, d_model)
 
 ``hook_ssm_state`` has TransformerLens' Mamba-bridge layout. The state trajectory is only
-materialised when a hook is attached to it (e.g. ``run_with_cache``); a patch there changes
-the outputs at the same positions, as in the bridge. Otherwise the scan runs on
+materialised when a hook is attached to it (e.g. ``run_with_cache``). A patch there flows
+forward (``ssm_state_patch = "propagate"``, the default): the states the hook returns are
+the ones the recurrence continues from, h_{t+1} = exp(dt A) h_t(patched) + dt B x_{t+1}, and
+y_t = C_t h_t + D x_t at every position, so a patched state reaches every later output, as
+the model's memory would. ``"local"`` (``model.ssm_state_patch = "local"``) instead uses the
+returned states only for the outputs at their own positions, as TransformerLens' Mamba
+bridge does; it isolates what h_t says to y_t alone. Otherwise the scan runs on
 ``SelectiveScan`` (pure PyTorch; ``scan="compiled"``, the default, fuses its steps with
 ``torch.compile``, ``scan="torch"`` runs them eagerly) or, with ``scan="mamba_ssm"``, on
 mamba-ssm's CUDA kernel. All three compute the same function (tested).
@@ -38,7 +43,6 @@ mamba-ssm's CUDA kernel. All three compute the same function (tested).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -46,35 +50,10 @@ from torch import Tensor, nn
 from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
-from workbench.models.selective_scan import scan_states, selective_scan
+from workbench.models.configs import SCANS, MambaConfig  # noqa: F401 (re-exported)
+from workbench.models.selective_scan import propagate_patch, scan_states, selective_scan
 
-SCANS = ("torch", "compiled", "mamba_ssm")
-
-
-@dataclass
-class MambaConfig:
-    n_layers: int = 2
-    d_model: int = 128
-    d_state: int = 16
-    expand: int = 2
-    d_conv: int = 4
-    dt_rank: int | None = None  # None -> ceil(d_model / 16), as mamba-ssm
-    tie_embeddings: bool = True
-    init_std: float = 0.02  # token embedding
-    norm_eps: float = 1e-5
-    scan: str = "compiled"  # torch (eager loop) | compiled (the loop's steps fused by torch.compile) | mamba_ssm (CUDA kernels)
-
-    def __post_init__(self) -> None:
-        if self.scan not in SCANS:
-            raise ValueError(f"model.scan={self.scan!r}: expected one of {SCANS}")
-
-    @property
-    def d_inner(self) -> int:
-        return self.expand * self.d_model
-
-    @property
-    def resolved_dt_rank(self) -> int:
-        return self.dt_rank or math.ceil(self.d_model / 16)
+SSM_STATE_PATCHES = ("propagate", "local")  # what a patch at hook_ssm_state reaches: every later position | its own
 
 
 class RMSNorm(nn.Module):
@@ -104,6 +83,7 @@ class MambaMixer(nn.Module):
         self.out_proj = nn.Linear(d_inner, cfg.d_model, bias=False)
         for name in ("in_proj", "conv", "x", "z", "dt", "B", "C", "ssm_state", "y", "ssm_out"):
             setattr(self, f"hook_{name}", HookPoint())
+        self.ssm_state_patch = "propagate"  # see SSM_STATE_PATCHES; an analysis switch, not saved
 
     def forward(self, hidden: Tensor) -> Tensor:
         """(batch, pos, d_model) -> (batch, pos, d_model)."""
@@ -118,14 +98,30 @@ class MambaMixer(nn.Module):
         B, C = self.hook_B(B), self.hook_C(C)  # (batch, pos, d_state)
         A = -torch.exp(self.A_log.float())  # (d_inner, d_state)
         if self.hook_ssm_state.fwd_hooks:  # someone reads or patches the states: materialise them
-            states = self.hook_ssm_state(scan_states(x.float(), dt.float(), A, B.float()))
-            y = (torch.einsum("bcts,bts->btc", states, C.float()) + x.float() * self.D).to(x.dtype)
+            y = self._hooked_scan(x, dt, A, B, C)
         elif cfg.scan == "mamba_ssm":
             y = _mamba_ssm_scan(x, dt, A, B, C, self.D)
         else:
             y = selective_scan(x, dt, A, B, C, self.D, compiled=cfg.scan == "compiled")
         y = self.hook_y(y)
         return self.hook_ssm_out(self.out_proj(y * F.silu(z)))
+
+    def _hooked_scan(self, x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor) -> Tensor:
+        """The scan with every state h_t passed through ``hook_ssm_state``; y (batch, pos, d_inner).
+
+        "propagate" keeps a copy of the computed states (the hook may edit them in place) and
+        reruns the recurrence from the first position the hook changed (``propagate_patch``);
+        a hook that only reads costs the copy and one comparison. "local" uses the returned
+        states as they are."""
+        if self.ssm_state_patch not in SSM_STATE_PATCHES:
+            raise ValueError(f"ssm_state_patch={self.ssm_state_patch!r}: expected one of {SSM_STATE_PATCHES}")
+        u, dt, B = x.float(), dt.float(), B.float()
+        computed = scan_states(u, dt, A, B)
+        if self.ssm_state_patch == "local":
+            states = self.hook_ssm_state(computed)
+        else:
+            states = propagate_patch(computed, self.hook_ssm_state(computed.clone()), u, dt, A, B)
+        return (torch.einsum("bcts,bts->btc", states, C.float()) + u * self.D).to(x.dtype)
 
 
 def causal_depthwise_conv(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
@@ -220,6 +216,18 @@ class HookedMamba(HookedRootModule):
             if isinstance(module, HookPoint):
                 renamed_hooks[name] = module
         self.mod_dict, self.hook_dict = renamed_mods, renamed_hooks
+
+    @property
+    def ssm_state_patch(self) -> str:
+        """What a patch at ``hook_ssm_state`` reaches ("propagate" | "local"; module docstring)."""
+        return self.backbone.layers[0].mixer.ssm_state_patch
+
+    @ssm_state_patch.setter
+    def ssm_state_patch(self, mode: str) -> None:
+        if mode not in SSM_STATE_PATCHES:
+            raise ValueError(f"ssm_state_patch={mode!r}: expected one of {SSM_STATE_PATCHES}")
+        for block in self.backbone.layers:
+            block.mixer.ssm_state_patch = mode
 
     def forward(self, tokens: Tensor) -> Tensor:
         resid = self.backbone.hook_embed(self.backbone.embeddings(tokens))

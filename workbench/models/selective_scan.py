@@ -20,7 +20,9 @@ reverse-time recurrence (optionally fused by ``torch.compile``):
     dA      = sum_{b,t} g_t dt_t exp(dt_t A) h_{t-1}
 
 ``selective_scan_ref`` is the same function written as the recurrence, differentiated by
-autograd; the tests hold the two together, values and gradients.
+autograd; the tests hold the two together, values and gradients. ``propagate_patch`` reruns
+the recurrence after a patch of the states (HookedMamba's ``hook_ssm_state``), so a patched
+h_t is what h_{t+1} is computed from.
 """
 
 from __future__ import annotations
@@ -44,6 +46,37 @@ def scan_states(
         h = torch.exp(dt_t[:, :, None] * A) * h + du_t[:, :, None] * B_t[:, None, :]
         states.append(h)
     return torch.stack(states, dim=2)
+
+
+def propagate_patch(
+    computed: Float[Tensor, "batch d_inner pos d_state"],
+    patched: Float[Tensor, "batch d_inner pos d_state"],
+    u: Float[Tensor, "batch pos d_inner"],
+    dt: Float[Tensor, "batch pos d_inner"],
+    A: Float[Tensor, "d_inner d_state"],
+    B: Float[Tensor, "batch pos d_state"],
+) -> Float[Tensor, "batch d_inner pos d_state"]:
+    """The trajectory after a patch of ``computed`` (the states of ``scan_states``) into ``patched``.
+
+    Every element the patch changed keeps its patched value; every other element follows the
+    recurrence from the previous state, which may itself be patched: so h_{t+1} is computed
+    from a patched h_t. Before the first changed position nothing differs, so the rerun starts
+    there; with no change at all ``patched`` is returned as it is (no loop). An element patched
+    to exactly its unpatched value counts as unchanged, i.e. follows the recurrence.
+    """
+    changed = patched != computed
+    touched = changed.any(dim=3).any(dim=1).any(dim=0).nonzero()  # (n, 1) positions with a change
+    if len(touched) == 0:
+        return patched
+    first = int(touched[0, 0])
+    h = patched[:, :, first]  # its unchanged elements already follow the (unchanged) h_{first-1}
+    states = [h]
+    du = dt * u
+    for t in range(first + 1, u.shape[1]):
+        h = torch.exp(dt[:, t, :, None] * A) * h + du[:, t, :, None] * B[:, t, None, :]
+        h = torch.where(changed[:, :, t], patched[:, :, t], h)
+        states.append(h)
+    return torch.cat([patched[:, :, :first], torch.stack(states, dim=2)], dim=2)
 
 
 def selective_scan_ref(u: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor) -> Float[Tensor, "batch pos d_inner"]:

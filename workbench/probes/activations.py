@@ -120,10 +120,13 @@ def collect_activations(
     positions: list[str] = list(DEFAULT_POSITIONS),
     batch_size: int = 500,
     cache_dir: str | Path | None = None,
-    device: str | torch.device = "cpu",
+    device: str | torch.device | None = None,
 ) -> dict[tuple[str, str], Tensor]:
-    """{(hook, position): (n_graphs, features) float32} on the objective's teacher-forced inputs."""
+    """{(hook, position): (n_graphs, features) float32} on the objective's teacher-forced inputs.
+
+    ``device``: where the inputs go; None (default) -> where the model's weights are."""
     spec = data.spec
+    device = device if device is not None else next(model.parameters(), torch.empty(0)).device
     hooks = expand_hooks(model, hooks)
     prompt, answer = data.prompt_tokens(), data.answer_tokens()
     inputs = objective.inputs(prompt, objective.targets(answer), spec)

@@ -14,35 +14,78 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import GridSearchCV, KFold
+from sklearn.model_selection import KFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 DEFAULT_CS = (0.1, 1.0, 10.0)
+# lbfgs iterations. The default sweep's fits took at most 114 (cpu-preset GPT after 300 steps
+# and an untrained cpu-preset Mamba, 4,096 SSM-state features included; 3,000 graphs, tol
+# 1e-3); a fit that converges stops there, so the limit only bounds the ones that do not.
+MAX_ITER = 1_000
 
 
-def make_probe(C: float = 1.0, tol: float = 1e-3, max_iter: int = 200) -> Pipeline:
-    """StandardScaler + multinomial logistic regression (lbfgs). ``tol`` 1e-3 instead of
-    scikit-learn's 1e-4 halves the time on 50-way node targets; held-out accuracy moved by
-    less than 0.01 where we compared."""
-    return make_pipeline(StandardScaler(), LogisticRegression(C=C, tol=tol, max_iter=max_iter))
+def make_probe(C: float = 1.0, tol: float = 1e-3, max_iter: int | None = None) -> Pipeline:
+    """StandardScaler + multinomial logistic regression (lbfgs; ``max_iter`` defaults to
+    ``MAX_ITER``). ``tol`` 1e-3 instead of scikit-learn's 1e-4 halves the time on 50-way node
+    targets; held-out accuracy moved by less than 0.01 where we compared."""
+    return make_pipeline(StandardScaler(), LogisticRegression(C=C, tol=tol, max_iter=max_iter or MAX_ITER))
+
+
+@dataclass
+class ProbeFit:
+    """A fitted probe, and whether every lbfgs fit behind it (the cross-validation fits and
+    the refit) converged: an unconverged probe's accuracy is a lower bound, not a measurement."""
+
+    probe: Pipeline | _Constant
+    n_iter: int  # the most lbfgs iterations any of those fits took
+    converged: bool
 
 
 def fit_probe(features: np.ndarray, labels: np.ndarray, Cs: tuple[float, ...] = DEFAULT_CS, folds: int = 3, seed: int = 0) -> Pipeline:
-    """A probe refitted on all of ``features`` with C chosen by ``folds``-fold CV on them.
+    """A probe refitted on all of ``features`` with C chosen by ``folds``-fold CV on them."""
+    return fit_probe_checked(features, labels, Cs, folds, seed).probe
 
-    A single class in the training labels leaves nothing to learn: the returned probe then
-    predicts that class (scikit-learn's LogisticRegression refuses one class).
+
+def fit_probe_checked(features: np.ndarray, labels: np.ndarray, Cs: tuple[float, ...] = DEFAULT_CS, folds: int = 3, seed: int = 0) -> ProbeFit:
+    """``fit_probe`` with its convergence record.
+
+    A single class in the training labels leaves nothing to learn: the probe then predicts
+    that class (scikit-learn's LogisticRegression refuses one class). C is the first of the
+    best mean fold accuracy, as GridSearchCV picks it; the folds are fitted here so that each
+    fit's convergence can be read.
     """
     if len(np.unique(labels)) == 1:
+        return ProbeFit(_Constant(labels[0]), 0, True)
+    fits: list[tuple[int, bool]] = []
+    C = Cs[0] if len(Cs) == 1 else _cross_validated_C(features, labels, Cs, KFold(folds, shuffle=True, random_state=seed), fits)
+    probe = _fit(make_probe(C), features, labels, fits)
+    return ProbeFit(probe, max(n for n, _ in fits), all(ok for _, ok in fits))
+
+
+def _fit(probe: Pipeline, features: np.ndarray, labels: np.ndarray, fits: list[tuple[int, bool]]) -> Pipeline | _Constant:
+    """Fit ``probe`` and append (lbfgs iterations, converged) to ``fits``.
+
+    scikit-learn's ConvergenceWarning (iteration limit, or a line search that failed) is
+    caught here because it is recorded, and the table carries it; other warnings pass on.
+    """
+    if len(np.unique(labels)) == 1:  # a CV fold can hold one class of a rare-class target
         return _Constant(labels[0])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        warnings.simplefilter("ignore", UserWarning)  # "the least populated class has only 1 member"
-        if len(Cs) == 1:
-            return make_probe(Cs[0]).fit(features, labels)
-        search = GridSearchCV(make_probe(), {"logisticregression__C": list(Cs)}, cv=KFold(folds, shuffle=True, random_state=seed))
-        return search.fit(features, labels).best_estimator_
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        probe.fit(features, labels)
+    for w in caught:
+        if not issubclass(w.category, ConvergenceWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+    fits.append((int(np.max(probe[-1].n_iter_)), not any(issubclass(w.category, ConvergenceWarning) for w in caught)))
+    return probe
+
+
+def _cross_validated_C(features: np.ndarray, labels: np.ndarray, Cs: tuple[float, ...], folds: KFold, fits: list[tuple[int, bool]]) -> float:
+    """The C of the best mean held-out fold accuracy (the first on ties)."""
+    splits = list(folds.split(features))
+    means = [np.mean([(_fit(make_probe(C), features[tr], labels[tr], fits).predict(features[te]) == labels[te]).mean() for tr, te in splits]) for C in Cs]
+    return Cs[int(np.argmax(means))]
 
 
 def chosen_C(probe: Pipeline) -> float:
@@ -80,6 +123,8 @@ class ProbeScore:
     correct: np.ndarray  # (n_test,) in [0, 1]; the mean over slots for per-slot targets
     Cs: np.ndarray  # (slots,) the C of each slot's probe
     majority: float
+    n_iter: int = 0  # the most lbfgs iterations of any fit behind it (all slots, CV included)
+    converged: bool = True  # every one of those fits converged
 
     @property
     def accuracy(self) -> float:
@@ -101,11 +146,16 @@ def score_probe(
     same regularisation as the real one, as Hewitt & Liang prescribe.
     """
     train_y2, test_y2 = train_y.reshape(len(train_y), -1), test_y.reshape(len(test_y), -1)
-    correct, chosen, majority = [], [], []
+    correct, chosen, majority, fits = [], [], [], []
     for j in range(train_y2.shape[1]):
         grid = Cs if fixed_Cs is None or np.isnan(fixed_Cs[j]) else (float(fixed_Cs[j]),)
-        probe = fit_probe(train_x, train_y2[:, j], grid, folds, seed)
+        fit = fit_probe_checked(train_x, train_y2[:, j], grid, folds, seed)
+        probe = fit.probe
         correct.append((probe.predict(test_x) == test_y2[:, j]).astype(float))
         chosen.append(chosen_C(probe) if isinstance(probe, Pipeline) else grid[0] if len(grid) == 1 else float("nan"))
         majority.append(majority_accuracy(train_y2[:, j], test_y2[:, j]))
-    return ProbeScore(np.mean(correct, axis=0), np.array(chosen), float(np.mean(majority)))
+        fits.append(fit)
+    return ProbeScore(
+        np.mean(correct, axis=0), np.array(chosen), float(np.mean(majority)),
+        n_iter=max(f.n_iter for f in fits), converged=all(f.converged for f in fits),
+    )

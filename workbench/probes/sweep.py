@@ -7,7 +7,10 @@ Each row is one probe, with its controls beside it:
   target (``workbench.probes.targets``), and ``selectivity = accuracy - control_accuracy``;
 - ``random_init_accuracy``: the same probe (same C) on the same hook and position of the
   model before training (same architecture and seed, untrained weights);
-- ``chance`` (1 / size of the label space) and ``majority`` baselines.
+- ``chance`` (1 / size of the label space) and ``majority`` baselines;
+- ``converged``: every lbfgs fit of the probe (cross-validation and refit, every slot)
+  converged, ``n_iter`` the most iterations one took; ``controls_converged`` the same for the
+  control-task and random-init probes. An unconverged probe's accuracy is a lower bound.
 The embedding layer is the third control: it is one of the default hooks.
 
 Graphs: by default the checkpoint's own held-out graphs (never trained on), the first
@@ -37,7 +40,7 @@ COLUMNS = [
     "checkpoint", "arch", "objective", "seed", "step", "hook", "layer", "site", "position", "input_token", "target",
     "accuracy", "ci_low", "ci_high", "control_accuracy", "control_majority", "selectivity",
     "random_init_accuracy", "random_init_ci_low", "random_init_ci_high",
-    "chance", "majority", "C", "n_train", "n_test", "n_features",
+    "chance", "majority", "C", "n_train", "n_test", "n_features", "converged", "n_iter", "controls_converged",
 ]
 
 
@@ -75,7 +78,7 @@ def probe_checkpoint(
     Cs: tuple[float, ...] = DEFAULT_CS,
     seed: int = 0,
     cache_dir: str | Path | None = None,
-    device: str = "cpu",
+    device: str | None = None,
     n_jobs: int = -1,
 ) -> pd.DataFrame:
     """The probe table of one checkpoint (see the module docstring for its columns).
@@ -83,8 +86,9 @@ def probe_checkpoint(
     Probes are fitted in ``n_jobs`` worker processes (joblib; -1 = one per core).
     """
     if not isinstance(checkpoint, Checkpoint):
-        checkpoint = load(checkpoint, device=device)
+        checkpoint = load(checkpoint, device=device or "cpu")
     model, config = checkpoint.model, checkpoint.config
+    device = device or next(model.parameters()).device  # one device: the model's, unless asked
     hooks = expand_hooks(model, hooks) if hooks else default_hooks(model)
     train_graphs, test_graphs = probe_graphs(checkpoint, n_train, n_test, data)
     train_t, test_t = probe_targets(train_graphs, targets, seed), probe_targets(test_graphs, targets, seed)
@@ -129,6 +133,7 @@ def _probe_row(place: dict, target: Target, test: Target, features: tuple[np.nda
     row = dict(
         place, target=target.name, accuracy=score.accuracy, ci_low=low, ci_high=high, chance=1 / target.num_classes,
         majority=score.majority, C=score.C, n_train=len(train_x), n_test=len(test_x), n_features=train_x.shape[1],
+        converged=score.converged, n_iter=score.n_iter,
     )
     if len(features) == 4:
         control = score_probe(train_x, target.control, test_x, test.control, seed=seed, fixed_Cs=score.Cs)
@@ -137,12 +142,21 @@ def _probe_row(place: dict, target: Target, test: Target, features: tuple[np.nda
         row.update(
             control_accuracy=control.accuracy, control_majority=control.majority, selectivity=score.accuracy - control.accuracy,
             random_init_accuracy=init.accuracy, random_init_ci_low=init_low, random_init_ci_high=init_high,
+            controls_converged=control.converged and init.converged,
         )
     return row
 
 
 def probe_sweep(checkpoints: list[str | Path | Checkpoint], progress: bool = True, **kwargs: Any) -> pd.DataFrame:
-    """``probe_checkpoint`` over several checkpoints, concatenated into one table."""
+    """``probe_checkpoint`` over several checkpoints, concatenated into one table.
+
+    Every checkpoint's config is read before the first probe is fitted, so a wrong path is
+    reported at once instead of after minutes of work on the others."""
+    from workbench.checkpoint import read_config
+
+    for checkpoint in checkpoints:
+        if not isinstance(checkpoint, Checkpoint):
+            read_config(checkpoint)
     frames = []
     for checkpoint in checkpoints:
         start = time.perf_counter()

@@ -1,0 +1,65 @@
+"""Print each objective's training step time next to next_token's, on the same model.
+
+    python benchmarks/objective_step_time.py                    # cpu preset, GPT and Mamba, G(2,5,50)
+    python benchmarks/objective_step_time.py --archs gpt --steps 40
+
+A step is the trainer's own: the objective's batch (``training_batch``) and loss (``loss``,
+including its extra parts), backward, clip, AdamW; timed after 3 warm-up steps. An
+objective costing more than 1.5x next_token's step should say why in its docstring.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from workbench.checkpoint import build_model_and_parts
+from workbench.config import apply_overrides, preset_config
+from workbench.objectives import OBJECTIVES, objective_of, step_generator
+from workbench.task import generate
+from workbench.train import structured_samples
+
+
+def step_time(arch: str, objective: str, steps: int, extra: list[str]) -> float:
+    config = apply_overrides(preset_config("cpu", objective=objective, arch=arch), extra)
+    spec, obj = config.task.graph, objective_of(config)
+    model, parts = build_model_and_parts(config)
+    params = list(model.parameters()) + (list(parts.parameters()) if parts is not None else [])
+    optimizer = torch.optim.AdamW(params, lr=config.train.lr)
+    batch = config.train.batch_size
+    graphs = generate(spec, batch * (steps + 3), seed=0)
+    for step in range(steps + 3):
+        if step == 3:
+            start = time.perf_counter()
+        chunk = graphs[step * batch : (step + 1) * batch]
+        if config.train.structured_samples:
+            chunk = structured_samples(chunk[: batch // spec.degree])
+        out = obj.loss(model, parts, obj.training_batch(chunk, step_generator(0, step)), spec)
+        optimizer.zero_grad(set_to_none=True)
+        out.total.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+    return (time.perf_counter() - start) / steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--archs", nargs="+", default=["gpt", "mamba"])
+    parser.add_argument("--steps", type=int, default=30)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    variants = [(o, []) for o in OBJECTIVES] + [("next_token", ["train.structured_samples=true"])]
+    for arch in args.archs:
+        base = None
+        print(f"\n{arch}, cpu preset, G(2,5,50), batch 128, {args.steps} timed steps:")
+        for objective, extra in variants:
+            seconds = step_time(arch, objective, args.steps, extra)
+            base = base or seconds
+            label = objective + (" + structured samples" if extra else "")
+            print(f"  {label:36s} {1000 * seconds:7.1f} ms/step  {seconds / base:4.2f}x next_token")
+
+
+if __name__ == "__main__":
+    main()

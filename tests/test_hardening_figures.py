@@ -1,0 +1,87 @@
+"""Figures say what they measure: the loss curves' reference line is ln d of each panel's graph,
+and the edge-lookup heatmap compares models position by position."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from workbench.analyses import clever_hans, supervision
+from workbench.analyses.figures import with_panel
+
+
+def curves(objective: str, degree: int | None) -> pd.DataFrame:
+    rows = [{"step": s, "split": "train", "position": p, "loss": 1.0 / (s + 1)} for s in (0, 10, 20) for p in ("r1", "r2", "r3")]
+    frame = pd.DataFrame(rows).assign(arch="gpt", objective=objective, seed=0)
+    return frame if degree is None else frame.assign(degree=degree)
+
+
+def dotted_levels(monkeypatch, frame: pd.DataFrame, tmp_path, **kwargs) -> dict[str, list[float]]:
+    """{panel: y of its horizontal lines}, read from the grid before it is saved."""
+    seen = {}
+    real_save = supervision.save_grid
+
+    def spy(grid, path, *args, **kw):
+        for panel, ax in grid.axes_dict.items():
+            seen[panel] = [line.get_ydata()[0] for line in ax.get_lines() if line.get_linestyle() == ":"]
+        return real_save(grid, path, *args, **kw)
+
+    monkeypatch.setattr(supervision, "save_grid", spy)
+    assert supervision.plot_loss_curves(frame, tmp_path / "loss.png", **kwargs).exists()
+    return seen
+
+
+def test_loss_curve_reference_is_ln_d_of_each_panel(monkeypatch, tmp_path):
+    frame = pd.concat([curves("next_token", 2), curves("reverse", 5)], ignore_index=True)
+    levels = dotted_levels(monkeypatch, frame, tmp_path)
+    assert levels["gpt / next_token"] == pytest.approx([math.log(2)])
+    assert levels["gpt / reverse"] == pytest.approx([math.log(5)])
+
+
+def test_loss_curve_reference_from_the_degree_argument_or_none(monkeypatch, tmp_path):
+    frame = pd.concat([curves("next_token", None), curves("reverse", None)], ignore_index=True)
+    assert dotted_levels(monkeypatch, frame, tmp_path, degree=3) == {p: [pytest.approx(math.log(3))] for p in ("gpt / next_token", "gpt / reverse")}
+    assert dotted_levels(monkeypatch, frame, tmp_path) == {"gpt / next_token": [], "gpt / reverse": []}  # no line rather than a wrong one
+    mixed = pd.concat([curves("next_token", 2), curves("next_token", 3)], ignore_index=True)
+    with pytest.raises(ValueError, match="panel 'gpt / next_token' mixes graphs of degree \\[2, 3\\]"):
+        supervision.loss_reference_levels(with_panel(mixed))
+
+
+def lookup_frame() -> pd.DataFrame:
+    """edge_lookup_attention rows of a 2-layer, 2-head GPT under next_token (predicts r2..r5
+    with a lookup) and reverse (r4..r1); mass = position number / 100 + layer / 10 per token."""
+    rows = []
+    for objective, positions in (("next_token", ["r2", "r3", "r4", "r5"]), ("reverse", ["r4", "r3", "r2", "r1"])):
+        for e, position in enumerate(positions, start=1):
+            for layer in (0, 1):
+                for head in (0, 1):
+                    for onto in ("edge_source", "edge_target", "edge_separator"):
+                        mass = int(position[1:]) / 100 + layer / 10 + (objective == "reverse") / 5
+                        rows.append(dict(layer=layer, head=head, position=position, onto=onto, mass=mass, uniform=1 / (27 + e),
+                                         arch="gpt", objective=objective, seed=0, step=100))
+    return pd.DataFrame(rows)
+
+
+def test_edge_lookup_summary_keeps_every_position_of_every_model():
+    summary = clever_hans.edge_lookup_summary(lookup_frame())
+    by_model = summary.groupby("objective")["position"].unique()
+    assert list(by_model["next_token"]) == ["r2", "r3", "r4", "r5"] and list(by_model["reverse"]) == ["r1", "r2", "r3", "r4"]
+    row = summary.set_index(["objective", "position", "layer", "head"]).loc[("reverse", "r3", 1, 0)]
+    assert row["mass"] == pytest.approx(3 * (0.03 + 0.1 + 0.2))  # the edge's three tokens, that position only
+    assert row["uniform"] == pytest.approx(3 / (27 + 2))
+
+
+def test_edge_lookup_heatmaps_have_the_same_position_rows_in_every_panel(monkeypatch, tmp_path):
+    tables = []
+    real_heatmap = clever_hans.sns.heatmap
+    monkeypatch.setattr(clever_hans.sns, "heatmap", lambda data, **kw: tables.append(data) or real_heatmap(data, **kw))
+    assert clever_hans.plot_edge_lookup(lookup_frame(), tmp_path / "lookup.png").exists()
+    next_token, reverse = tables
+    rows = [f"r{k}  layer {layer}" for k in range(1, 6) for layer in (0, 1)]
+    assert list(next_token.index) == rows and list(reverse.index) == rows
+    assert next_token.loc["r1  layer 0"].isna().all() and reverse.loc["r5  layer 1"].isna().all()
+    np.testing.assert_allclose(next_token.loc["r3  layer 1"], 3 * (0.03 + 0.1))
+    np.testing.assert_allclose(reverse.loc["r3  layer 1"], 3 * (0.03 + 0.1 + 0.2))

@@ -1,0 +1,63 @@
+"""The model configs, kept apart from the models so that reading a config (the CLI's parser,
+``workbench.config``) does not import torch or TransformerLens."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+def _at_least(field_name: str, value: int, low: int) -> None:
+    if value < low:
+        raise ValueError(f"model.{field_name}={value!r}: expected a value >= {low}")
+
+
+@dataclass
+class GPTConfig:
+    n_layers: int = 2
+    d_model: int = 128
+    n_heads: int = 4
+    d_mlp: int | None = None  # None -> 4 * d_model
+    init_std: float = 0.02  # every weight, positions included (the paper's code left positions at N(0,1))
+
+    def __post_init__(self) -> None:
+        for name in ("n_layers", "d_model", "n_heads"):
+            _at_least(name, getattr(self, name), 1)
+        if self.d_model % self.n_heads:
+            raise ValueError(f"model.d_model={self.d_model} is not divisible by model.n_heads={self.n_heads}")
+
+    @property
+    def d_head(self) -> int:
+        return self.d_model // self.n_heads
+
+
+
+SCANS = ("torch", "compiled", "mamba_ssm")
+
+
+@dataclass
+class MambaConfig:
+    n_layers: int = 2
+    d_model: int = 128
+    d_state: int = 16
+    expand: int = 2
+    d_conv: int = 4
+    dt_rank: int | None = None  # None -> ceil(d_model / 16), as mamba-ssm
+    tie_embeddings: bool = True
+    init_std: float = 0.02  # token embedding
+    norm_eps: float = 1e-5
+    scan: str = "compiled"  # torch (eager loop) | compiled (the loop's steps fused by torch.compile) | mamba_ssm (CUDA kernels)
+
+    def __post_init__(self) -> None:
+        for name in ("n_layers", "d_model", "d_state", "expand", "d_conv"):
+            _at_least(name, getattr(self, name), 1)
+        if self.scan not in SCANS:
+            raise ValueError(f"model.scan={self.scan!r}: expected one of {SCANS}")
+
+    @property
+    def d_inner(self) -> int:
+        return self.expand * self.d_model
+
+    @property
+    def resolved_dt_rank(self) -> int:
+        return self.dt_rank or math.ceil(self.d_model / 16)
