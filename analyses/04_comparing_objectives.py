@@ -55,7 +55,7 @@ data = held_out_graphs(models["gpt/next_token/s0"].config.task, N_GRAPHS)
 # ## CKA by hand
 #
 # The last layer's residual stream at `=` of two models, on the same prompts, and the formula
-# above in four lines of numpy; `cka.linear_cka` is the library's version of the same.
+# above in two lines of numpy; `cka.linear_cka` is the library's version of the same.
 
 # %%
 def last_layer_at_eq(checkpoint):

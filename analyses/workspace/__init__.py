@@ -1,7 +1,7 @@
 """Where the notebooks in analyses/ get their models: one function, ``find_or_train``.
 
     from workspace import find_or_train
-    checkpoint = find_or_train("gpt", "next_token", steps=700)
+    checkpoint = find_or_train("gpt", "next_token", steps=1_000)
 
 1. The main job's checkpoint, ``runs/default/checkpoints/{arch}-{objective}`` (``-s1`` for
    seed 1), when ``workbench main`` has written it: the models the README reports.

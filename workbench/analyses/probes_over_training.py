@@ -35,9 +35,11 @@ def run_snapshots(run_dir: str | Path) -> list[Path]:
 def training_checkpoints(run_dir: str | Path) -> list[Checkpoint]:
     """The run's model before training (step 0), at every snapshot, and at its end (loaded)."""
     final = load(run_dir)
-    untrained = build_model(final.config, seed=final.config.train.seed).eval()
+    from workbench.checkpoint import build_model_and_parts
+
+    untrained, parts = build_model_and_parts(final.config)  # the objective's parts too, as initialised
     snapshots = [load(p) for p in run_snapshots(run_dir)[:-1] if p.name != f"step_{final.step:07d}"]
-    return [Checkpoint(untrained, final.config, 0, Path(run_dir) / "untrained"), *snapshots, final]
+    return [Checkpoint(untrained.eval(), final.config, 0, Path(run_dir) / "untrained", parts=parts), *snapshots, final]
 
 
 def probes_over_training(run_dirs: list[str | Path], targets: tuple[str, ...] = DEFAULT_TARGETS, cache_dir: str | Path | None = None, **kwargs) -> pd.DataFrame:
