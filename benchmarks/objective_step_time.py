@@ -2,6 +2,7 @@
 
     python benchmarks/objective_step_time.py                    # cpu preset, GPT and Mamba, G(2,5,50)
     python benchmarks/objective_step_time.py --archs gpt --steps 40
+    python benchmarks/objective_step_time.py --objectives next_token mlm_u bst
 
 A step is the trainer's own: the objective's batch (``training_batch``) and loss (``loss``,
 including its extra parts), backward, clip, AdamW; timed after 3 warm-up steps. An
@@ -17,7 +18,7 @@ import torch
 
 from workbench.checkpoint import build_model_and_parts
 from workbench.config import apply_overrides, preset_config
-from workbench.objectives import OBJECTIVES, objective_of, step_generator
+from workbench.objectives import OBJECTIVES, objective_class, objective_of, step_generator
 from workbench.task import generate
 from workbench.train import structured_samples
 
@@ -48,13 +49,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--archs", nargs="+", default=["gpt", "mamba"])
     parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--objectives", nargs="+", default=list(OBJECTIVES), help="which objectives (next_token is always timed first, as the baseline)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (1 beside other work)")
     args = parser.parse_args()
-    torch.set_num_threads(2)
-    variants = [(o, []) for o in OBJECTIVES] + [("next_token", ["train.structured_samples=true"])]
+    torch.set_num_threads(args.threads)
+    variants = [("next_token", [])] + [(o, []) for o in args.objectives if o != "next_token"]
+    if args.objectives == list(OBJECTIVES):
+        variants.append(("next_token", ["train.structured_samples=true"]))
     for arch in args.archs:
         base = None
         print(f"\n{arch}, cpu preset, G(2,5,50), batch 128, {args.steps} timed steps:")
         for objective, extra in variants:
+            if arch not in objective_class(objective).archs:
+                print(f"  {objective:36s} does not apply to {arch}")
+                continue
             seconds = step_time(arch, objective, args.steps, extra)
             base = base or seconds
             label = objective + (" + structured samples" if extra else "")

@@ -8,4 +8,7 @@ cd "$(dirname "$0")/.."
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
     .venv/bin/python -m pip install --quiet torch==2.13.0
 fi
+# The package's dependencies include ray (tested with 2.60.0) (`workbench study`); the import check below
+# makes a broken install fail here rather than at the first study.
 .venv/bin/python -m pip install --quiet -e '.[dev]'
+.venv/bin/python -c "import ray, workbench.study" || { echo "setup: ray (for workbench study) did not install" >&2; exit 1; }

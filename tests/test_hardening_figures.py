@@ -85,3 +85,35 @@ def test_edge_lookup_heatmaps_have_the_same_position_rows_in_every_panel(monkeyp
     assert next_token.loc["r1  layer 0"].isna().all() and reverse.loc["r5  layer 1"].isna().all()
     np.testing.assert_allclose(next_token.loc["r3  layer 1"], 3 * (0.03 + 0.1))
     np.testing.assert_allclose(reverse.loc["r3  layer 1"], 3 * (0.03 + 0.1 + 0.2))
+
+
+def test_report_names_the_strongest_lookup_head_of_every_position_even_when_only_r1_r2_exist():
+    """On G(2,3) the reverse model looks edges up only for r2 and r1; the report once dropped
+    r1 and r2 by name and failed on the empty remainder."""
+    from workbench.analyses.report import findings
+
+    lookup = lookup_frame()
+    lookup = lookup[(lookup["objective"] == "next_token") | lookup["position"].isin(["r1", "r2"])]
+    results = pd.DataFrame([
+        dict(arch="gpt", objective=o, seed=0, metric=m, position=p, value=0.5, path_length=5)
+        for o in ("next_token", "reverse") for m in ("tf_accuracy", "greedy_accuracy") for p in ("r1", "r2", "r3", "r4", "r5", "path")
+    ])
+    text = findings(results, {"edge_lookup": lookup}, None, degree=2)
+    # mass per head = 3 tokens x (position / 100 + layer / 10 [+ 0.2 for reverse]): layer 1 wins, head 0 first
+    assert "r1 layer 1 head 0 93%, r2 layer 1 head 0 96%" in text  # reverse: 3 x (0.01 + 0.1 + 0.2), 3 x (0.02 + 0.1 + 0.2)
+    assert "r5 layer 1 head 0 45%" in text  # next_token: 3 x (0.05 + 0.1)
+
+
+def test_summary_cheat_rate_counts_decisions_only_not_the_copied_goal():
+    from workbench.analyses.report import summary_table
+
+    def frames(path_length: int, follow: dict[str, float]):
+        positions = [f"r{k}" for k in range(1, path_length + 1)] + ["path"]
+        results = pd.DataFrame([dict(arch="gpt", objective="next_token", seed=0, metric=m, position=p, value=0.5, path_length=path_length)
+                                for m in ("tf_accuracy", "greedy_accuracy") for p in positions])
+        cheat = pd.DataFrame([dict(arch="gpt", objective="next_token", seed=0, position=p, outcome="follow", rate=r, n_scored=10)
+                              for p, r in follow.items()])
+        return summary_table(results, {"cheat_test": cheat}, None).iloc[0]["cheat test: follows wrong arm"]
+
+    assert frames(5, {"r3": 1.0, "r4": 0.9, "r5": 0.0}) == "0.950"  # r5 is the goal, a copy: left out
+    assert frames(3, {"r3": 0.0}) == "n/a"  # on G(d,3) no decision follows a fed token

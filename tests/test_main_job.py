@@ -7,6 +7,7 @@ import re
 from dataclasses import replace
 
 import pandas as pd
+import pytest
 
 from conftest import tiny_config, tiny_mamba_config
 from workbench.cli import main as cli_main
@@ -61,6 +62,17 @@ def test_default_job_is_both_archs_under_every_objective_on_the_cpu_presets():
         assert config.model == preset.model and config.task == preset.task and config.train.lr == preset.train.lr
         assert (config.train.steps, config.train.snapshot_every, config.train.eval_every) == (steps, every, every)
         assert steps % every == 0  # the last snapshot is the final checkpoint
+
+
+def test_main_job_takes_another_graph_and_overrides_for_every_run():
+    from workbench.task import GraphSpec
+
+    configs = default_configs((("gpt", "mtp"), ("mamba", "mtp")), GraphSpec(2, 3, 50), ("objective.k=4", "model.n_layers=3"))
+    assert [c.task.graph for c in configs] == [GraphSpec(2, 3, 50)] * 2
+    assert [(c.objective_params.k, c.model.n_layers) for c in configs] == [(4, 3), (4, 3)]
+    assert configs[0].train.steps == MAIN_JOB_SCHEDULE["gpt"][0]
+    with pytest.raises(ValueError, match="k"):  # next_token has no k: an error, not a silently ignored setting
+        default_configs((("gpt", "next_token"),), GraphSpec(2, 3, 50), ("objective.k=4",))
 
 
 def test_a_stage_reruns_when_a_checkpoint_it_read_is_retrained_under_another_setting(tmp_path, capsys):

@@ -42,6 +42,14 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(tmp_path):
     assert steps == [0, 10, 20, 30]
 
 
+def test_a_run_resumed_from_its_step_0_save_logs_step_0_once(tmp_path):
+    config = tiny_config(steps=20, eval_every=10, save_every=10)
+    train(config, tmp_path / "run", until_step=0, progress=False)  # as a kill right after the first save
+    train(config, tmp_path / "run", progress=False)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [0, 10, 20]
+
+
 def test_resume_refuses_a_different_config(tmp_path):
     config = tiny_config(steps=4)
     train(config, tmp_path / "run", progress=False)

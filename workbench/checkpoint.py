@@ -77,8 +77,7 @@ def _version() -> str:
 
 
 def config_json(config: RunConfig, step: int) -> str:
-    spec = config.task.graph
-    tokenizer = {"nodes": f"0..{spec.num_nodes - 1}", "|": spec.edge_sep, "=": spec.eq, "/": spec.slash, "$": spec.filler}
+    tokenizer = objective_of(config).tokenizer(config.task.graph)
     payload = {"format": FORMAT, "workbench_version": _version(), "step": step, "tokenizer": tokenizer, "run": config.to_dict()}
     return json.dumps(payload, indent=2) + "\n"
 
@@ -305,12 +304,12 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
 
 def build_model_and_parts(config: RunConfig, device: str | torch.device = "cpu") -> tuple[nn.Module, nn.Module | None]:
     """A freshly initialised model and objective parts, seeded by the run's seed."""
-    from workbench.models import build_model, d_model_of
+    from workbench.models import build_model
 
     model = build_model(config, seed=config.train.seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.train.seed + 7_919)
-        parts = objective_of(config).build_parts(d_model_of(model), config.task.graph)
+        parts = objective_of(config).build_run_parts(config, model)
     return model.to(device), (parts.to(device) if parts is not None else None)
 
 

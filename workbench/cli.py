@@ -8,6 +8,7 @@
     workbench probe checkpoints/gpt-next_token-G2_5_50-s0 --out results/probes
     workbench main                      # the default experiment, end to end, ending with the report
     workbench report runs/default       # rewrite the report from saved tables and figures
+    workbench study studies/remedies.toml --subset quick --dry-run   # a grid of runs on Ray
 """
 
 from __future__ import annotations
@@ -167,7 +168,7 @@ def cmd_main(args: argparse.Namespace) -> None:
         jobs = tuple((a, o) for a in args.archs or ARCHS for o in args.objectives or DEFAULT_OBJECTIVES)
     else:
         jobs = DEFAULT_JOBS
-    configs = default_configs(jobs)
+    configs = default_configs(jobs, args.graph, tuple(args.set))
     run_main_job(Path(args.out), configs, seed_reference=not args.no_seed_reference, probes=not args.no_probes,
                  analyses=not args.no_analyses, progress=not args.no_progress)
 
@@ -176,6 +177,21 @@ def cmd_report(args: argparse.Namespace) -> None:
     from workbench.analyses.report import write_report
 
     print(f"wrote {write_report(args.run_dir)}")
+
+
+def cmd_study(args: argparse.Namespace) -> None:
+    from workbench.study import dry_run, load_study, run_study
+
+    study = load_study(args.spec)
+    out = Path(args.out or Path("runs") / "studies" / study.name)
+    if args.dry_run:
+        print("\n".join(dry_run(study, out, args.subset, args.cpus)))
+        return
+    try:
+        run_study(study, out, args.subset, address=args.address, cpus=args.cpus, progress=not args.no_progress)
+    except RuntimeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 def _graph(text: str) -> GraphSpec:
@@ -268,15 +284,27 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", help="output directory (default results/probes)")
     pr.set_defaults(func=cmd_probe)
 
-    mj = verbs.add_parser("main", help="the default experiment end to end, ending with the report", description="Train cpu-preset models on G(2,5,50) (GPT and Mamba under every objective, 1,500 and 1,000 steps; plus a second seed of the first, for CKA), evaluate them on held-out graphs (results.csv), probe them (probes/), run the analyses (analyses/) and write report.html. Finished stages are reused when run again.")
+    mj = verbs.add_parser("main", help="the default experiment end to end, ending with the report", description="Train cpu-preset models on G(2,5,50) (or --graph; GPT and Mamba under every objective, 1,500 and 1,000 steps; plus a second seed of the first, for CKA), evaluate them on held-out graphs (results.csv), probe them (probes/), run the analyses (analyses/) and write report.html. Finished stages are reused when run again.")
     mj.add_argument("--out", default="runs/default", help="experiment directory (default runs/default)")
     mj.add_argument("--archs", nargs="+", choices=ARCHS, help="train every objective on these architectures (default: " + ", ".join(f"{a}/{o}" for a, o in DEFAULT_JOBS) + ")")
     mj.add_argument("--objectives", nargs="+", choices=sorted(OBJECTIVES), help=f"objectives to train on every arch (default {' '.join(DEFAULT_OBJECTIVES)})")
+    mj.add_argument("--graph", type=_graph, default=default_graph, help="degree,path_length,num_nodes of every run (default 2,5,50)")
+    mj.add_argument("--set", nargs="+", action="extend", default=[], metavar="SECTION.FIELD=VALUE", help="override settings of every run, e.g. objective.k=4 model.n_layers=3 (repeatable; a setting an objective lacks is an error)")
     mj.add_argument("--no-seed-reference", action="store_true", help="skip the second-seed run (CKA then has no reference level)")
     mj.add_argument("--no-probes", action="store_true", help="skip the probe stage")
     mj.add_argument("--no-analyses", action="store_true", help="skip the analyses and the report")
     mj.add_argument("--no-progress", action="store_true")
     mj.set_defaults(func=cmd_main)
+
+    st = verbs.add_parser("study", help="run a grid of runs (a study file) as Ray tasks, then its table, figure and report", description="Train, evaluate, probe and patch every run of a study file's grid as Ray tasks (locally by default, or on a cluster with --address), skipping finished runs and resuming interrupted ones; gather OUT/study.csv and write OUT/report.html.")
+    st.add_argument("spec", help="study file (TOML), e.g. studies/remedies.toml")
+    st.add_argument("--out", help="output folder (default runs/studies/{study name})")
+    st.add_argument("--subset", nargs="+", default=[], metavar="KEY=VALUES", help="run part of the grid: KEY=VALUES with KEY in objectives, archs, graphs, presets, overrides, seeds, runs (values of one key are alternatives: seeds=0,1; repeat graphs=2,3,50 graphs=2,5,50), or a named subset of the study file")
+    st.add_argument("--dry-run", action="store_true", help="list the runs, their state and estimated times; run nothing")
+    st.add_argument("--address", help="join this Ray cluster (as started by `ray start --head`); default: $RAY_ADDRESS, else a private Ray on this machine")
+    st.add_argument("--cpus", type=int, help="CPUs of the private local Ray (default: all cores)")
+    st.add_argument("--no-progress", action="store_true", help="no periodic progress lines (finished runs are still listed)")
+    st.set_defaults(func=cmd_study)
 
     rep = verbs.add_parser("report", help="write report.html of an experiment directory", description="Build one self-contained HTML page from the tables and figures that `workbench main` wrote into RUN_DIR.")
     rep.add_argument("run_dir", help="experiment directory (as --out of workbench main)")

@@ -104,7 +104,10 @@ class RunConfig:
             raise ValueError(f"unknown arch {self.arch!r}; expected one of {ARCHS}")
         if not isinstance(self.model, MODEL_CONFIGS[self.arch]):
             raise ValueError(f"arch {self.arch!r} needs a {MODEL_CONFIGS[self.arch].__name__}, got {type(self.model).__name__}")
-        params_type = objective_class(self.objective).Params  # raises on unknown names
+        objective = objective_class(self.objective)  # raises on unknown names
+        if self.arch not in objective.archs:
+            raise ValueError(f"objective {self.objective!r} does not apply to arch {self.arch!r} (it needs {objective.attention} attention; applies to {', '.join(objective.archs)})")
+        params_type = objective.Params
         if self.objective_params is None:
             self.objective_params = params_type()
         if not isinstance(self.objective_params, params_type):

@@ -4,7 +4,9 @@ Metrics, every one reported in forward path order r1..rl whatever the objective'
 - ``tf_accuracy`` / ``tf_loss``: teacher-forced, i.e. with the objective's own training
   inputs (for teacherless these are the '$' slots, so teacher-forced = free-running);
 - ``greedy_accuracy``: free greedy decoding;
-- position ``path``: ``greedy_accuracy`` and ``tf_accuracy`` of the whole answer.
+- position ``path``: ``greedy_accuracy`` and ``tf_accuracy`` of the whole answer;
+- ``fill_step``, for objectives that decode in an order of their own (the masked ones): the
+  mean step (1..l) at which each position was filled, so r_l near 1 means the goal end first.
 r2 is the first decision; its row has ``role == "first_decision"``.
 
 Each position is scored on its own prediction. (The paper's code logged one and the same
@@ -38,9 +40,10 @@ def position_role(position: str, path_length: int) -> str:
 def predictions(
     model: nn.Module, data: PathStarData, objective: Objective, batch_size: int = 2_000, device: str | torch.device = "cpu"
 ) -> dict[str, Tensor]:
-    """Teacher-forced and greedy predictions and teacher-forced losses, in path order (batch, l)."""
+    """Teacher-forced and greedy predictions and teacher-forced losses, in path order (batch, l),
+    and ``fill_step`` where the objective decodes in an order of its own."""
     spec = data.spec
-    out: dict[str, list[Tensor]] = {"tf_pred": [], "tf_loss": [], "greedy_pred": []}
+    out: dict[str, list[Tensor]] = {"tf_pred": [], "tf_loss": [], "greedy_pred": [], "fill_step": []}
     was_training = model.training
     model.eval()
     for start in range(0, len(data), batch_size):
@@ -50,12 +53,14 @@ def predictions(
         logits = answer_logits(model(objective.inputs(prompt, targets, spec)), spec).float()
         loss = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
         tf_pred = logits.argmax(-1)
-        greedy = objective.decode(model, prompt, spec, teacher_forced=(targets, tf_pred))
+        greedy, fill_step = objective.decode_with_order(model, prompt, spec, teacher_forced=(targets, tf_pred))
+        if fill_step is not None:
+            out["fill_step"].append(objective.to_path_order(fill_step).cpu())
         out["tf_pred"].append(objective.to_path_order(tf_pred).cpu())
         out["tf_loss"].append(objective.to_path_order(loss).cpu())
         out["greedy_pred"].append(objective.to_path_order(greedy).cpu())
     model.train(was_training)
-    return {key: torch.cat(values) for key, values in out.items()}
+    return {key: torch.cat(values) for key, values in out.items() if values}
 
 
 def evaluate(
@@ -70,6 +75,9 @@ def evaluate(
     for k, position in enumerate(spec.positions):
         for metric, values in (("tf_accuracy", tf_correct), ("greedy_accuracy", greedy_correct), ("tf_loss", pred["tf_loss"])):
             rows.append({"position": position, "metric": metric, "value": values[:, k].mean().item()})
+    if "fill_step" in pred:
+        for k, position in enumerate(spec.positions):
+            rows.append({"position": position, "metric": "fill_step", "value": pred["fill_step"][:, k].float().mean().item()})
     rows.append({"position": "path", "metric": "tf_accuracy", "value": tf_correct.all(dim=1).float().mean().item()})
     rows.append({"position": "path", "metric": "greedy_accuracy", "value": greedy_correct.all(dim=1).float().mean().item()})
     frame = pd.DataFrame(rows)

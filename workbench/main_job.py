@@ -28,8 +28,10 @@ from pathlib import Path
 import pandas as pd
 
 from workbench.checkpoint import Checkpoint
-from workbench.config import DEFAULT_JOBS, DEFAULT_OBJECTIVES, MAIN_JOB_SCHEDULE, RunConfig, preset_config  # noqa: F401 (re-exported)
+from workbench.config import DEFAULT_JOBS, DEFAULT_OBJECTIVES, MAIN_JOB_SCHEDULE, RunConfig, apply_overrides, preset_config  # noqa: F401 (re-exported)
 from workbench.evaluate import evaluate, format_table
+from workbench.objectives import objective_class
+from workbench.task import GraphSpec
 from workbench.text_format import atomic_write_text
 from workbench.train import resolve_device, task_data, train
 
@@ -39,15 +41,22 @@ SSM_STATE_TARGETS = ("arm",)
 ANALYSIS_GRAPHS = 2_000  # held-out graphs of the analyses (cheat test, CKA; subsets for the costlier ones)
 
 
-def default_configs(jobs: tuple[tuple[str, str], ...] = DEFAULT_JOBS) -> list[RunConfig]:
-    """The ``cpu`` preset of every (arch, objective) job, on the main job's schedule,
-    evaluating and keeping a snapshot along it (``MAIN_JOB_SCHEDULE``)."""
+def default_configs(
+    jobs: tuple[tuple[str, str], ...] = DEFAULT_JOBS, graph: GraphSpec = GraphSpec(2, 5, 50), overrides: tuple[str, ...] = ()
+) -> list[RunConfig]:
+    """The ``cpu`` preset of every (arch, objective) job on ``graph``, on the main job's
+    schedule, evaluating and keeping a snapshot along it (``MAIN_JOB_SCHEDULE``), then
+    ``overrides`` (``section.field=value``, as ``--set``). A job whose objective does not apply
+    to its arch (mlm_u on Mamba) is left out, and says so."""
     configs = []
     for arch, objective in jobs:
-        config = preset_config("cpu", objective=objective, arch=arch)
+        if arch not in objective_class(objective).archs:
+            print(f"skipped {arch}-{objective}: the objective does not apply to {arch} (applies to {', '.join(objective_class(objective).archs)})", flush=True)
+            continue
+        config = preset_config("cpu", objective=objective, arch=arch, degree=graph.degree, path_length=graph.path_length, num_nodes=graph.num_nodes)
         steps, every = MAIN_JOB_SCHEDULE[arch]
         config.train = replace(config.train, steps=steps, eval_every=every, snapshot_every=every, save_every=every)
-        configs.append(config)
+        configs.append(apply_overrides(config, list(overrides)))
     return configs
 
 

@@ -242,7 +242,7 @@ def _train_locked(config: RunConfig, run_dir: Path, resume: bool, until_step: in
     def save() -> None:
         save_checkpoint(run_dir, config, model, step, metrics, optimizer, parts=parts, trainer_state=running.state())
 
-    if step == 0:
+    if step == 0 and not metrics:  # a fresh run (a run resumed from its step-0 save has this record)
         log_eval()
         save()
     model.train()

@@ -1,8 +1,12 @@
 """The report: one self-contained HTML page built only from an experiment's saved tables and
 figures (``results.csv``, ``probes/``, ``analyses/``, the checkpoints' ``config.json``).
 
-Figures are embedded as base64 PNG, so the page can be mailed or archived alone; the CSV and
-PNG files stay beside it. Every sentence with a number is computed from the tables here.
+The page opens with one summary table (one row per model: r2 and path accuracy, cheat-test
+follow rate, best goal-arm probe with its controls, goal node at ``=``, patching recovery)
+and one figure; the per-model findings, the long tables and the per-target figures are folded
+into collapsible ``<details>`` sections. Figures are embedded as base64 PNG, so the page can
+be mailed or archived alone; the CSV and PNG files stay beside it. Every number is computed
+from the tables here.
 """
 
 from __future__ import annotations
@@ -23,21 +27,28 @@ table { border-collapse: collapse; font-size: .85em; margin: .8em 0; } th, td { 
 th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
 img { max-width: 100%; border: 1px solid #eee; margin: .5em 0; } .note { color: #555; font-size: .9em; }
 ul.findings li { margin: .3em 0; } code { background: #f5f5f5; padding: 0 .2em; }
+details { margin: .6em 0; border: 1px solid #e4e4e4; border-radius: 4px; padding: .3em .8em; }
+summary { cursor: pointer; font-weight: 600; } details[open] > summary { margin-bottom: .4em; }
 """
 
 
-def _img(path: Path, alt: str) -> str:
+def img(path: Path, alt: str) -> str:
     if not path.exists():
         return f'<p class="note">({html.escape(path.name)} was not produced in this run.)</p>'
     data = base64.b64encode(path.read_bytes()).decode()
     return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
 
 
+def details(title: str, body: str, open_: bool = False) -> str:
+    """A collapsible section: the title shows, the body unfolds on a click."""
+    return f"<details{' open' if open_ else ''}><summary>{html.escape(title)}</summary>{body}</details>"
+
+
 def _read(path: Path) -> pd.DataFrame | None:
     return pd.read_csv(path) if path.exists() else None
 
 
-def _table(frame: pd.DataFrame, digits: int = 3, index: bool = True) -> str:
+def table_html(frame: pd.DataFrame, digits: int = 3, index: bool = True) -> str:
     html_table = frame.to_html(float_format=lambda v: f"{v:.{digits}f}", na_rep="", border=0, escape=True, index=index)
     return f'<div style="overflow-x: auto">{html_table}</div>'
 
@@ -60,7 +71,7 @@ def setup_section(run_dir: Path) -> str:
         "Answer positions are r1..rl; r1 is the source (copied), <b>r2 is the first decision</b>, the only token that needs planning. "
         "<code>eq</code> is the '=' token, whose output is r1; position <code>r1</code> is the answer slot whose output is r2.</p>"
     )
-    return text + (_table(pd.DataFrame(rows), index=False) if rows else "")
+    return text + (table_html(pd.DataFrame(rows), index=False) if rows else "")
 
 
 def accuracy_section(results: pd.DataFrame) -> str:
@@ -68,12 +79,12 @@ def accuracy_section(results: pd.DataFrame) -> str:
         index=["arch", "objective", "metric"], columns="position", values="value", sort=False
     )
     table = table[[c for c in table.columns if c != "path"] + (["path"] if "path" in table.columns else [])]
-    return f"<p>On {int(results['n_graphs'].iloc[0])} held-out graphs; teacher-forced (tf) accuracy uses each objective's own training inputs, greedy decodes freely.</p>" + _table(table)
+    return f"<p>On {int(results['n_graphs'].iloc[0])} held-out graphs; teacher-forced (tf) accuracy uses each objective's own training inputs, greedy decodes freely.</p>" + table_html(table)
 
 
 def findings(results: pd.DataFrame, analyses: dict[str, pd.DataFrame | None], probes: pd.DataFrame | None, degree: int) -> str:
     """Sentences computed from the tables: what this run shows, whatever it shows."""
-    cheat, lookup, patched, cka_frame = (analyses.get(k) for k in ("cheat_test", "edge_lookup", "patching", "cka"))
+    cheat, lookup, patched = (analyses.get(k) for k in ("cheat_test", "edge_lookup", "patching"))
     items = []
     value = results.set_index(["arch", "objective", "metric", "position"])["value"]
     for arch, objective in results[["arch", "objective"]].drop_duplicates().itertuples(index=False):
@@ -94,10 +105,12 @@ def findings(results: pd.DataFrame, analyses: dict[str, pd.DataFrame | None], pr
             rates = ", ".join(f"{p} {r:.0%}" for p, r in zip(follow["position"], follow["rate"]))
             text += f" With a wrong arm fed, it follows that arm at {rates}." if len(follow) else " The cheat test does not apply (no answer tokens are fed)."
         if lookup is not None and len(mine(lookup)):
-            rows = mine(lookup)
-            rows = rows[~rows["position"].isin(["r1", "r2"])].groupby(["layer", "head", "position"])["mass"].sum().groupby(["layer", "head"]).mean()
-            (layer, head), mass = rows.idxmax(), rows.max()
-            text += f" Its strongest edge-lookup head is layer {layer} head {head}, with {mass:.0%} of its attention on the looked-up edge."
+            # Per position (the positions differ between objectives and path lengths): the head
+            # with the most attention on the edge that the position's token is looked up from.
+            mass = mine(lookup).groupby(["position", "layer", "head"])["mass"].sum()
+            best = mass.groupby(level="position").idxmax()
+            heads = ", ".join(f"{position} layer {layer} head {head} {mass[(position, layer, head)]:.0%}" for position, (_, layer, head) in best.items())
+            text += f" Its strongest edge-lookup head per predicted position (attention on the looked-up edge): {heads}."
         if probes is not None:
             rows = mine(probes)
             arm, goal = rows[rows["target"] == "arm"], rows[(rows["target"] == "goal") & (rows["position"] == "eq")]
@@ -117,12 +130,65 @@ def findings(results: pd.DataFrame, analyses: dict[str, pd.DataFrame | None], pr
             else:
                 text += f" Goal patching: moving the goal barely changes r2's logits (logit difference {first['ld_clean']:.2f} vs {first['ld_corrupted']:.2f}): its r2 does not use the goal."
         items.append(text)
-    if cka_frame is not None:
-        final = cka_frame[cka_frame["layer_a"] == cka_frame["layer_a"].max()]
-        final = final[final["layer_b"] == final["layer_a"]]
-        parts = [f"{row.pair}: {row.cka:.2f}" for row in final.itertuples()]
-        items.append("Linear CKA between the two models' last layers at '=' (1 = the same up to rotation and scale): " + "; ".join(parts) + ".")
     return '<ul class="findings">' + "".join(f"<li>{item}</li>" for item in items) + "</ul>"
+
+
+SUMMARY_COLUMNS = (
+    "r2 accuracy (tf)", "path accuracy (greedy)", "cheat test: follows wrong arm", "best goal-arm probe", "its control task",
+    "its untrained model", "goal node at '='", "patching recovery",
+)
+
+
+def summary_table(results: pd.DataFrame, analyses: dict[str, pd.DataFrame | None], probes: pd.DataFrame | None) -> pd.DataFrame:
+    """One row per model of ``results`` (seed 0 runs): the headline numbers, each from its
+    saved table. Cheat test: the mean follow rate over the positions fed a wrong arm, leaving
+    out the copies r1 and rl (n/a where no answer tokens are fed, or, on G(d,3), where r2 is
+    the only decision and no token after it is one). Best goal-arm probe: the most accurate (hook, position),
+    with the control task and the untrained model at that probe. Goal node at '=': the best
+    hook. Patching recovery: the largest share of r2's logit difference one clean activation
+    restores (blank where moving the goal does not change r2)."""
+    cheat, patched = analyses.get("cheat_test"), analyses.get("patching")
+    value = results.set_index(["arch", "objective", "metric", "position"])["value"]
+    rows = []
+    for arch, objective in results[["arch", "objective"]].drop_duplicates().itertuples(index=False):
+        def mine(frame: pd.DataFrame | None) -> pd.DataFrame:
+            if frame is None:
+                return pd.DataFrame()
+            return frame[(frame["arch"] == arch) & (frame["objective"] == objective) & (frame["seed"] == 0)]
+
+        row: dict = {"model": f"{arch} / {objective}", "r2 accuracy (tf)": value.get((arch, objective, "tf_accuracy", "r2")),
+                     "path accuracy (greedy)": value.get((arch, objective, "greedy_accuracy", "path"))}
+        follow = mine(cheat)
+        follow = follow[follow["outcome"] == "follow"] if len(follow) else follow
+        if len(follow):  # only decisions: r1 (the source) and rl (the goal) are copies from the prompt
+            follow = follow[~follow["position"].isin(["r1", f"r{int(results['path_length'].iloc[0])}"])]
+        row["cheat test: follows wrong arm"] = f"{follow['rate'].mean():.3f}" if len(follow) else "n/a"
+        arm = mine(probes)
+        arm = arm[arm["target"] == "arm"] if len(arm) else arm
+        if len(arm):
+            best = arm.loc[arm["accuracy"].idxmax()]
+            row["best goal-arm probe"] = f"{best['accuracy']:.3f} ({best['site']} L{best['layer']} @ {best['position']})"
+            row["its control task"], row["its untrained model"] = best["control_accuracy"], best["random_init_accuracy"]
+        goal = mine(probes)
+        goal = goal[(goal["target"] == "goal") & (goal["position"] == "eq")] if len(goal) else goal
+        if len(goal):
+            best = goal.loc[goal["accuracy"].idxmax()]
+            row["goal node at '='"] = f"{best['accuracy']:.3f} ({best['site']} L{best['layer']})"
+        patch = mine(patched)
+        if len(patch):
+            if patch["recovered"].notna().any():
+                best = patch.loc[patch["recovered"].idxmax()]
+                row["patching recovery"] = f"{best['recovered']:.2f} ({best['site']} L{best['layer']} @ {best['position']})"
+            else:
+                row["patching recovery"] = "r2 ignores the goal"
+        rows.append(row)
+    return pd.DataFrame(rows).reindex(columns=["model", *SUMMARY_COLUMNS])
+
+
+def cka_summary(cka_frame: pd.DataFrame) -> pd.DataFrame:
+    """Linear CKA of the two models' last layers at '=', one row per pair."""
+    final = cka_frame[(cka_frame["layer_a"] == cka_frame["layer_a"].max()) & (cka_frame["layer_b"] == cka_frame["layer_a"])]
+    return final[["kind", "model_a", "model_b", "cka"]].set_index(["kind", "model_a", "model_b"])
 
 
 def probe_summary(probes: pd.DataFrame) -> str:
@@ -131,7 +197,7 @@ def probe_summary(probes: pd.DataFrame) -> str:
     best = best.rename(columns={"control_accuracy": "control task", "random_init_accuracy": "untrained"})
     columns = ["arch", "objective", "position", "target", "hook", "accuracy", "95% CI", "control task", "selectivity", "untrained", "chance"]
     table = best[columns].set_index(["arch", "objective", "position", "target"])
-    return "<p>Best layer per (model, position, target), with its controls:</p>" + _table(table, digits=2)
+    return "<p>Best layer per (model, position, target), with its controls:</p>" + table_html(table, digits=2)
 
 
 def write_report(run_dir: str | Path) -> Path:
@@ -145,30 +211,43 @@ def write_report(run_dir: str | Path) -> Path:
     tables = {name: _read(analyses / f"{name}.csv") for name in ("cheat_test", "edge_lookup", "patching", "cka")}
     cheat = tables["cheat_test"]
     degree = int(results["degree"].iloc[0])
+    summary = summary_table(results, tables, probes)
     parts = [
         "<h1>Why next-token prediction fails on the path-star task: report</h1>",
         f'<p class="note">Generated by <code>workbench report {html.escape(str(run_dir))}</code> from the tables and figures in that directory.</p>',
-        "<h2>What this run shows</h2>", findings(results, tables, probes, degree),
-        "<h2>Setup</h2>", setup_section(run_dir),
-        "<h2>Per-token accuracy</h2>", accuracy_section(results),
-        "<h2>The Clever Hans cheat</h2>",
-        "<p>(a) The gap between teacher-forced and free-running accuracy per position.</p>", _img(analyses / "accuracy_gap.png", "accuracy gap"),
-        "<p>(b) Cheat test: the answer so far is fed along a wrong arm while the prompt (and its goal) is unchanged. "
-        "A model that follows the edge out of the given token continues along the wrong arm.</p>", _img(analyses / "cheat_test.png", "cheat test"),
-        _table(cheat.pivot_table(index=["arch", "objective", "outcome"], columns="position", values="rate", sort=False)) if cheat is not None and len(cheat) else "",
-        "<p>(c) Edge lookup by attention heads (GPT only: Mamba has no attention pattern).</p>", _img(analyses / "edge_lookup.png", "edge lookup heads"),
-        "<h2>Loss of first-token supervision</h2>",
-        "<p>(a) Per-position training loss over training (every position is logged, also where an objective puts no loss).</p>", _img(analyses / "loss_curves.png", "loss curves"),
-        "<p>(b) Where the gradient comes from, along saved snapshots.</p>", _img(analyses / "gradient_shares.png", "gradient shares"),
-        "<p>(c) <code>first_decision_only</code> trains r2 alone on next_token's inputs: its r2 accuracy above answers whether r2 is learnable without the later tokens.</p>",
-        "<h2>Linear probes</h2>",
-        "<p>Logistic regression on standardised activations, C chosen by 3-fold cross-validation on the probe's training graphs, scored on other held-out graphs. "
-        "Controls: the same probe on the untrained model (in brackets in the figures), a Hewitt &amp; Liang control task (labels a fixed random function of a node name; selectivity = accuracy &minus; control), and the embedding layer.</p>",
-        probe_summary(probes) if probes is not None else '<p class="note">(no probe table)</p>',
-        *[_img(path, path.stem) for path in sorted((run_dir / "probes").glob("probe_*.png"))],
-        "<h2>Probes over training</h2>", _img(analyses / "probes_over_training.png", "probes over training"),
-        "<h2>Representations across objectives (CKA)</h2>", _img(analyses / "cka.png", "CKA"),
-        "<h2>Where the goal reaches the first decision (patching)</h2>", _img(analyses / "patching.png", "patching"),
+        "<h2>Summary</h2>",
+        f"<p>One row per model, on {int(results['n_graphs'].iloc[0])} held-out graphs of G({degree},{int(results['path_length'].iloc[0])},"
+        f"{int(results['num_nodes'].iloc[0])}). r2 is the first decision (chance {1 / degree:.2f}, as for the goal arm); "
+        "<code>eq</code> is the '=' token. One seed per model: the numbers carry no spread "
+        "(a study over seeds gives it: <code>workbench study</code>). Probe columns: the best of every hook and position probed; "
+        "control task = the same probe on Hewitt &amp; Liang control labels; untrained = the same probe on the model before training. "
+        "Patching recovery: the largest share of r2's logit difference restored by one clean activation when the goal is moved to another arm.</p>",
+        table_html(summary, index=False),
+        "<p>Teacher-forced vs free-running accuracy per answer position: r2 (the first decision) is where next-token training fails.</p>",
+        img(analyses / "accuracy_gap.png", "accuracy gap"),
+        "<h2>Details</h2>",
+        details("What this run shows: the findings per model, in sentences", findings(results, tables, probes, degree)),
+        details("Setup: runs, sizes and training settings", setup_section(run_dir)),
+        details("Per-token accuracy and loss, every position and model", accuracy_section(results)),
+        details("The Clever Hans cheat: cheat test and edge-lookup heads", (
+            "<p>(a) Cheat test: the answer so far is fed along a wrong arm while the prompt (and its goal) is unchanged. "
+            "A model that follows the edge out of the given token continues along the wrong arm.</p>" + img(analyses / "cheat_test.png", "cheat test")
+            + (table_html(cheat.pivot_table(index=["arch", "objective", "outcome"], columns="position", values="rate", sort=False)) if cheat is not None and len(cheat) else "")
+            + "<p>(b) Edge lookup by attention heads (GPT only: Mamba has no attention pattern).</p>" + img(analyses / "edge_lookup.png", "edge lookup heads"))),
+        details("Loss of first-token supervision: loss curves and gradient shares", (
+            "<p>(a) Per-position training loss over training (every position is logged, also where an objective puts no loss).</p>" + img(analyses / "loss_curves.png", "loss curves")
+            + "<p>(b) Where the gradient comes from, along saved snapshots.</p>" + img(analyses / "gradient_shares.png", "gradient shares")
+            + "<p>(c) <code>first_decision_only</code> trains r2 alone on next_token's inputs: its r2 accuracy answers whether r2 is learnable without the later tokens.</p>")),
+        details("Linear probes: the best layer per (model, position, target), with its controls", (
+            "<p>Logistic regression on standardised activations, C chosen by 3-fold cross-validation on the probe's training graphs, scored on other held-out graphs. "
+            "Controls: the same probe on the untrained model (in brackets in the figures), a Hewitt &amp; Liang control task (labels a fixed random function of a node name; "
+            "selectivity = accuracy &minus; control), and the embedding layer.</p>"
+            + (probe_summary(probes) if probes is not None else '<p class="note">(no probe table)</p>'))),
+        details("Linear probes: heatmaps, one per target", "".join(img(path, path.stem) for path in sorted((run_dir / "probes").glob("probe_*.png")))),
+        details("Probes over training snapshots", img(analyses / "probes_over_training.png", "probes over training")),
+        details("Representations across objectives (CKA), layer by layer and the last layers per pair", img(analyses / "cka.png", "CKA")
+                + ("<p>Linear CKA between the two models' last layers at '=' (1 = the same up to rotation and scale):</p>" + table_html(cka_summary(tables["cka"]), digits=2) if tables["cka"] is not None else "")),
+        details("Where the goal reaches the first decision (patching), per layer and position", img(analyses / "patching.png", "patching")),
     ]
     page = f"<!doctype html><html><head><meta charset='utf-8'><title>Pitfalls workbench report</title><style>{STYLE}</style></head><body>{''.join(parts)}</body></html>\n"
     path = run_dir / "report.html"

@@ -17,7 +17,9 @@ if TYPE_CHECKING:  # torch is imported by the model modules, not here: configs s
 
 
 def build_model(config: RunConfig, seed: int) -> nn.Module:
-    """A freshly initialised model of ``config.arch`` for the run's graph."""
+    """A freshly initialised model of ``config.arch`` for the run's graph; its vocabulary is
+    the task's plus the objective's own tokens (``Objective.extra_tokens``: none for most, so
+    their weights are those of every earlier version)."""
     from workbench.objectives import objective_of
 
     objective = objective_of(config)
@@ -26,11 +28,11 @@ def build_model(config: RunConfig, seed: int) -> nn.Module:
     if config.arch == "gpt":
         from workbench.models.gpt import build_gpt
 
-        return build_gpt(config.model, config.task.graph, seed, attention=objective.attention)
+        return build_gpt(config.model, config.task.graph, seed, attention=objective.attention, d_vocab=objective.vocab_size(config.task.graph))
     if config.arch == "mamba":
         from workbench.models.mamba import build_mamba
 
-        return build_mamba(config.model, config.task.graph.vocab_size, seed)
+        return build_mamba(config.model, objective.vocab_size(config.task.graph), seed)
     raise ValueError(f"unknown arch {config.arch!r}")
 
 

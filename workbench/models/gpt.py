@@ -26,9 +26,10 @@ def context_length(spec: GraphSpec) -> int:
     return spec.prompt_length + spec.path_length - 1
 
 
-def build_gpt(config: GPTConfig, spec: GraphSpec, seed: int, attention: str = "causal") -> TransformerBridge:
+def build_gpt(config: GPTConfig, spec: GraphSpec, seed: int, attention: str = "causal", d_vocab: int | None = None) -> TransformerBridge:
     """A freshly initialised GPT for ``spec``'s vocabulary and context, seeded; ``attention``
-    is the objective's direction (TransformerLens' ``attention_dir``)."""
+    is the objective's direction (TransformerLens' ``attention_dir``), ``d_vocab`` the
+    vocabulary when the objective adds tokens of its own (default: the task's N+4)."""
     bridge_config = TransformerBridgeConfig(
         d_model=config.d_model,
         n_layers=config.n_layers,
@@ -36,7 +37,7 @@ def build_gpt(config: GPTConfig, spec: GraphSpec, seed: int, attention: str = "c
         d_head=config.d_head,
         d_mlp=config.d_mlp or 4 * config.d_model,
         n_ctx=context_length(spec),
-        d_vocab=spec.vocab_size,
+        d_vocab=d_vocab or spec.vocab_size,
         act_fn="gelu_new",
         normalization_type="LN",
         eps=1e-5,

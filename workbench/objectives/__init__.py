@@ -13,6 +13,13 @@ tokens ending with '=' at position 14, answer 5 2 8) under each::
     future_bow     5 2             5 2 8      bags of later answer tokens: at '=' {2, 8},
                                               at the r1 slot {8}
     nextlat        5 2             5 2 8      h(15) from [h(14); e(5)], h(16) from [h(15); e(2)]
+    mlm_u          M M             5 2 8      (bidirectional; M = [MASK], id N+4) trained on
+                                              e.g. '5 M' -> the masked 2 and 8 (8, the goal,
+                                              has no slot); decoded by unmasking one per step
+    masked_diffusion  as mlm_u                as mlm_u, each masked token weighted 1/t
+    bst            5 2             5 2 8      a backward encoder reads '$ 8 2' (the reversed
+                                              answer after an end marker); a head on
+                                              [F_t; B_k] predicts x_t+1 and x_k-1
 
 ``train.structured_samples`` (any objective) puts each graph in a batch once per arm as the
 goal's: here also 2,8|5,2|5,9|9,3/5,3=5,9,3.
@@ -43,6 +50,9 @@ REGISTRY: dict[str, str] = {
     "token_dropout": "token_dropout:TokenDropout",
     "future_bow": "future_bow:FutureBagOfWords",
     "nextlat": "nextlat:NextLatentPrediction",
+    "mlm_u": "masked:MaskedLanguageModel",
+    "masked_diffusion": "masked:MaskedDiffusion",
+    "bst": "bst:BeliefStateTransformer",
 }
 OBJECTIVES = tuple(REGISTRY)  # every name, in the order above
 

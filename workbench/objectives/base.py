@@ -12,13 +12,17 @@ An objective decides, in one class:
 - how a **training batch** is built from graphs (``training_batch``), with any randomness
   drawn from the generator the trainer seeds by (run seed, step), so a resumed run is
   bit-identical to an uninterrupted one;
+- extra **tokens** of its own (``extra_tokens``: the mask token of the masked objectives),
+  given ids after the task's vocabulary (N+4, ...), so other objectives' vocabularies, and
+  hence their weights, are untouched;
 - its **loss** (``loss``): the scalar optimised, the per-position cross-entropy r1..rl that
   training logs, and ``terms``, named scalars summing to the total (trained positions and
   auxiliary terms), which the supervision analysis splits the gradient by;
-- **extra trainable parts** (``build_parts``: heads, a transition MLP), built from the
-  model's width, optimised with it and saved in model.safetensors under ``objective.``;
+- **extra trainable parts** (``build_parts``: heads, a transition MLP; ``build_run_parts``
+  for parts that need the whole run config, such as a second encoder of the model's arch), optimised with it and saved in model.safetensors under ``objective.``;
 - the **attention** it needs (``causal`` here; bidirectional objectives say so);
-- **decoding** at evaluation (``decode``; greedy by default).
+- **decoding** at evaluation (``decode``; greedy by default; ``decode_with_order`` also says
+  at which step each answer token was filled, for objectives that do not decode left to right).
 
 Adding an objective is one new module (or class) in this package plus its line in
 ``workbench.objectives.REGISTRY``.
@@ -27,7 +31,7 @@ Adding an objective is one new module (or class) in this package plus its line i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +39,9 @@ from jaxtyping import Float, Int
 from torch import Tensor, nn
 
 from workbench.task import GraphSpec, PathStarData
+
+if TYPE_CHECKING:
+    from workbench.config import RunConfig
 
 Model = Callable[[Tensor], Tensor]  # tokens (batch, pos) -> logits (batch, pos, d_vocab)
 Batch = dict[str, Tensor]  # what ``training_batch`` gives and ``loss`` reads: at least inputs, targets
@@ -84,6 +91,7 @@ class Objective:
     feeds_answer: ClassVar[bool] = True  # whether answer tokens are model inputs (teacher forcing)
     attention: ClassVar[str] = "causal"  # or "bidirectional"
     archs: ClassVar[tuple[str, ...]] = ("gpt", "mamba")  # architectures it applies to
+    extra_tokens: ClassVar[tuple[str, ...]] = ()  # its own tokens, ids spec.vocab_size + i
 
     def __init__(self, params: Any = None) -> None:
         self.params = self.Params() if params is None else params
@@ -92,6 +100,15 @@ class Objective:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.params})"
+
+    def vocab_size(self, spec: GraphSpec) -> int:
+        """The model's vocabulary: the task's N+4 tokens and the objective's own after them."""
+        return spec.vocab_size + len(self.extra_tokens)
+
+    def tokenizer(self, spec: GraphSpec) -> dict[str, Any]:
+        """Token names to ids (config.json's ``tokenizer``)."""
+        names = {"nodes": f"0..{spec.num_nodes - 1}", "|": spec.edge_sep, "=": spec.eq, "/": spec.slash, "$": spec.filler}
+        return names | {token: spec.vocab_size + i for i, token in enumerate(self.extra_tokens)}
 
     # --- layout: what evaluation, probes and analyses read ---------------------------------
     def targets(self, answer: Int[Tensor, "batch l"]) -> Int[Tensor, "batch l"]:
@@ -106,6 +123,10 @@ class Objective:
         """Path-order name (r1..rl) of each token in emission order (reverse: rl first)."""
         order = self.to_path_order(torch.arange(1, path_length + 1)[None])[0]
         return [f"r{k}" for k in order.tolist()]
+
+    def slot_names(self, path_length: int) -> list[str]:
+        """What each of the l-1 answer slots holds in the clean layout (probes' ``input_token``)."""
+        return self.emitted_positions(path_length)[:-1] if self.feeds_answer else ["$"] * (path_length - 1)
 
     def answer_slots(self, targets: Int[Tensor, "batch l"], spec: GraphSpec) -> Int[Tensor, "batch l_minus_1"]:
         """Tokens fed after '=': the previous targets under teacher forcing."""
@@ -123,6 +144,11 @@ class Objective:
     def build_parts(self, d_model: int, spec: GraphSpec) -> nn.Module | None:
         """Trainable parts of the objective's own (None: it trains the model alone)."""
         return None
+
+    def build_run_parts(self, config: RunConfig, model: nn.Module) -> nn.Module | None:
+        """The parts for a run: ``build_parts`` from the model's width, unless an objective
+        needs the run's whole config (bst builds a second model of the run's arch)."""
+        return self.build_parts(model.cfg.d_model, config.task.graph)
 
     def training_batch(self, graphs: PathStarData, generator: torch.Generator) -> Batch:
         """Model inputs and emission-order targets of one training step."""
@@ -173,6 +199,13 @@ class Objective:
                 tokens = torch.cat([prompt[rerun], emitted[rerun, :k]], dim=1)
                 emitted[rerun, k] = model(tokens)[:, -1].argmax(dim=-1)
         return emitted
+
+    def decode_with_order(
+        self, model: Model, prompt: Int[Tensor, "batch p"], spec: GraphSpec, teacher_forced: tuple[Tensor, Tensor] | None = None
+    ) -> tuple[Int[Tensor, "batch l"], Int[Tensor, "batch l"] | None]:
+        """``decode`` and the step (1..l) at which each emitted token was filled; None where
+        the order is the emission order itself (every left-to-right decoder)."""
+        return self.decode(model, prompt, spec, teacher_forced), None
 
 
 def check_choice(owner: str, field_name: str, value: Any, choices: tuple) -> None:

@@ -13,6 +13,13 @@ Choices the paper leaves open here: the extra heads are ``nn.TransformerEncoderL
 (pre-norm, GELU, 4x MLP, heads of width 32) for GPT and Mamba alike, so one objective serves
 both archs; their targets are answer tokens only (prompt tokens are never targets in this
 workbench).
+
+Cost: each extra head is a full transformer block over the whole sequence, as wide as a
+trunk layer, so with k=3 on the 2-layer cpu preset a step runs four blocks instead of two:
+about 1.9x next_token's step (``benchmarks/objective_step_time.py``). Only the l answer-span
+queries of each head are used, so restricting the heads' queries (not their keys) to that
+span would cut most of it; the heads are stock ``nn.TransformerEncoderLayer`` blocks instead,
+which take every position as a query.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Positions are named as everywhere in the workbench: ``eq`` is the '=' token, who
 the first answer token; ``rK`` is the K-th answer slot after it (K = 1..l-1), whose output is
 answer token K+1. The inputs are the checkpoint's own teacher-forced inputs, so what sits in
 slot K depends on the objective (``slot_token``): rK under next_token, the K-th token of the
-reversed answer under reverse, '$' under teacherless. Position ``r1`` of a next_token model
+reversed answer under reverse, '$' under teacherless, '[MASK]' under the masked objectives. Position ``r1`` of a next_token model
 is where it has been given the source and must make the first decision r2.
 
 Hooks are TransformerLens names. Shortcuts: ``embed`` (``hook_embed``), ``resid_post``
@@ -49,9 +49,7 @@ def slot_token(position: str, objective: Objective, path_length: int) -> str:
     """What the objective feeds at a position, named in path order (e.g. 'r1', 'r5', '$', '=')."""
     if position == "eq":
         return "="
-    if not objective.feeds_answer:
-        return "$"
-    return objective.emitted_positions(path_length)[int(position[1:]) - 1]
+    return objective.slot_names(path_length)[int(position[1:]) - 1]
 
 
 def expand_hooks(model: nn.Module, hooks: list[str]) -> list[str]:

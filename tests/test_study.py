@@ -1,0 +1,187 @@
+"""Studies on a real local Ray (2 CPUs): a 4-run study of tiny models end to end, and a driver
+killed mid-study whose rerun completes the table with nothing lost and nothing done twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from workbench.study import dry_run, load_study, run_study
+from workbench.study.spec import IDENTITY
+
+TINY = """
+[study]
+name = "{name}"
+figure = "{figure}"
+objectives = {objectives}
+archs = ["gpt"]
+graphs = ["2,3,10"]
+presets = ["cpu"]
+seeds = [0, 1]
+overrides = {overrides}
+stages = {stages}
+
+[set]
+all = ["task.num_train=512", "task.num_test=128", "train.batch_size=32", "train.lr=0.003", "train.warmup_steps=5",
+       "train.eval_every=20", "train.eval_graphs=64", "train.save_every=20", "model.n_layers=1", "model.d_model=32"]
+gpt = ["model.n_heads=2"]
+mamba = ["model.d_state=8"]
+
+[subsets]
+one = ["seeds=0"]
+
+[resources]
+cpus_per_run = 1
+gpus_per_run = 0
+
+[probes]
+n_train = 200
+n_test = 100
+hooks = ["embed", "resid_post"]
+positions = ["eq"]
+targets = ["arm", "goal"]
+
+[patching]
+n_graphs = 64
+"""
+ROW_KEY = [*IDENTITY, "metric", "hook", "position"]
+
+
+def tiny_study(tmp_path: Path, name: str = "tiny", figure: str = "remedies", objectives: str = '["next_token", "reverse"]',
+               overrides: str = '[["train.steps=40"]]', stages: str = '["evaluate", "probes", "patching"]') -> Path:
+    path = tmp_path / f"{name}.toml"
+    path.write_text(TINY.format(name=name, figure=figure, objectives=objectives, overrides=overrides, stages=stages))
+    return path
+
+
+def test_a_four_run_study_on_local_ray_writes_the_table_figure_and_page(tmp_path, capsys):
+    study = load_study(tiny_study(tmp_path))
+    out = tmp_path / "out"
+    plan = dry_run(study, out, cpus=2)
+    assert len([line for line in plan if line.startswith("  gpt-")]) == 4 and "to run: 4 of 4" in plan[-1]
+
+    table = run_study(study, out, cpus=2, progress=True, poll_s=1.0)
+    printed = capsys.readouterr().out
+    assert "0 of 4 selected runs already finished, 4 to run" in printed and "[4/4]" in printed
+
+    saved = pd.read_csv(out / "study.csv", keep_default_na=False, na_values=[""])
+    assert list(saved.columns) == [*IDENTITY, "metric", "hook", "position", "value"]
+    assert saved["run"].nunique() == 4 and not saved.duplicated(ROW_KEY).any()
+    assert set(zip(saved["objective"], saved["seed"])) == {(o, s) for o in ("next_token", "reverse") for s in (0, 1)}
+    assert set(saved["graph"]) == {"G(2,3,10)"} and set(saved["preset"]) == {"cpu"}
+    metrics = set(saved["metric"])
+    assert {"tf_accuracy", "greedy_accuracy", "probe_arm", "probe_arm_control", "probe_arm_untrained", "probe_goal", "patching_recovered"} <= metrics
+    for run in saved["run"].unique():  # each run in the workbench's own layout, with its own table
+        assert (out / "checkpoints" / run / "model.safetensors").exists()
+        assert len(pd.read_csv(out / "results" / run / "rows.csv")) == (saved["run"] == run).sum()
+    accuracy = saved[(saved["metric"] == "tf_accuracy") & (saved["position"] == "r1")]["value"]
+    assert len(accuracy) == 4 and accuracy.between(0, 1).all()
+    assert len(table) == len(saved)
+    page = (out / "report.html").read_text()
+    assert "Study tiny" in page and "<details>" in page and "data:image/png;base64," in page and (out / "remedies.png").exists()
+    summary = pd.read_csv(out / "summary.csv")
+    assert len(summary) == 2 and (summary["r2_accuracy count"] == 2).all()  # one row per objective, two seeds each
+
+    capsys.readouterr()
+    run_study(study, out, cpus=2, progress=False)  # finished: nothing is submitted (Ray is not even started)
+    assert "4 of 4 selected runs already finished, 0 to run" in capsys.readouterr().out
+    assert pd.read_csv(out / "study.csv", keep_default_na=False, na_values=[""]).equals(saved)
+    subset = dry_run(study, out, subset=["one"])
+    assert "to run: 0 of 2" in subset[-1]
+
+
+def test_objectives_that_do_not_apply_to_an_arch_are_skipped_with_a_note(tmp_path, monkeypatch):
+    from workbench.objectives import objective_class
+
+    monkeypatch.setattr(objective_class("reverse"), "archs", ("gpt",))
+    text = tiny_study(tmp_path).read_text().replace('archs = ["gpt"]', 'archs = ["gpt", "mamba"]')
+    (tmp_path / "both.toml").write_text(text)
+    runs, notes = load_study(tmp_path / "both.toml").runs()
+    assert notes == ["skipped reverse on mamba: the objective applies to gpt only"]
+    assert sorted({(r.arch, r.objective) for r in runs}) == [("gpt", "next_token"), ("gpt", "reverse"), ("mamba", "next_token")]
+    study = load_study(tmp_path / "both.toml")
+    with pytest.raises(ValueError, match="'gtp' not in the study's grid"):
+        study.select(runs, ["archs=gtp"])
+    assert {r.arch for r in study.select(runs, ["archs=mamba", "seeds=1"])} == {"mamba"}
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every live process below ``pid`` (the driver's Ray processes and workers)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, stack = [], [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
+
+
+def _step(run_dir: Path) -> int:
+    try:
+        return json.loads((run_dir / "config.json").read_text())["step"]
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def test_a_rerun_after_the_driver_is_killed_mid_run_completes_the_table_once(tmp_path, capsys):
+    """Two short and two long runs; the driver (and its Ray) is SIGKILLed once a short run is
+    finished and a long one is between checkpoints. The rerun trains only what is unfinished,
+    resumes the interrupted run, and leaves finished runs' rows untouched."""
+    spec = tiny_study(tmp_path, name="killed", objectives='["next_token"]', overrides='[["train.steps=40"], ["train.steps=600"]]',
+                      stages='["evaluate", "patching"]')
+    out = tmp_path / "out"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    driver = subprocess.Popen([sys.executable, "-m", "workbench.cli", "study", str(spec), "--out", str(out), "--cpus", "2", "--no-progress"],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    long_runs = [out / "checkpoints" / f"gpt-next_token-G2_3_10-cpu-steps600-s{seed}" for seed in (0, 1)]
+    deadline, killed_at = time.monotonic() + 300, None
+    try:
+        while time.monotonic() < deadline and driver.poll() is None:
+            finished = list((out / "results").glob("*/done.json"))
+            mid_run = [run for run in long_runs if 0 < _step(run) < 600]
+            if finished and mid_run:
+                killed_at = {run: _step(run) for run in mid_run}
+                break
+            time.sleep(0.05)
+    finally:
+        family = _descendants(driver.pid)
+        for pid in [driver.pid, *family]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        driver.wait()
+    assert killed_at is not None, "the driver finished or stalled before a long run was mid-training"
+    before = {path.parent.name: path.read_text() for path in (out / "results").glob("*/rows.csv")}
+    keys_before = {path: path.stat().st_mtime_ns for path in (out / "results").glob("*/*.key.json")}
+    assert 1 <= len(before) < 4
+
+    capsys.readouterr()
+    run_study(load_study(spec), out, cpus=2, progress=False)
+    printed = capsys.readouterr().out
+    done_before = sum(1 for name in before if (out / "results" / name / "done.json").exists())
+    assert f"{done_before} of 4 selected runs already finished, {4 - done_before} to run" in printed
+
+    table = pd.read_csv(out / "study.csv", keep_default_na=False, na_values=[""])
+    assert table["run"].nunique() == 4 and not table.duplicated(ROW_KEY).any()
+    for name, text in before.items():  # finished runs: the same rows, byte for byte, and no stage recomputed
+        assert (out / "results" / name / "rows.csv").read_text() == text
+    assert all(path.stat().st_mtime_ns == mtime for path, mtime in keys_before.items())
+    for run, step in killed_at.items():  # resumed from its checkpoint: the whole schedule, one log line per evaluation
+        steps = [line["step"] for line in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())]
+        assert step > 0 and _step(run) == 600 and steps == list(range(0, 601, 20))

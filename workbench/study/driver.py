@@ -1,0 +1,178 @@
+"""The study driver: expand the grid, skip what is finished, run the rest as Ray tasks, show
+progress across runs, gather ``study.csv``, draw the study's figure and write its page.
+
+Ray: by default a private Ray instance starts inside this process on this machine
+(``address="local"``, ``num_cpus`` = the machine's cores or ``cpus``); ``address`` (or the
+``RAY_ADDRESS`` environment variable) joins a cluster started with ``ray start`` instead.
+Each run is one task declaring ``cpus_per_run`` CPUs (its torch thread count) and, where the
+cluster has GPUs, ``gpus_per_run`` GPU(s). Workers read and write the study's output folder,
+so on a cluster it must sit on a filesystem every node shares.
+
+Nothing lost, nothing done twice: a run whose rows are current (``run.is_done``) is not
+submitted; an interrupted one resumes from its checkpoint; a task whose worker dies is
+retried (``max_retries``) and resumes the same way; the next invocation of the study does
+the rest. ``study.csv`` is rebuilt from the runs' own tables each time, so it never holds a
+run twice.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from workbench.study.estimate import estimate, format_duration, logged_progress
+from workbench.study.run import ROW_COLUMNS, checkpoint_dir, execute_run, is_done, result_dir
+from workbench.study.spec import IDENTITY, Study, StudyRun
+from workbench.text_format import atomic_write_text
+
+MAX_RETRIES = 2  # a task whose worker process dies (OOM, a killed node) runs again, resuming
+
+
+def plan(study: Study, subset: list[str] | None = None) -> tuple[list[StudyRun], list[StudyRun], list[str]]:
+    """(every run of the grid, the runs selected by ``subset``, notes on skipped grid points)."""
+    runs, notes = study.runs()
+    return runs, (study.select(runs, subset) if subset else runs), notes
+
+
+def dry_run(study: Study, out: Path, subset: list[str] | None = None, cpus: int | None = None) -> list[str]:
+    """Lines listing the selected runs, each with its state and estimated time, and the total."""
+    _, selected, notes = plan(study, subset)
+    estimates = estimate(selected, out, study.stages)
+    lines = [f"study {study.name}: {len(selected)} runs ({', '.join(study.stages)}), output {out}", *notes]
+    total, unknown, todo = 0.0, 0, 0
+    for run, guess in zip(selected, estimates):
+        if is_done(out, run, study.stages):
+            state, seconds = "done", 0.0
+        else:
+            todo += 1
+            state, seconds = (f"step {guess.steps_done}/{guess.steps}" if guess.steps_done else f"{guess.steps} steps"), guess.seconds
+        rate = f"{guess.steps_per_s:.1f} steps/s ({guess.source})" if guess.steps_per_s else "rate unknown"
+        lines.append(f"  {run.name:<48} {state:<16} {rate:<36} ~{format_duration(seconds)}")
+        if seconds is None:
+            unknown += 1
+        else:
+            total += seconds
+    slots = max(1, int((cpus or os.cpu_count() or 1) // max(study.cpus_per_run, 1e-9)))
+    unmeasured = sorted({stage for guess in estimates for stage in guess.unmeasured_stages})
+    lines.append(f"to run: {todo} of {len(selected)}; estimated {format_duration(total)} of run time, about "
+                 f"{format_duration(total / min(slots, max(todo, 1)))} on {slots} parallel slot(s)"
+                 + (f"; {unknown} run(s) without an estimate left out" if unknown else "")
+                 + (f"; not counted: {', '.join(unmeasured)} (no finished run of this study has timed it yet)" if unmeasured else ""))
+    return lines
+
+
+def _connect(address: str | None, cpus: int | None) -> bool:
+    """Start or join Ray; True if this process started it (and so shuts it down)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=True)
+        return True
+    ray.init(address="local", num_cpus=cpus or os.cpu_count(), include_dashboard=False, object_store_memory=200 * 1024**2, log_to_driver=True)
+    return True
+
+
+def run_study(
+    study: Study, out: str | Path, subset: list[str] | None = None, address: str | None = None, cpus: int | None = None,
+    progress: bool = True, poll_s: float = 10.0,
+) -> pd.DataFrame:
+    """Run the selected runs that are not finished, then gather ``study.csv`` (every finished
+    run of the grid), draw the figure and write ``report.html``. Returns the study table.
+
+    Raises ``RuntimeError`` naming the runs that failed (after gathering the others)."""
+    out = Path(out)
+    runs, selected, notes = plan(study, subset)
+    for note in notes:
+        print(note, flush=True)
+    todo = [run for run in selected if not is_done(out, run, study.stages)]
+    print(f"study {study.name}: {len(selected) - len(todo)} of {len(selected)} selected runs already finished, {len(todo)} to run", flush=True)
+    failed: dict[str, str] = {}
+    if todo:
+        failed = _run_tasks(study, out, todo, address, cpus, progress, poll_s)
+    table = gather(study, out, runs)
+    if len(table):
+        from workbench.study.report import write_study_report
+
+        print(f"wrote {write_study_report(study, out, table)}", flush=True)
+    if failed:
+        raise RuntimeError("failed runs (run the study again to retry them):\n" + "\n".join(f"  {name}: {error}" for name, error in failed.items()))
+    return table
+
+
+def _run_tasks(study: Study, out: Path, todo: list[StudyRun], address: str | None, cpus: int | None, progress: bool, poll_s: float) -> dict[str, str]:
+    import ray
+
+    owned = _connect(address, cpus)
+    try:
+        gpus = study.gpus_per_run
+        if gpus == "auto":
+            gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
+        task = ray.remote(execute_run).options(num_cpus=study.cpus_per_run, num_gpus=gpus, max_retries=MAX_RETRIES, retry_exceptions=False)
+        threads = max(1, int(study.cpus_per_run))
+        pending = {
+            task.remote(run, str(out.resolve()), study.stages, study.probes, study.eval_graphs, study.patching_graphs, threads): run
+            for run in todo
+        }
+        return _follow(study, out, todo, pending, progress, poll_s)
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished runs and the last checkpoint of every started run are kept; run the study again to resume", flush=True)
+        raise
+    finally:
+        if owned:
+            ray.shutdown()
+
+
+def _follow(study: Study, out: Path, todo: list[StudyRun], pending: dict, progress: bool, poll_s: float) -> dict[str, str]:
+    """Wait for the tasks, printing one line per finished run and (with ``progress``) a line
+    of runs done/total, the current summed step rate and the ETA every ``poll_s`` seconds."""
+    import ray
+
+    failed: dict[str, str] = {}
+    total, finished, started = len(todo), 0, time.perf_counter()
+    guesses = {g.run: g for g in estimate(todo, out, study.stages)}
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=poll_s)
+        for ref in ready:
+            run = pending.pop(ref)
+            finished += 1
+            try:
+                summary = ray.get(ref)
+                print(f"[{finished}/{total}] {run.name}: {summary['steps']} steps at {summary['steps_per_s']:.1f} steps/s, "
+                      f"{summary['rows']} rows, {summary['seconds']:.0f} s in this task", flush=True)
+            except Exception as error:  # a failed run must not stop the others
+                failed[run.name] = str(error).strip().splitlines()[-1][:300]
+                print(f"[{finished}/{total}] {run.name}: FAILED: {failed[run.name]}", flush=True)
+        if progress and pending:
+            print(_progress_line(out, list(pending.values()), finished, total, guesses, time.perf_counter() - started), flush=True)
+    return failed
+
+
+def _progress_line(out: Path, running: list[StudyRun], finished: int, total: int, guesses: dict, elapsed: float) -> str:
+    steps_left, rate = 0, 0.0
+    for run in running:
+        step, run_rate = logged_progress(checkpoint_dir(out, run))
+        steps_left += max(0, run.config.train.steps - step)
+        rate += run_rate if run_rate and 0 < step < run.config.train.steps else 0.0
+    known = [guesses[r.name].seconds for r in running if guesses[r.name].seconds is not None]
+    eta = steps_left / rate if rate else (sum(known) if known else None)
+    return (f"runs {finished}/{total} done, {len(running)} queued or running; {steps_left} steps left at {rate:.1f} steps/s "
+            f"(runs training now); elapsed {format_duration(elapsed)}, ETA ~{format_duration(eta)} for the training steps")
+
+
+def gather(study: Study, out: Path, runs: list[StudyRun]) -> pd.DataFrame:
+    """``study.csv``: the rows of every finished run of the grid, in grid order; one row per
+    measurement, with the identity columns of ``workbench.study.spec.IDENTITY``."""
+    frames = [pd.read_csv(result_dir(out, run) / "rows.csv", keep_default_na=False, na_values=[""]) for run in runs if is_done(out, run, study.stages)]
+    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*IDENTITY, *ROW_COLUMNS])
+    table["hook"] = table["hook"].fillna("")
+    table["overrides"] = table["overrides"].fillna("")
+    atomic_write_text(out / "study.csv", table.to_csv(index=False))
+    missing = len(runs) - len(frames)
+    print(f"wrote {out / 'study.csv'}: {len(frames)} of {len(runs)} runs of the grid" + (f" ({missing} not finished)" if missing else ""), flush=True)
+    return table

@@ -1,0 +1,132 @@
+"""A study's numbers and figures, computed from ``study.csv`` alone.
+
+``per_seed`` reduces each run to the handful of numbers its page reports (r2 and path
+accuracy, the best goal-arm probe at ``eq`` with the control task and untrained model at the
+same hook, the goal node at ``eq``, the best patching recovery); ``summary`` gives their mean
+and spread over seeds per (objective, arch, graph, overrides). The remedies figure plots the
+accuracies per seed; the depth figure is a heatmap of r2 accuracy over layers x path length.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+GROUP = ["objective", "arch", "graph", "overrides"]
+MEASURES = {  # column of per_seed -> what the page calls it
+    "r2_accuracy": "r2 accuracy (teacher-forced)",
+    "path_accuracy": "path accuracy (greedy)",
+    "arm_probe": "goal-arm probe at eq (best hook)",
+    "arm_probe_control": "its control task",
+    "arm_probe_untrained": "its untrained model",
+    "goal_at_eq": "goal node at eq (best hook)",
+    "patching_recovered": "patching recovery (best site)",
+}
+
+
+def per_seed(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per run: its identity and the measures of ``MEASURES`` (NaN where the study did
+    not compute that stage or the value is undefined)."""
+    identity = [c for c in ("study", "objective", "arch", "graph", "preset", "overrides", "seed", "run") if c in table.columns]
+    rows = []
+    for key, run in table.groupby(identity, sort=False, dropna=False):
+        row = dict(zip(identity, key))
+        value = run.set_index(["metric", "position", "hook"])["value"]
+        row["r2_accuracy"] = value.get(("tf_accuracy", "r2", ""), np.nan)
+        row["path_accuracy"] = value.get(("greedy_accuracy", "path", ""), np.nan)
+        arm = run[(run["metric"] == "probe_arm") & (run["position"] == "eq")]
+        if len(arm):
+            best = arm.loc[arm["value"].idxmax()]
+            at_hook = run[(run["hook"] == best["hook"]) & (run["position"] == "eq")].set_index("metric")["value"]
+            row.update(arm_probe=best["value"], arm_probe_hook=best["hook"], arm_probe_control=at_hook.get("probe_arm_control", np.nan),
+                       arm_probe_untrained=at_hook.get("probe_arm_untrained", np.nan))
+        goal = run[(run["metric"] == "probe_goal") & (run["position"] == "eq")]
+        row["goal_at_eq"] = goal["value"].max() if len(goal) else np.nan
+        patched = run[run["metric"] == "patching_recovered"].dropna(subset=["value"])
+        if len(patched):
+            best = patched.loc[patched["value"].idxmax()]
+            row.update(patching_recovered=best["value"], patching_site=f"{best['hook']} @ {best['position']}")
+        rows.append(row)
+    return pd.DataFrame(rows).reindex(columns=[*identity, *MEASURES, "arm_probe_hook", "patching_site"])
+
+
+def summary(seeds: pd.DataFrame) -> pd.DataFrame:
+    """Mean, standard deviation and count over seeds of every measure, one row per
+    (objective, arch, graph, overrides), in the study's order."""
+    stats = seeds.groupby(GROUP, sort=False, dropna=False)[list(MEASURES)].agg(["mean", "std", "count"])
+    stats.columns = [f"{measure} {stat}" for measure, stat in stats.columns]
+    return stats.reset_index()
+
+
+STAGE_MEASURES = {
+    "evaluate": ("r2_accuracy", "path_accuracy"),
+    "probes": ("arm_probe", "arm_probe_control", "arm_probe_untrained", "goal_at_eq"),
+    "patching": ("patching_recovered",),
+}
+
+
+def mean_pm(frame: pd.DataFrame, stages: tuple[str, ...]) -> pd.DataFrame:
+    """``summary`` as display strings "0.504 ± 0.004 (3)": mean ± sd over seeds (n seeds),
+    for the measures of the study's ``stages``. A measure no seed defines (patching recovery
+    where moving the goal does not change r2) reads "undefined"."""
+    shown = frame[GROUP].copy()
+    for measure in (m for stage in stages for m in STAGE_MEASURES[stage]):
+        mean, std, count = frame[f"{measure} mean"], frame[f"{measure} std"], frame[f"{measure} count"]
+        shown[MEASURES[measure]] = [
+            "undefined" if n == 0 else f"{m:.3f}" + ("" if n < 2 else f" ± {s:.3f}") + f" ({n})" for m, s, n in zip(mean, std, count.astype(int))
+        ]
+    return shown
+
+
+def plot_remedies(seeds: pd.DataFrame, path: str | Path) -> Path:
+    """r2 and path accuracy of every (objective, arch) per graph: one dot per seed, the bar
+    at the mean."""
+    long = seeds.melt(id_vars=["objective", "arch", "graph", "seed"], value_vars=["r2_accuracy", "path_accuracy"], var_name="measure", value_name="accuracy")
+    long["measure"] = long["measure"].map({"r2_accuracy": "r2 (first decision), teacher-forced", "path_accuracy": "whole path, greedy"})
+    grid = sns.catplot(data=long, kind="bar", x="objective", y="accuracy", hue="arch", col="graph", row="measure", errorbar=None,
+                       alpha=0.5, height=3.2, aspect=1.6, sharex=True, margin_titles=True)
+    for (_, graph), ax in grid.axes_dict.items():
+        sub = long[(long["graph"] == graph) & (long["measure"] == _)]
+        sns.stripplot(data=sub, x="objective", y="accuracy", hue="arch", dodge=True, ax=ax, legend=False, size=4, palette="dark")
+        ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+        ax.set_ylim(0, 1.02)
+        ax.tick_params(axis="x", rotation=45)
+        ax.set_xlabel("")
+        ax.set_ylabel("")
+    grid.set_titles(row_template="{row_name}", col_template="{col_name}")
+    grid.figure.suptitle("Remedies: accuracy per objective (bars: mean over seeds; dots: seeds; dashed: chance 1/2 for degree 2)", y=1.02)
+    grid.figure.supxlabel("objective")
+    grid.figure.supylabel("accuracy on held-out graphs")
+    grid.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(grid.figure)
+    return Path(path)
+
+
+def plot_depth(seeds: pd.DataFrame, layers: dict[str, int], path_lengths: dict[str, int], path: str | Path) -> Path:
+    """Heatmap of r2 accuracy (mean over seeds) over layers x path length, one panel per
+    (arch, objective); ``layers`` and ``path_lengths`` map run names to their settings."""
+    frame = seeds.assign(layers=seeds["run"].map(layers), path_length=seeds["run"].map(path_lengths))
+    panels = list(frame.groupby(["arch", "objective"], sort=False))
+    columns = min(2, len(panels))
+    rows = -(-len(panels) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(5.2 * columns, 3.6 * rows), squeeze=False)
+    for ax, ((arch, objective), panel) in zip(axes.flat, panels):
+        grid = panel.pivot_table(index="layers", columns="path_length", values="r2_accuracy", aggfunc="mean").sort_index(ascending=False)
+        sns.heatmap(grid, ax=ax, vmin=0, vmax=1, cmap="viridis", annot=True, fmt=".2f", cbar_kws={"label": "r2 accuracy"})
+        ax.set_title(f"{arch} / {objective}")
+        ax.set_xlabel("path length l (hops from goal to r2: l - 2)")
+        ax.set_ylabel("layers")
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    figure.suptitle("Depth: first-decision (r2) accuracy over layers x path length (degree 2, mean over seeds; chance 0.5)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return Path(path)
