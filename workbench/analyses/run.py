@@ -133,11 +133,14 @@ def analysis_stage_key(checkpoints: list[Checkpoint], n_graphs: int, probe_graph
 ANALYSES = ("accuracy_gap", "cheat_test", "edge_lookup", "loss_curves", "gradient_shares", "cka", "patching", "probes_over_training")
 
 
+def weights_sha256(run_dir: str | Path) -> str:
+    """The hash of a checkpoint folder's model.safetensors (the objective's parts included)."""
+    return hashlib.sha256((Path(run_dir) / "model.safetensors").read_bytes()).hexdigest()
+
+
 def checkpoint_fingerprint(checkpoint: Checkpoint) -> dict:
-    """What a checkpoint's results depend on: its weights (a hash of model.safetensors, the
-    objective's parts included) and its whole config, not its path."""
-    digest = hashlib.sha256((Path(checkpoint.path) / "model.safetensors").read_bytes()).hexdigest()
-    return {"weights_sha256": digest, "step": checkpoint.step, "config": checkpoint.config.to_dict()}
+    """What a checkpoint's results depend on: its weights and its whole config, not its path."""
+    return {"weights_sha256": weights_sha256(checkpoint.path), "step": checkpoint.step, "config": checkpoint.config.to_dict()}
 
 
 def stage_key(checkpoints: list[Checkpoint], settings: dict, seed_pairs: list[tuple[Checkpoint, Checkpoint]] = ()) -> dict:
@@ -147,7 +150,7 @@ def stage_key(checkpoints: list[Checkpoint], settings: dict, seed_pairs: list[tu
     run under another setting reruns exactly the stages that read it."""
     key = {
         "checkpoints": [checkpoint_fingerprint(c) for c in checkpoints],
-        "seed_pairs": [[checkpoint_fingerprint(a)["weights_sha256"], checkpoint_fingerprint(b)["weights_sha256"]] for a, b in seed_pairs],
+        "seed_pairs": [[weights_sha256(a.path), weights_sha256(b.path)] for a, b in seed_pairs],
         "settings": settings,
     }
     return json.loads(json.dumps(key))

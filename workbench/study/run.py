@@ -48,24 +48,18 @@ def stage_settings(stage: str, probes: ProbeSettings, eval_graphs: int | None, p
 def is_done(out: Path, run: StudyRun, stages: tuple[str, ...]) -> bool:
     """Whether the run's rows are current: done.json names these stages and a checkpoint with
     the run's config and the weights now in its folder (checked by hash)."""
+    from workbench.analyses.run import weights_sha256
     from workbench.train import _comparable
 
     done_file = result_dir(out, run) / "done.json"
-    weights = checkpoint_dir(out, run) / "model.safetensors"
-    if not done_file.exists() or not weights.exists() or not (result_dir(out, run) / "rows.csv").exists():
+    if not done_file.exists() or not (checkpoint_dir(out, run) / "model.safetensors").exists() or not (result_dir(out, run) / "rows.csv").exists():
         return False
     done = json.loads(done_file.read_text())
     return (
         set(stages) <= set(done.get("stages", {}))
         and done.get("config") == json.loads(json.dumps(_comparable(run.config)))
-        and done.get("weights_sha256") == _sha256(weights)
+        and done.get("weights_sha256") == weights_sha256(checkpoint_dir(out, run))
     )
-
-
-def _sha256(file: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(file.read_bytes()).hexdigest()
 
 
 def execute_run(
