@@ -28,7 +28,7 @@ def test_batch_order_covers_each_epoch_once_and_crosses_epochs():
 
 
 def test_killed_and_resumed_run_ends_with_the_same_weights(tmp_path):
-    config = tiny_config(steps=30, eval_every=10, save_every=10)
+    config = tiny_config(steps=30, eval_every=10, save_every=10, device="cpu")  # bit-exact resume is a CPU claim
     train(config, tmp_path / "straight", progress=False)
     train(config, tmp_path / "resumed", until_step=17, progress=False)  # stops mid-interval, as a kill after a save would
     assert json.loads((tmp_path / "resumed" / "config.json").read_text())["step"] == 17

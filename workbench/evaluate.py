@@ -36,13 +36,20 @@ def position_role(position: str, path_length: int) -> str:
     return "goal" if position == f"r{path_length}" else "later"
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """Where the model's weights are (the CPU for a hand-built model without any)."""
+    return next(model.parameters(), torch.empty(0)).device
+
+
 @torch.no_grad()
 def predictions(
-    model: nn.Module, data: PathStarData, objective: Objective, batch_size: int = 2_000, device: str | torch.device = "cpu"
+    model: nn.Module, data: PathStarData, objective: Objective, batch_size: int = 2_000, device: str | torch.device | None = None
 ) -> dict[str, Tensor]:
     """Teacher-forced and greedy predictions and teacher-forced losses, in path order (batch, l),
-    and ``fill_step`` where the objective decodes in an order of its own."""
+    and ``fill_step`` where the objective decodes in an order of its own. ``device``: where the
+    inputs go; None -> where the model's weights are (a model trained on CUDA stays there)."""
     spec = data.spec
+    device = model_device(model) if device is None else device
     out: dict[str, list[Tensor]] = {"tf_pred": [], "tf_loss": [], "greedy_pred": [], "fill_step": []}
     was_training = model.training
     model.eval()
@@ -64,7 +71,7 @@ def predictions(
 
 
 def evaluate(
-    model: nn.Module, data: PathStarData, objective: Objective, batch_size: int = 2_000, device: str | torch.device = "cpu"
+    model: nn.Module, data: PathStarData, objective: Objective, batch_size: int = 2_000, device: str | torch.device | None = None
 ) -> pd.DataFrame:
     """Per-position accuracy (teacher-forced and greedy) and loss, plus full-path accuracy."""
     spec = data.spec

@@ -30,13 +30,9 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from workbench.analyses.figures import save_grid, with_panel  # noqa: E402
+from workbench.evaluate import model_device  # noqa: E402
 from workbench.objectives import Objective, answer_logits  # noqa: E402
 from workbench.task import PathStarData, arm_paths, goal_arm_rank  # noqa: E402
-
-
-def model_device(model: nn.Module) -> torch.device:
-    """Where the model's weights are (the CPU for a hand-built model without any)."""
-    return next(model.parameters(), torch.empty(0)).device
 
 
 def accuracy_gap(results: pd.DataFrame) -> pd.DataFrame:

@@ -39,7 +39,8 @@ import seaborn as sns  # noqa: E402
 import torch  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
-from workbench.analyses.clever_hans import model_device, wrong_arm_path  # noqa: E402
+from workbench.analyses.clever_hans import wrong_arm_path  # noqa: E402
+from workbench.evaluate import model_device  # noqa: E402
 from workbench.objectives import Objective  # noqa: E402
 from workbench.probes.activations import RESIDUAL_HOOKS, expand_hooks, hook_layer, position_index  # noqa: E402
 from workbench.probes.plots import PANELS_PER_ROW, SITE_NAMES, ends_row, panel_axes, row_label  # noqa: E402

@@ -140,11 +140,11 @@ def _mamba_ssm_scan(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: T
     """mamba-ssm's CUDA selective-scan kernel on our layout (it wants channel-first)."""
     from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
 
-    y = selective_scan_fn(
-        x.transpose(1, 2).contiguous(), dt.transpose(1, 2).contiguous(), A,
-        B.transpose(1, 2).contiguous(), C.transpose(1, 2).contiguous(), D.float(), delta_softplus=False,
-    )
-    return y.transpose(1, 2)
+    # Under autocast x is float32 (our conv is elementwise) while dt, B, C come out of linear
+    # layers in bf16; the kernel wants one input type, and computes in float32 anyway.
+    u, dt, B, C = (t.float().transpose(1, 2).contiguous() for t in (x, dt, B, C))
+    y = selective_scan_fn(u, dt, A, B, C, D.float(), delta_softplus=False)
+    return y.transpose(1, 2).to(x.dtype)
 
 
 class MambaBlock(nn.Module):
