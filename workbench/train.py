@@ -212,7 +212,7 @@ def _train_locked(config: RunConfig, run_dir: Path, resume: bool, until_step: in
             raise FileExistsError(f"{run_dir}: a checkpoint exists; resume it or choose another --out")
         checkpoint = load(run_dir, device=device)
         saved = checkpoint.config
-        if _comparable(saved) != _comparable(config):
+        if comparable_settings(saved) != comparable_settings(config):
             raise CheckpointError(f"{run_dir}/config.json: the saved run differs from the requested one: {_diff(saved, config)}")
         model.load_state_dict(checkpoint.model.state_dict())
         if parts is not None:
@@ -290,7 +290,7 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.run_dir, self.step = run_dir, step
 
 
-def _comparable(config: RunConfig) -> dict[str, Any]:
+def comparable_settings(config: RunConfig) -> dict[str, Any]:
     """The settings that must match to resume: everything but where and how it computes
     (device, and Mamba's scan implementation, which compute the same function)."""
     raw = config.to_dict()
@@ -300,7 +300,7 @@ def _comparable(config: RunConfig) -> dict[str, Any]:
 
 
 def _diff(saved: RunConfig, wanted: RunConfig) -> str:
-    a, b = _comparable(saved), _comparable(wanted)
+    a, b = comparable_settings(saved), comparable_settings(wanted)
     changes = [
         f"{section}.{key}: saved {a[section][key]!r}, requested {b[section][key]!r}"
         for section in a

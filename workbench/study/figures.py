@@ -34,6 +34,7 @@ MEASURES = {  # column of per_seed -> what the page calls it
 def per_seed(table: pd.DataFrame) -> pd.DataFrame:
     """One row per run: its identity and the measures of ``MEASURES`` (NaN where the study did
     not compute that stage or the value is undefined)."""
+    table = table.fillna({"hook": "", "overrides": ""})  # as pd.read_csv gives study.csv back: empty cells are NaN
     identity = [c for c in ("study", "objective", "arch", "graph", "preset", "overrides", "seed", "run") if c in table.columns]
     rows = []
     for key, run in table.groupby(identity, sort=False, dropna=False):
@@ -98,11 +99,13 @@ def plot_remedies(seeds: pd.DataFrame, path: str | Path) -> Path:
         ax.axhline(0.5, color="grey", lw=0.8, ls="--")
         ax.set_ylim(0, 1.02)
         ax.tick_params(axis="x", rotation=45)
+        plt.setp(ax.get_xticklabels(), ha="right", rotation_mode="anchor")
         ax.set_xlabel("")
         ax.set_ylabel("")
     grid.set_titles(row_template="{row_name}", col_template="{col_name}")
     grid.figure.suptitle("Remedies: accuracy per objective (bars: mean over seeds; dots: seeds; dashed: chance 1/2 for degree 2)", y=1.02)
-    grid.figure.supxlabel("objective")
+    for ax in grid.axes[-1]:  # on the bottom row, below the rotated names (a figure-level label overlapped them)
+        ax.set_xlabel("objective")
     grid.figure.supylabel("accuracy on held-out graphs")
     grid.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(grid.figure)

@@ -49,7 +49,7 @@ def is_done(out: Path, run: StudyRun, stages: tuple[str, ...]) -> bool:
     """Whether the run's rows are current: done.json names these stages and a checkpoint with
     the run's config and the weights now in its folder (checked by hash)."""
     from workbench.analyses.run import weights_sha256
-    from workbench.train import _comparable
+    from workbench.train import comparable_settings
 
     done_file = result_dir(out, run) / "done.json"
     if not done_file.exists() or not (checkpoint_dir(out, run) / "model.safetensors").exists() or not (result_dir(out, run) / "rows.csv").exists():
@@ -57,7 +57,7 @@ def is_done(out: Path, run: StudyRun, stages: tuple[str, ...]) -> bool:
     done = json.loads(done_file.read_text())
     return (
         set(stages) <= set(done.get("stages", {}))
-        and done.get("config") == json.loads(json.dumps(_comparable(run.config)))
+        and done.get("config") == json.loads(json.dumps(comparable_settings(run.config)))
         and done.get("weights_sha256") == weights_sha256(checkpoint_dir(out, run))
     )
 
@@ -72,7 +72,7 @@ def execute_run(
 
     from workbench.analyses.run import checkpoint_fingerprint, stage_key
     from workbench.text_format import atomic_write_text
-    from workbench.train import _comparable, train
+    from workbench.train import comparable_settings, train
 
     torch.set_num_threads(max(1, int(threads)))
     out = Path(out)
@@ -103,7 +103,7 @@ def execute_run(
     fingerprint = checkpoint_fingerprint(checkpoint)
     done = {
         "run": run.name, "weights_sha256": fingerprint["weights_sha256"], "step": checkpoint.step,
-        "config": json.loads(json.dumps(_comparable(run.config))), "stages": times,
+        "config": json.loads(json.dumps(comparable_settings(run.config))), "stages": times,
         "train_elapsed_s": log["elapsed_s"], "train_steps": log["step"],
     }
     atomic_write_text(folder / "done.json", json.dumps(done, indent=1) + "\n")
