@@ -17,14 +17,13 @@ import time
 import torch
 
 from workbench.checkpoint import build_model_and_parts
-from workbench.config import apply_overrides, preset_config
+from workbench.config import RunConfig, apply_overrides, preset_config
 from workbench.objectives import objective_of, step_generator
 from workbench.task import generate
 
 
-def step_time(preset: str, arch: str, objective: str, steps: int, warmup: int, extra: list[str]) -> tuple[float, float, int]:
-    """(seconds per step, peak GiB, batch size)."""
-    config = apply_overrides(preset_config(preset, objective=objective, arch=arch), extra)
+def step_time(config: RunConfig, steps: int, warmup: int) -> tuple[float, float]:
+    """(seconds per step, peak GiB)."""
     spec, obj, batch = config.task.graph, objective_of(config), config.train.batch_size
     model, parts = build_model_and_parts(config, device="cuda")
     params = list(model.parameters()) + (list(parts.parameters()) if parts is not None else [])
@@ -49,7 +48,7 @@ def step_time(preset: str, arch: str, objective: str, steps: int, warmup: int, e
     for i in range(steps):
         one(i)
     torch.cuda.synchronize()
-    return (time.perf_counter() - start) / steps, torch.cuda.max_memory_allocated() / 2**30, batch
+    return (time.perf_counter() - start) / steps, torch.cuda.max_memory_allocated() / 2**30
 
 
 def main() -> None:
@@ -68,12 +67,12 @@ def main() -> None:
             extra = args.extra + ([f"model.scan={scan}"] if scan else [])
             config = apply_overrides(preset_config(args.preset, objective=args.objective, arch=arch), extra)
             try:
-                seconds, peak, batch = step_time(args.preset, arch, args.objective, args.steps, args.warmup, extra)
+                seconds, peak = step_time(config, args.steps, args.warmup)
             except (ImportError, ValueError, RuntimeError) as error:
                 print(f"  {arch:5} {scan or '':9} failed: {str(error).splitlines()[0]}")
                 continue
             schedule = config.train.steps * seconds / 60
-            print(f"  {arch:5} {scan or '':9} {seconds * 1e3:8.1f} ms/step  {batch / seconds:9.0f} seq/s  peak {peak:5.2f} GiB"
+            print(f"  {arch:5} {scan or '':9} {seconds * 1e3:8.1f} ms/step  {config.train.batch_size / seconds:9.0f} seq/s  peak {peak:5.2f} GiB"
                   f"  {config.train.steps:,} steps = {schedule:.0f} min")
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import tiny_config
+from conftest import tiny_config, tiny_mamba_config
 from workbench import checkpoint
 from workbench.evaluate import evaluate
 from workbench.models.mamba import MambaConfig, _mamba_ssm_scan, build_mamba
@@ -55,8 +55,7 @@ def test_mamba_ssm_kernel_takes_bf16_inputs_as_under_autocast():
 
 
 def test_a_mamba_model_gives_the_same_logits_with_every_scan():
-    if not _has_mamba_ssm():
-        pytest.skip("mamba-ssm's CUDA kernels are not installed")
+    pytest.importorskip("mamba_ssm.ops.selective_scan_interface", reason="mamba-ssm's CUDA kernels are not installed")
     tokens = torch.randint(0, 54, (8, 22), generator=torch.Generator().manual_seed(0)).cuda()
     models = {scan: build_mamba(MambaConfig(n_layers=2, d_model=64, scan=scan), vocab=54, seed=0).cuda() for scan in ("torch", "compiled", "mamba_ssm")}
     logits = {scan: model(tokens) for scan, model in models.items()}
@@ -64,21 +63,9 @@ def test_a_mamba_model_gives_the_same_logits_with_every_scan():
     torch.testing.assert_close(logits["compiled"], logits["torch"], rtol=1e-4, atol=1e-4)
 
 
-def _has_mamba_ssm() -> bool:
-    try:
-        import mamba_ssm.ops.selective_scan_interface  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 @pytest.mark.parametrize("arch", ["gpt", "mamba"])
 def test_bf16_autocast_training_on_cuda_gives_weights_that_evaluate_alike_on_cpu(tmp_path, arch):
-    config = tiny_config(steps=60, device="cuda")
-    if arch == "mamba":
-        from conftest import tiny_mamba_config
-
-        config = tiny_mamba_config(steps=60, device="cuda")
+    config = (tiny_config if arch == "gpt" else tiny_mamba_config)(steps=60, device="cuda")
     trained = train(config, tmp_path, progress=False)
     assert next(trained.model.parameters()).device.type == "cuda"
     assert all(p.dtype == torch.float32 for p in trained.model.parameters())  # autocast keeps fp32 weights

@@ -68,7 +68,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     print(f"run {out}: {config.arch} ({args.preset}) / {config.objective} / {spec}, {config.train.steps} steps")
     checkpoint = train(config, out, resume=not args.no_resume, until_step=args.until_step, progress=not args.no_progress)
     _, test = task_data(config.task)
-    frame = evaluate(checkpoint.model, test, checkpoint.objective, device=next(checkpoint.model.parameters()).device)
+    frame = evaluate(checkpoint.model, test, checkpoint.objective)  # on the device it trained on
     print(f"\nheld-out graphs ({len(test)}), step {checkpoint.step}:\n{format_table(frame)}")
     print(f"checkpoint: {out}")
 

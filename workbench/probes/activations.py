@@ -27,6 +27,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from workbench.evaluate import model_device
 from workbench.objectives import Objective
 from workbench.task import PathStarData
 
@@ -124,7 +125,7 @@ def collect_activations(
 
     ``device``: where the inputs go; None (default) -> where the model's weights are."""
     spec = data.spec
-    device = device if device is not None else next(model.parameters(), torch.empty(0)).device
+    device = model_device(model) if device is None else device
     hooks = expand_hooks(model, hooks)
     prompt, answer = data.prompt_tokens(), data.answer_tokens()
     inputs = objective.inputs(prompt, objective.targets(answer), spec)

@@ -30,6 +30,7 @@ import torch
 from joblib import Parallel, delayed
 
 from workbench.checkpoint import Checkpoint, load
+from workbench.evaluate import model_device
 from workbench.models import build_model
 from workbench.probes.activations import DEFAULT_POSITIONS, collect_activations, default_hooks, expand_hooks, hook_layer, slot_token
 from workbench.probes.linear import DEFAULT_CS, bootstrap_interval, score_probe
@@ -88,7 +89,7 @@ def probe_checkpoint(
     if not isinstance(checkpoint, Checkpoint):
         checkpoint = load(checkpoint, device=device or "cpu")
     model, config = checkpoint.model, checkpoint.config
-    device = device or next(model.parameters()).device  # one device: the model's, unless asked
+    device = device or model_device(model)  # one device: the model's, unless asked
     hooks = expand_hooks(model, hooks) if hooks else default_hooks(model)
     train_graphs, test_graphs = probe_graphs(checkpoint, n_train, n_test, data)
     train_t, test_t = probe_targets(train_graphs, targets, seed), probe_targets(test_graphs, targets, seed)

@@ -115,8 +115,7 @@ def _evaluate(checkpoint, settings: dict, threads: int) -> pd.DataFrame:
     from workbench.evaluate import evaluate
     from workbench.train import evaluation_graphs
 
-    device = next(checkpoint.model.parameters()).device
-    frame = evaluate(checkpoint.model, evaluation_graphs(checkpoint.config.task, settings["n_graphs"]), checkpoint.objective, device=device)
+    frame = evaluate(checkpoint.model, evaluation_graphs(checkpoint.config.task, settings["n_graphs"]), checkpoint.objective)
     return frame.assign(hook="")[list(ROW_COLUMNS)]
 
 
