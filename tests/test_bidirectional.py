@@ -7,12 +7,14 @@ import math
 
 import pytest
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from conftest import tiny_config, tiny_mamba_config
 from test_remedies import test_killed_and_resumed_run_ends_with_the_same_weights as check_exact_resume
 from test_task import hand_graph
-from workbench.checkpoint import build_model_and_parts
+from workbench.checkpoint import build_model_and_parts, load as load_checkpoint
 from workbench.cli import main as cli_main
 from workbench.config import RunConfig, apply_overrides
 from workbench.evaluate import evaluate
@@ -49,10 +51,35 @@ def test_the_mask_token_extends_only_the_masked_objectives_vocabulary(tmp_path):
     assert payload["tokenizer"] == {"nodes": "0..9", "|": 10, "=": 11, "/": 12, "$": 13, "[MASK]": 14}
 
 
-def test_clean_layout_is_the_all_masked_answer():
+def test_clean_layout_is_the_all_masked_answer_with_a_slot_for_the_goal():
     objective, data = get_objective("mlm_u"), hand_graph()
-    assert objective.inputs(data.prompt_tokens(), objective.targets(data.answer_tokens()), data.spec).tolist() == [PROMPT + [MASK, MASK]]
-    assert objective.slot_names(3) == ["[MASK]", "[MASK]"]
+    assert objective.inputs(data.prompt_tokens(), objective.targets(data.answer_tokens()), data.spec).tolist() == [PROMPT + [MASK] * 3]
+    assert objective.slot_names(3) == ["[MASK]"] * 3
+    model, _ = build_model_and_parts(tiny_config("mlm_u"))
+    assert model.cfg.n_ctx == len(PROMPT) + 3
+    earlier = get_objective("mlm_u", get_objective("mlm_u").Params(goal_slot=False))  # the layout before the goal slot
+    assert earlier.inputs(data.prompt_tokens(), earlier.targets(data.answer_tokens()), data.spec).tolist() == [PROMPT + [MASK] * 2]
+
+
+def test_a_masked_checkpoint_written_before_the_goal_slot_loads_with_its_own_layout(tmp_path):
+    checkpoint = train(tiny_config("mlm_u", steps=2, eval_every=2, save_every=2), tmp_path / "run", progress=False)
+    assert checkpoint.config.objective_params.goal_slot and checkpoint.model.cfg.n_ctx == 18
+    old = train(apply_overrides(tiny_config("mlm_u", steps=2, eval_every=2, save_every=2), ["objective.goal_slot=false"]), tmp_path / "old", progress=False)
+    config_file = tmp_path / "old" / "config.json"
+    payload = json.loads(config_file.read_text())
+    del payload["run"]["objective_params"]["goal_slot"]  # as config.json was written then
+    config_file.write_text(json.dumps(payload))
+    weights = tmp_path / "old" / "model.safetensors"  # and the copy of the config in the weights
+    tensors, metadata = load_file(weights), safe_open(str(weights), framework="pt").metadata()
+    run = json.loads(metadata["run_config"])
+    del run["objective_params"]["goal_slot"]
+    save_file(tensors, weights, metadata | {"run_config": json.dumps(run)})
+    loaded = load_checkpoint(tmp_path / "old")
+    assert loaded.config.objective_params.goal_slot is False and loaded.model.cfg.n_ctx == 17
+    tokens = torch.tensor([PROMPT + [MASK] * 2])
+    torch.testing.assert_close(loaded.model(tokens), old.model(tokens))
+    with pytest.raises(ValueError, match="goal_slot"):  # --set still checks the field
+        apply_overrides(tiny_config("mlm_u"), ["objective.goal_slot=maybe"])
 
 
 def test_masking_rates_slots_and_weights_on_a_fixed_generator():
@@ -68,7 +95,7 @@ def test_masking_rates_slots_and_weights_on_a_fixed_generator():
     masked = torch.rand(4_000, 4, generator=generator) < rate[:, None]
     assert torch.equal(batch["rate"], rate) and torch.equal(batch["masked"], masked)
     slots, answer = batch["inputs"][:, spec.prompt_length :], data.answer_tokens()
-    assert torch.equal(slots, torch.where(masked[:, :3], spec.vocab_size, answer[:, :3]))
+    assert torch.equal(slots, torch.where(masked, spec.vocab_size, answer))  # the goal has a slot too
     assert torch.equal(batch["inputs"][:, : spec.prompt_length], data.prompt_tokens())
     assert abs(masked.float().mean().item() - 0.5) < 0.02  # E[p] = 1/2
     high, low = rate > 0.9, rate < 0.1
@@ -131,10 +158,10 @@ def test_iterative_unmasking_fills_in_the_expected_order(order, fill):
     assert emitted.tolist() == [[5, 2, 8]] and fill_step.tolist() == [fill]
     assert len(model.seen) == 3  # one token per step
     slots = [seen[0, 15:].tolist() for seen in model.seen]
-    if order == "confidence":  # r3 (no slot) first, then r1 into slot 1, then r2
-        assert slots == [[MASK, MASK], [MASK, MASK], [5, MASK]]
+    if order == "confidence":  # r3 first into the goal's slot, then r1, then r2
+        assert slots == [[MASK, MASK, MASK], [MASK, MASK, 8], [5, MASK, 8]]
     else:
-        assert slots == [[MASK, MASK], [5, MASK], [5, 2]]
+        assert slots == [[MASK, MASK, MASK], [5, MASK, MASK], [5, 2, MASK]]
 
 
 def test_evaluation_records_the_unmasking_order():

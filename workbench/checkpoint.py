@@ -33,7 +33,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from workbench.config import RunConfig
+from workbench.config import RunConfig, with_legacy_params
 from workbench.objectives import Objective, objective_of
 from workbench.task import GraphSpec
 from workbench.text_format import atomic_write_text
@@ -179,7 +179,7 @@ def _check_against_weights(config: RunConfig, file: Path) -> None:
         raise CheckpointError(f"{file}: not a readable safetensors file ({str(error).splitlines()[0][:200]})") from None
     if saved is None:  # written before the config travelled with the weights
         return
-    now, then = _config_for_check(config.to_dict()), json.loads(saved)
+    now, then = _config_for_check(config.to_dict()), with_legacy_params(json.loads(saved))
     changed = [f"{key}={a!r} (the weights were saved with {b!r})" for key, a, b in _flat_diff(now, then)]
     if changed:
         raise CheckpointError(f"{file.parent / 'config.json'}: edited after the weights were saved: {'; '.join(changed[:4])}")
@@ -274,7 +274,7 @@ def read_config(path: str | Path) -> tuple[RunConfig, int]:
     if payload["format"] == FORMAT_1 and isinstance(run, dict):
         run = _upgrade_format_1(run)
     try:
-        return RunConfig.from_dict(run, where="run", complete=True), step
+        return RunConfig.from_dict(with_legacy_params(run) if isinstance(run, dict) else run, where="run", complete=True), step
     except ValueError as error:
         raise CheckpointError(f"{file}: {error}") from None
 

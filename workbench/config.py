@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from workbench.models.configs import GPTConfig, MambaConfig
-from workbench.objectives import objective_class
+from workbench.objectives import REGISTRY, objective_class
 
 if TYPE_CHECKING:
     from workbench.task import GraphSpec
@@ -211,6 +211,17 @@ def _parse_value(text: str, annotation: Any, where: str) -> Any:
             except ValueError:
                 continue
     raise ValueError(f"{where}: cannot read {text!r} as {annotation}")
+
+
+def with_legacy_params(run: dict[str, Any]) -> dict[str, Any]:
+    """A saved run (config.json, or the copy in the weights) with the objective parameters
+    added since it was written set to what they meant then (``Params.LEGACY``), not to
+    today's defaults: e.g. a masked run saved before ``goal_slot`` had no goal slot."""
+    name, params = run.get("objective"), run.get("objective_params")
+    if name not in REGISTRY or not (params is None or isinstance(params, dict)):
+        return run  # from_dict names the problem
+    legacy = getattr(objective_class(name).Params, "LEGACY", {})
+    return {**run, "objective_params": {**legacy, **(params or {})}} if legacy else run
 
 
 def _build(cls: type, raw: Any, where: str, complete: bool = False) -> Any:

@@ -97,8 +97,11 @@ def _goal_patching(model: nn.Module, data: PathStarData, objective: Objective, p
     spec = data.spec
     corrupt = goal_moved(data)
     row = spec.eq_position + objective.emitted_positions(spec.path_length).index("r2")  # the position that predicts r2
+    slots = objective.slot_count(spec.path_length)
+    causal = objective.attention == "causal"
+    last = row - spec.eq_position if causal else slots  # a bidirectional model reads every slot
     if positions is None:  # '=' and every answer slot up to that position
-        positions = ("eq", *(f"r{k}" for k in range(1, row - spec.eq_position + 1)))
+        positions = ("eq", *(f"r{k}" for k in range(1, last + 1)))
     device = model_device(model)
 
     def inputs(graphs: PathStarData) -> Tensor:
@@ -107,8 +110,8 @@ def _goal_patching(model: nn.Module, data: PathStarData, objective: Objective, p
     clean_inputs, corrupt_inputs = inputs(data), inputs(corrupt)
     clean_r2, corrupt_r2 = data.path[:, 1].to(device), corrupt.path[:, 1].to(device)
     hooks = patch_sites(model)
-    # Positions after the r2 prediction cannot influence it.
-    indices = {position: index for position in positions if (index := position_index(position, data)) <= row}
+    # In a causal model, positions after the r2 prediction cannot influence it.
+    indices = {position: index for position in positions if (index := position_index(position, data, slots)) <= row or not causal}
 
     # Keep only the patched positions of the clean run: a Mamba layer's whole SSM state is
     # (batch, d_inner, pos, d_state), about 0.5 GB per layer on 2,000 graphs of G(2,5,50).

@@ -28,7 +28,8 @@ def build_model(config: RunConfig, seed: int) -> nn.Module:
     if config.arch == "gpt":
         from workbench.models.gpt import build_gpt
 
-        return build_gpt(config.model, config.task.graph, seed, attention=objective.attention, d_vocab=objective.vocab_size(config.task.graph))
+        spec = config.task.graph
+        return build_gpt(config.model, spec, seed, objective.attention, objective.vocab_size(spec), objective.slot_count(spec.path_length))
     if config.arch == "mamba":
         from workbench.models.mamba import build_mamba
 

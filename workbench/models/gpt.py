@@ -21,22 +21,25 @@ from workbench.task import GraphSpec
 __all__ = ["GPTConfig", "build_gpt", "context_length"]
 
 
-def context_length(spec: GraphSpec) -> int:
-    """Longest input any objective feeds: the prompt plus l-1 answer slots."""
-    return spec.prompt_length + spec.path_length - 1
+def context_length(spec: GraphSpec, slots: int | None = None) -> int:
+    """The input length: the prompt plus the objective's answer slots (default l-1)."""
+    return spec.prompt_length + (spec.path_length - 1 if slots is None else slots)
 
 
-def build_gpt(config: GPTConfig, spec: GraphSpec, seed: int, attention: str = "causal", d_vocab: int | None = None) -> TransformerBridge:
+def build_gpt(
+    config: GPTConfig, spec: GraphSpec, seed: int, attention: str = "causal", d_vocab: int | None = None, slots: int | None = None
+) -> TransformerBridge:
     """A freshly initialised GPT for ``spec``'s vocabulary and context, seeded; ``attention``
     is the objective's direction (TransformerLens' ``attention_dir``), ``d_vocab`` the
-    vocabulary when the objective adds tokens of its own (default: the task's N+4)."""
+    vocabulary when the objective adds tokens of its own (default: the task's N+4), ``slots``
+    its number of answer slots (``Objective.slot_count``; default l-1)."""
     bridge_config = TransformerBridgeConfig(
         d_model=config.d_model,
         n_layers=config.n_layers,
         n_heads=config.n_heads,
         d_head=config.d_head,
         d_mlp=config.d_mlp or 4 * config.d_model,
-        n_ctx=context_length(spec),
+        n_ctx=context_length(spec, slots),
         d_vocab=d_vocab or spec.vocab_size,
         act_fn="gelu_new",
         normalization_type="LN",

@@ -5,10 +5,12 @@ An objective decides, in one class:
 - its typed parameters (``Params``, a dataclass stored in config.json as ``objective_params``
   and set with ``--set objective.k=4``; ``__post_init__`` rejects bad values by field name);
 - the **layout** of a teacher-forced sequence, which evaluation, probes and analyses read:
-  ``inputs = prompt + (l - 1) answer-slot tokens`` and the logits at positions
-  ``eq_position .. eq_position + l - 1`` predict the l targets (``targets``, in *emission
-  order*; ``to_path_order`` maps them back to r1..rl). Every objective keeps this layout, so
-  hooks and probes never need to know which one trained a model;
+  ``inputs = prompt + slot_count(l) answer-slot tokens`` (l - 1: the last answer token is
+  never an input; the masked objectives give the goal a slot too, so l) and the logits at
+  positions ``eq_position .. eq_position + l - 1`` predict the l targets (``targets``, in
+  *emission order*; ``to_path_order`` maps them back to r1..rl). Slot k sits at
+  ``eq_position + k`` under every objective, so hooks and probes never need to know which
+  one trained a model;
 - how a **training batch** is built from graphs (``training_batch``), with any randomness
   drawn from the generator the trainer seeds by (run seed, step), so a resumed run is
   bit-identical to an uninterrupted one;
@@ -124,8 +126,12 @@ class Objective:
         order = self.to_path_order(torch.arange(1, path_length + 1)[None])[0]
         return [f"r{k}" for k in order.tolist()]
 
+    def slot_count(self, path_length: int) -> int:
+        """How many answer slots follow '=' (l-1: the last answer token is predicted, never fed)."""
+        return path_length - 1
+
     def slot_names(self, path_length: int) -> list[str]:
-        """What each of the l-1 answer slots holds in the clean layout (probes' ``input_token``)."""
+        """What each of the ``slot_count`` answer slots holds in the clean layout (probes' ``input_token``)."""
         return self.emitted_positions(path_length)[:-1] if self.feeds_answer else ["$"] * (path_length - 1)
 
     def answer_slots(self, targets: Int[Tensor, "batch l"], spec: GraphSpec) -> Int[Tensor, "batch l_minus_1"]:

@@ -6,13 +6,17 @@ The model is the TransformerLens GPT with ``attention_dir="bidirectional"``, so 
 cache and patching tool works as on the causal one. Its vocabulary has one token more, the
 mask ``[MASK]`` (id N+4); no other objective's vocabulary changes.
 
-Layout: the workbench's own (``Objective``): prompt + l-1 answer slots, and the output at
-'=' + k - 1 predicts r_k. So slot k holds r_k or the mask, and the output that predicts r_k
-sits one position before it. r_l (the goal, a copy of the prompt's goal) has no slot: when
-it is not masked it carries no loss, and it is never an input, which changes nothing the
-model could not read from the prompt. The clean layout (evaluation's teacher-forced pass,
-probes, patching) is the all-masked answer: what the model sees before it fills anything,
-so teacher-forced accuracy here is one parallel pass from the all-masked answer.
+Layout: the workbench's own (``Objective``), the output at '=' + k - 1 predicts r_k, with
+one slot per answer token: prompt + l slots, slot k (at '=' + k) holding r_k or the mask.
+So the output that predicts r_k sits one position before r_k's slot, and its left
+neighbour r_{k-1} is the token at its own position. The goal r_l has a slot as in MLM-U's
+sequences (its last slot's output predicts nothing): a filled goal sits next to r_{l-1}, so
+"r_{l-1} is the node whose edge leads to the token after it" is the same relation at every
+slot, and decoding can chain back from the goal. ``goal_slot=false`` is the layout before
+2026-11-26 (l-1 slots, the goal never an input), which checkpoints of that time keep. The
+clean layout (evaluation's teacher-forced pass, probes, patching) is the all-masked answer:
+what the model sees before it fills anything, so teacher-forced accuracy here is one
+parallel pass from the all-masked answer.
 
 Training: per sequence t ~ U(0, 1), each of the l answer tokens masked with probability
 p = (1 - 1e-3) t + 1e-3 (LLaDA's floor: with p = t exactly, the 1/t weight has infinite
@@ -47,6 +51,9 @@ RATE_FLOOR = 1e-3  # p = (1 - RATE_FLOOR) t + RATE_FLOOR
 @dataclass
 class MaskedParams:
     order: str = "confidence"  # decoding: confidence (most confident masked position first) | left_to_right
+    goal_slot: bool = True  # the goal r_l has an answer slot (false: l-1 slots, the earlier layout)
+
+    LEGACY = {"goal_slot": False}  # what a saved run without the field meant (config.with_legacy_params)
 
     def __post_init__(self) -> None:
         check_choice("masked", "order", self.order, ORDERS)
@@ -70,18 +77,22 @@ class MaskedLanguageModel(Objective):
     def mask_id(self, spec: GraphSpec) -> int:
         return spec.vocab_size  # the first (only) extra token
 
+    def slot_count(self, path_length: int) -> int:
+        return path_length if self.params.goal_slot else path_length - 1
+
     def slot_names(self, path_length: int) -> list[str]:
-        return [MASK] * (path_length - 1)
+        return [MASK] * self.slot_count(path_length)
 
     def answer_slots(self, targets: Tensor, spec: GraphSpec) -> Tensor:
-        return torch.full_like(targets[:, :-1], self.mask_id(spec))
+        return torch.full_like(targets[:, : self.slot_count(spec.path_length)], self.mask_id(spec))
 
     def training_batch(self, graphs: PathStarData, generator: torch.Generator) -> Batch:
         spec = graphs.spec
         targets = self.targets(graphs.answer_tokens())
         rate = mask_rates(len(graphs), generator)
         masked = torch.rand(targets.shape, generator=generator) < rate[:, None]  # (batch, l)
-        slots = torch.where(masked[:, :-1], self.mask_id(spec), targets[:, :-1])
+        n = self.slot_count(spec.path_length)
+        slots = torch.where(masked[:, :n], self.mask_id(spec), targets[:, :n])
         return {"inputs": torch.cat([graphs.prompt_tokens(), slots], dim=1), "targets": targets, "masked": masked, "rate": rate}
 
     def token_weights(self, batch: Batch) -> tuple[Tensor, Tensor]:
@@ -110,7 +121,8 @@ class MaskedLanguageModel(Objective):
         step after the first sees the model's own fills)."""
         batch, length = prompt.shape[0], spec.path_length
         rows = torch.arange(batch, device=prompt.device)
-        slots = torch.full((batch, length - 1), self.mask_id(spec), dtype=prompt.dtype, device=prompt.device)
+        n = self.slot_count(length)
+        slots = torch.full((batch, n), self.mask_id(spec), dtype=prompt.dtype, device=prompt.device)
         emitted = torch.zeros(batch, length, dtype=prompt.dtype, device=prompt.device)
         fill_step = torch.zeros(batch, length, dtype=torch.long, device=prompt.device)
         for step in range(1, length + 1):
@@ -123,7 +135,7 @@ class MaskedLanguageModel(Objective):
                 chosen = open_.float().argmax(-1)  # the first still-masked position
             emitted[rows, chosen] = predicted[rows, chosen]
             fill_step[rows, chosen] = step
-            into_slot = chosen < length - 1  # r_l has no slot
+            into_slot = chosen < n  # without goal_slot, r_l has no slot
             slots[rows[into_slot], chosen[into_slot]] = predicted[rows[into_slot], chosen[into_slot]]
         return emitted, fill_step
 

@@ -35,14 +35,16 @@ DEFAULT_POSITIONS = ("eq", "r1")
 RESIDUAL_HOOKS = ("embed", "resid_post")  # the embedding and every layer's residual stream
 
 
-def position_index(position: str, data: PathStarData) -> int:
-    """Sequence index of a named position (``eq`` or ``r1``..``r{l-1}``)."""
+def position_index(position: str, data: PathStarData, slots: int | None = None) -> int:
+    """Sequence index of a named position (``eq`` or answer slot ``r1``..``r{slots}``; the
+    objective's ``slot_count``, default l-1)."""
     spec = data.spec
+    slots = spec.path_length - 1 if slots is None else slots
     if position == "eq":
         return spec.eq_position
     match = re.fullmatch(r"r(\d+)", position)
-    if not match or not 1 <= int(match.group(1)) <= spec.path_length - 1:
-        raise ValueError(f"position {position!r}: expected 'eq' or r1..r{spec.path_length - 1} (answer slots fed as inputs)")
+    if not match or not 1 <= int(match.group(1)) <= slots:
+        raise ValueError(f"position {position!r}: expected 'eq' or r1..r{slots} (answer slots fed as inputs)")
     return spec.eq_position + int(match.group(1))
 
 
@@ -129,7 +131,7 @@ def collect_activations(
     hooks = expand_hooks(model, hooks)
     prompt, answer = data.prompt_tokens(), data.answer_tokens()
     inputs = objective.inputs(prompt, objective.targets(answer), spec)
-    index = torch.tensor([position_index(p, data) for p in positions])
+    index = torch.tensor([position_index(p, data, objective.slot_count(spec.path_length)) for p in positions])
     wanted = [(h, p) for h in hooks for p in positions]
 
     folder = None
