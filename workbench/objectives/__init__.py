@@ -13,9 +13,9 @@ tokens ending with '=' at position 14, answer 5 2 8) under each::
     future_bow     5 2             5 2 8      bags of later answer tokens: at '=' {2, 8},
                                               at the r1 slot {8}
     nextlat        5 2             5 2 8      h(15) from [h(14); e(5)], h(16) from [h(15); e(2)]
-    mlm_u          M M             5 2 8      (bidirectional; M = [MASK], id N+4) trained on
-                                              e.g. '5 M' -> the masked 2 and 8 (8, the goal,
-                                              has no slot); decoded by unmasking one per step
+    mlm_u          M M M           5 2 8      (bidirectional; M = [MASK], id N+4; one slot per
+                                              answer token) trained on e.g. '5 M 8' -> the
+                                              masked 2; decoded by unmasking one per step
     masked_diffusion  as mlm_u                as mlm_u, each masked token weighted 1/t
     bst            5 2             5 2 8      a backward encoder reads '$ 8 2' (the reversed
                                               answer after an end marker); a head on
