@@ -25,8 +25,12 @@ def test_main_job_writes_every_table_figure_and_the_report(tmp_path, capsys):
     results = run_main_job(tmp_path, configs, probe_graphs=(300, 200), training_probe_graphs=(300, 200), progress=False)
     assert set(zip(results["arch"], results["objective"])) == {("gpt", "next_token"), ("gpt", "teacherless"), ("gpt", "mtp"), ("mamba", "next_token")}
     assert (tmp_path / "checkpoints" / "gpt-next_token-s1" / "model.safetensors").exists()  # the seed reference
+    # ... evaluated and probed beside seed 0
+    assert set(results[results["seed"] == 1][["arch", "objective"]].itertuples(index=False)) == {("gpt", "next_token")}
+    assert len(results[results["seed"] == 1]) == len(results[(results["seed"] == 0) & (results["objective"] == "next_token") & (results["arch"] == "gpt")])
     probes = pd.read_csv(tmp_path / "probes" / "probes.csv")
     assert set(probes["objective"]) == {"next_token", "teacherless", "mtp"} and "ssm_state" in set(probes["site"])
+    assert set(probes[probes["seed"] == 1]["objective"]) == {"next_token"}
     for name in ANALYSES:
         assert (tmp_path / "analyses" / f"{name}.csv").exists(), name
         assert (tmp_path / "analyses" / f"{name}.png").exists(), name
@@ -44,6 +48,10 @@ def test_main_job_writes_every_table_figure_and_the_report(tmp_path, capsys):
         assert heading in page, heading
     assert len(re.findall(r"<img src=.data:image/png;base64,", page)) == len(ANALYSES) + 6  # one per analysis, one per probe target
     assert "gpt / teacherless</b>" in page and "does not apply" in page and "gpt / mtp" in page
+    r2 = results[(results["arch"] == "gpt") & (results["objective"] == "next_token") & (results["metric"] == "tf_accuracy") & (results["position"] == "r2")]
+    mean, low, high = r2["value"].mean(), r2["value"].min(), r2["value"].max()
+    assert f"{mean:.3f} ({low:.3f}-{high:.3f}, 2 seeds)" in page  # the summary's r2 over the two seeds
+    assert "Over its seeds 0, 1: r2" in page
 
     capsys.readouterr()
     run_main_job(tmp_path, configs, probe_graphs=(300, 200), training_probe_graphs=(300, 200), progress=False)

@@ -1,9 +1,11 @@
 """The default experiment, end to end: the README's main job.
 
 1. train ``cpu``-preset models on G(2,5,50), one per job of ``DEFAULT_JOBS``, keeping
-   snapshots, plus a second seed of the first one (the reference level of CKA);
-2. evaluate each on its held-out graphs -> ``results.csv`` (one row per measurement);
-3. probe each (embedding and every layer, at ``eq`` and ``r1``, every target, with
+   snapshots, plus a second seed of the first one (the reference level of CKA, and the
+   report's spread over seeds for that model);
+2. evaluate each (the second seed too) on its held-out graphs -> ``results.csv`` (one row per
+   measurement);
+3. probe each, the second seed too (embedding and every layer, at ``eq`` and ``r1``, every target, with
    controls; Mamba's SSM state for the arm, r2's node and the goal) -> ``probes/probes.csv``
    and one heatmap per target;
 4. run the analyses (``workbench.analyses.run``) -> ``analyses/*.csv`` and ``*.png``;
@@ -91,33 +93,43 @@ def run_main_job(
         with _timed(f"training {run_name(config)}"):
             checkpoint = train(config, out / "checkpoints" / run_name(config), progress=progress)
         checkpoints.append(checkpoint)
-        _, test = task_data(config.task)
-        frame = evaluate(checkpoint.model, test, checkpoint.objective, device=device)
-        print(f"\n{config.arch} / {config.objective}, step {checkpoint.step}, {len(test)} held-out graphs:\n{format_table(frame)}", flush=True)
-        spec = config.task.graph
-        identity = dict(arch=config.arch, objective=config.objective, degree=spec.degree, path_length=spec.path_length,
-                        num_nodes=spec.num_nodes, seed=config.train.seed, step=checkpoint.step)
-        frames.append(frame.assign(**identity)[[*identity, *frame.columns]])
+        frames.append(_evaluate_run(checkpoint, device))
     results = pd.concat(frames, ignore_index=True)
-    atomic_write_text(out / "results.csv", results.to_csv(index=False))
-    print(f"\nwrote {out / 'results.csv'}", flush=True)
 
+    # The seed reference: the first job again with the next seed. CKA compares the two; it is
+    # evaluated and probed too, so the report gives that model's findings over two seeds.
     seed_pairs = []
     if seed_reference:
         first = configs[0]
         second = replace(first, train=replace(first.train, seed=first.train.seed + 1))
         with _timed(f"training {run_name(second)}"):
             seed_pairs.append((checkpoints[0], train(second, out / "checkpoints" / run_name(second), progress=progress)))
+        results = pd.concat([results, _evaluate_run(seed_pairs[0][1], device)], ignore_index=True)
+    atomic_write_text(out / "results.csv", results.to_csv(index=False))
+    print(f"\nwrote {out / 'results.csv'}", flush=True)
     if probes:
         with _timed("probe stage"):
-            run_probe_stage(checkpoints, out / "probes", probe_graphs, progress=progress)
+            run_probe_stage(checkpoints + [b for _, b in seed_pairs], out / "probes", probe_graphs, progress=progress)
     if analyses:
         with _timed("analysis stage and report"):
-            run_analysis_stage(checkpoints, results, out, seed_pairs, training_probe_graphs, progress=progress)
+            first_seeds = results[results["seed"] == results.groupby(["arch", "objective"])["seed"].transform("min")]
+            run_analysis_stage(checkpoints, first_seeds, out, seed_pairs, training_probe_graphs, progress=progress)
             from workbench.analyses.report import write_report
 
             print(f"wrote {write_report(out)}", flush=True)
     return results
+
+
+def _evaluate_run(checkpoint: Checkpoint, device) -> pd.DataFrame:
+    """The run's evaluation on its held-out graphs, with the identity columns of results.csv."""
+    config = checkpoint.config
+    _, test = task_data(config.task)
+    frame = evaluate(checkpoint.model, test, checkpoint.objective, device=device)
+    print(f"\n{run_name(config)}, step {checkpoint.step}, {len(test)} held-out graphs:\n{format_table(frame)}", flush=True)
+    spec = config.task.graph
+    identity = dict(arch=config.arch, objective=config.objective, degree=spec.degree, path_length=spec.path_length,
+                    num_nodes=spec.num_nodes, seed=config.train.seed, step=checkpoint.step)
+    return frame.assign(**identity)[[*identity, *frame.columns]]
 
 
 @contextmanager

@@ -76,23 +76,48 @@ def setup_section(run_dir: Path) -> str:
 
 def accuracy_section(results: pd.DataFrame) -> str:
     table = results[results["metric"].isin(["tf_accuracy", "greedy_accuracy", "tf_loss"])].pivot_table(
-        index=["arch", "objective", "metric"], columns="position", values="value", sort=False
+        index=["arch", "objective", "seed", "metric"], columns="position", values="value", sort=False
     )
     table = table[[c for c in table.columns if c != "path"] + (["path"] if "path" in table.columns else [])]
     return f"<p>On {int(results['n_graphs'].iloc[0])} held-out graphs; teacher-forced (tf) accuracy uses each objective's own training inputs, greedy decodes freely.</p>" + table_html(table)
 
 
+def first_seeds(results: pd.DataFrame) -> pd.Series:
+    """{(arch, objective): its first seed}: the run every single-seed number is read from."""
+    return results.groupby(["arch", "objective"], sort=False)["seed"].min()
+
+
+def over_seeds(values: pd.Series, digits: int = 3) -> str:
+    """One number per seed -> 'mean (min-max, n seeds)', or the number alone for one seed."""
+    values = values.dropna()
+    if len(values) < 2:
+        return f"{values.iloc[0]:.{digits}f}" if len(values) else "n/a"
+    return f"{values.mean():.{digits}f} ({values.min():.{digits}f}-{values.max():.{digits}f}, {len(values)} seeds)"
+
+
+def goal_at_eq_per_seed(probes: pd.DataFrame | None, arch: str, objective: str) -> pd.DataFrame:
+    """Per seed, the best hook's probe for the goal node at '=' (its accuracy and untrained model's)."""
+    if probes is None:
+        return pd.DataFrame()
+    rows = probes[(probes["arch"] == arch) & (probes["objective"] == objective) & (probes["target"] == "goal") & (probes["position"] == "eq")]
+    return rows.loc[rows.groupby("seed")["accuracy"].idxmax()].set_index("seed") if len(rows) else rows
+
+
 def findings(results: pd.DataFrame, analyses: dict[str, pd.DataFrame | None], probes: pd.DataFrame | None, degree: int) -> str:
-    """Sentences computed from the tables: what this run shows, whatever it shows."""
+    """Sentences computed from the tables: what this run shows, whatever it shows. Each model's
+    numbers are its first seed's; a model trained with more seeds also gets them side by side."""
     cheat, lookup, patched = (analyses.get(k) for k in ("cheat_test", "edge_lookup", "patching"))
     items = []
-    value = results.set_index(["arch", "objective", "metric", "position"])["value"]
+    seeds = first_seeds(results)
+    by_seed = results.set_index(["arch", "objective", "seed", "metric", "position"])["value"]
     for arch, objective in results[["arch", "objective"]].drop_duplicates().itertuples(index=False):
+        seed = seeds[(arch, objective)]
+
         def v(metric: str, position: str) -> float:
-            return value.get((arch, objective, metric, position), float("nan"))
+            return by_seed.get((arch, objective, seed, metric, position), float("nan"))
 
         def mine(frame: pd.DataFrame) -> pd.DataFrame:
-            return frame[(frame["arch"] == arch) & (frame["objective"] == objective) & (frame["seed"] == 0)]
+            return frame[(frame["arch"] == arch) & (frame["objective"] == objective) & (frame["seed"] == seed)]
 
         later = [v("tf_accuracy", f"r{k}") for k in range(3, int(results["path_length"].iloc[0]) + 1)]
         text = (
@@ -129,6 +154,15 @@ def findings(results: pd.DataFrame, analyses: dict[str, pd.DataFrame | None], pr
                          f"patching {best['hook']} at {best['position']} recovers {best['recovered']:.0%} of it.")
             else:
                 text += f" Goal patching: moving the goal barely changes r2's logits (logit difference {first['ld_clean']:.2f} vs {first['ld_corrupted']:.2f}): its r2 does not use the goal."
+        model_seeds = sorted(results[(results["arch"] == arch) & (results["objective"] == objective)]["seed"].unique())
+        if len(model_seeds) > 1:
+            r2 = " / ".join(f"{by_seed.get((arch, objective, s, 'tf_accuracy', 'r2'), float('nan')):.1%}" for s in model_seeds)
+            text += f" Over its seeds {', '.join(map(str, model_seeds))}: r2 {r2} teacher-forced"
+            goal = goal_at_eq_per_seed(probes, arch, objective)
+            if len(goal) > 1:
+                text += (f"; the goal node at '=' (best hook) {' / '.join(f'{a:.1%}' for a in goal['accuracy'])}, "
+                         f"untrained {' / '.join(f'{a:.1%}' for a in goal['random_init_accuracy'])}")
+            text += "."
         items.append(text)
     return '<ul class="findings">' + "".join(f"<li>{item}</li>" for item in items) + "</ul>"
 
@@ -140,24 +174,28 @@ SUMMARY_COLUMNS = (
 
 
 def summary_table(results: pd.DataFrame, analyses: dict[str, pd.DataFrame | None], probes: pd.DataFrame | None) -> pd.DataFrame:
-    """One row per model of ``results`` (seed 0 runs): the headline numbers, each from its
-    saved table. Cheat test: the mean follow rate over the positions fed a wrong arm, leaving
+    """One row per model of ``results``: the headline numbers, each from its saved table; r2
+    and path accuracy and the goal node at '=' over every seed of the model (``over_seeds``),
+    the rest from its first seed. Cheat test: the mean follow rate over the positions fed a wrong arm, leaving
     out the copies r1 and rl (n/a where no answer tokens are fed, or, on G(d,3), where r2 is
     the only decision and no token after it is one). Best goal-arm probe: the most accurate (hook, position),
     with the control task and the untrained model at that probe. Goal node at '=': the best
     hook. Patching recovery: the largest share of r2's logit difference one clean activation
     restores (blank where moving the goal does not change r2)."""
     cheat, patched = analyses.get("cheat_test"), analyses.get("patching")
-    value = results.set_index(["arch", "objective", "metric", "position"])["value"]
+    seeds = first_seeds(results)
+    value = results.set_index(["arch", "objective", "metric", "position", "seed"])["value"].sort_index()
     rows = []
     for arch, objective in results[["arch", "objective"]].drop_duplicates().itertuples(index=False):
+        seed = seeds[(arch, objective)]
+
         def mine(frame: pd.DataFrame | None) -> pd.DataFrame:
             if frame is None:
                 return pd.DataFrame()
-            return frame[(frame["arch"] == arch) & (frame["objective"] == objective) & (frame["seed"] == 0)]
+            return frame[(frame["arch"] == arch) & (frame["objective"] == objective) & (frame["seed"] == seed)]
 
-        row: dict = {"model": f"{arch} / {objective}", "r2 accuracy (tf)": value.get((arch, objective, "tf_accuracy", "r2")),
-                     "path accuracy (greedy)": value.get((arch, objective, "greedy_accuracy", "path"))}
+        row: dict = {"model": f"{arch} / {objective}", "r2 accuracy (tf)": over_seeds(value[(arch, objective, "tf_accuracy", "r2")]),
+                     "path accuracy (greedy)": over_seeds(value[(arch, objective, "greedy_accuracy", "path")])}
         follow = mine(cheat)
         follow = follow[follow["outcome"] == "follow"] if len(follow) else follow
         if len(follow):  # only decisions: r1 (the source) and rl (the goal) are copies from the prompt
@@ -169,11 +207,10 @@ def summary_table(results: pd.DataFrame, analyses: dict[str, pd.DataFrame | None
             best = arm.loc[arm["accuracy"].idxmax()]
             row["best goal-arm probe"] = f"{best['accuracy']:.3f} ({best['site']} L{best['layer']} @ {best['position']})"
             row["its control task"], row["its untrained model"] = best["control_accuracy"], best["random_init_accuracy"]
-        goal = mine(probes)
-        goal = goal[(goal["target"] == "goal") & (goal["position"] == "eq")] if len(goal) else goal
+        goal = goal_at_eq_per_seed(probes, arch, objective)
         if len(goal):
-            best = goal.loc[goal["accuracy"].idxmax()]
-            row["goal node at '='"] = f"{best['accuracy']:.3f} ({best['site']} L{best['layer']})"
+            best = goal.loc[seed] if seed in goal.index else goal.iloc[0]
+            row["goal node at '='"] = f"{over_seeds(goal['accuracy'])} ({best['site']} L{best['layer']})"
         patch = mine(patched)
         if len(patch):
             if patch["recovered"].notna().any():
@@ -218,8 +255,9 @@ def write_report(run_dir: str | Path) -> Path:
         "<h2>Summary</h2>",
         f"<p>One row per model, on {int(results['n_graphs'].iloc[0])} held-out graphs of G({degree},{int(results['path_length'].iloc[0])},"
         f"{int(results['num_nodes'].iloc[0])}). r2 is the first decision (chance {1 / degree:.2f}, as for the goal arm); "
-        "<code>eq</code> is the '=' token. One seed per model: the numbers carry no spread "
-        "(a study over seeds gives it: <code>workbench study</code>). Probe columns: the best of every hook and position probed; "
+        "<code>eq</code> is the '=' token. A model trained with more than one seed (the main job trains its first model twice) "
+        "shows the mean over seeds with the range and the number of seeds for accuracy and the goal node at '='; every other number is one seed's "
+        "and carries no spread (a study over seeds gives it: <code>workbench study</code>). Probe columns: the best of every hook and position probed; "
         "control task = the same probe on Hewitt &amp; Liang control labels; untrained = the same probe on the model before training. "
         "Patching recovery: the largest share of r2's logit difference restored by one clean activation when the goal is moved to another arm.</p>",
         table_html(summary, index=False),
