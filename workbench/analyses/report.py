@@ -87,12 +87,14 @@ def first_seeds(results: pd.DataFrame) -> pd.Series:
     return results.groupby(["arch", "objective"], sort=False)["seed"].min()
 
 
-def over_seeds(values: pd.Series, digits: int = 3) -> str:
-    """One number per seed -> 'mean (min-max, n seeds)', or the number alone for one seed."""
+def over_seeds(values: pd.Series, digits: int = 3, where: str = "") -> str:
+    """One number per seed -> 'mean (min-max, n seeds; where)', or 'number (where)' for one seed."""
     values = values.dropna()
-    if len(values) < 2:
-        return f"{values.iloc[0]:.{digits}f}" if len(values) else "n/a"
-    return f"{values.mean():.{digits}f} ({values.min():.{digits}f}-{values.max():.{digits}f}, {len(values)} seeds)"
+    if not len(values):
+        return "n/a"
+    spread = [f"{values.min():.{digits}f}-{values.max():.{digits}f}, {len(values)} seeds"] if len(values) > 1 else []
+    notes = "; ".join(spread + ([where] if where else []))
+    return f"{values.mean():.{digits}f}" + (f" ({notes})" if notes else "")
 
 
 def goal_at_eq_per_seed(probes: pd.DataFrame | None, arch: str, objective: str) -> pd.DataFrame:
@@ -210,7 +212,7 @@ def summary_table(results: pd.DataFrame, analyses: dict[str, pd.DataFrame | None
         goal = goal_at_eq_per_seed(probes, arch, objective)
         if len(goal):
             best = goal.loc[seed] if seed in goal.index else goal.iloc[0]
-            row["goal node at '='"] = f"{over_seeds(goal['accuracy'])} ({best['site']} L{best['layer']})"
+            row["goal node at '='"] = over_seeds(goal["accuracy"], where=f"{best['site']} L{best['layer']}")
         patch = mine(patched)
         if len(patch):
             if patch["recovered"].notna().any():
