@@ -274,7 +274,7 @@ def read_config(path: str | Path) -> tuple[RunConfig, int]:
     if payload["format"] == FORMAT_1 and isinstance(run, dict):
         run = _upgrade_format_1(run)
     try:
-        return RunConfig.from_dict(with_legacy_params(run) if isinstance(run, dict) else run, where="run", complete=True), step
+        return RunConfig.from_dict(with_legacy_params(run), where="run", complete=True), step
     except ValueError as error:
         raise CheckpointError(f"{file}: {error}") from None
 

@@ -217,6 +217,8 @@ def with_legacy_params(run: dict[str, Any]) -> dict[str, Any]:
     """A saved run (config.json, or the copy in the weights) with the objective parameters
     added since it was written set to what they meant then (``Params.LEGACY``), not to
     today's defaults: e.g. a masked run saved before ``goal_slot`` had no goal slot."""
+    if not isinstance(run, dict):
+        return run  # from_dict names the problem
     name, params = run.get("objective"), run.get("objective_params")
     if name not in REGISTRY or not (params is None or isinstance(params, dict)):
         return run  # from_dict names the problem

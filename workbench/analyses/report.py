@@ -87,6 +87,12 @@ def first_seeds(results: pd.DataFrame) -> pd.Series:
     return results.groupby(["arch", "objective"], sort=False)["seed"].min()
 
 
+def values_by_seed(results: pd.DataFrame) -> pd.Series:
+    """results' values indexed (arch, objective, metric, position, seed): one key without the
+    seed gives the model's values over its seeds."""
+    return results.set_index(["arch", "objective", "metric", "position", "seed"])["value"].sort_index()
+
+
 def over_seeds(values: pd.Series, digits: int = 3, where: str = "") -> str:
     """One number per seed -> 'mean (min-max, n seeds; where)', or 'number (where)' for one seed."""
     values = values.dropna()
@@ -110,13 +116,12 @@ def findings(results: pd.DataFrame, analyses: dict[str, pd.DataFrame | None], pr
     numbers are its first seed's; a model trained with more seeds also gets them side by side."""
     cheat, lookup, patched = (analyses.get(k) for k in ("cheat_test", "edge_lookup", "patching"))
     items = []
-    seeds = first_seeds(results)
-    by_seed = results.set_index(["arch", "objective", "seed", "metric", "position"])["value"]
+    seeds, value = first_seeds(results), values_by_seed(results)
     for arch, objective in results[["arch", "objective"]].drop_duplicates().itertuples(index=False):
         seed = seeds[(arch, objective)]
 
         def v(metric: str, position: str) -> float:
-            return by_seed.get((arch, objective, seed, metric, position), float("nan"))
+            return value.get((arch, objective, metric, position, seed), float("nan"))
 
         def mine(frame: pd.DataFrame) -> pd.DataFrame:
             return frame[(frame["arch"] == arch) & (frame["objective"] == objective) & (frame["seed"] == seed)]
@@ -156,10 +161,9 @@ def findings(results: pd.DataFrame, analyses: dict[str, pd.DataFrame | None], pr
                          f"patching {best['hook']} at {best['position']} recovers {best['recovered']:.0%} of it.")
             else:
                 text += f" Goal patching: moving the goal barely changes r2's logits (logit difference {first['ld_clean']:.2f} vs {first['ld_corrupted']:.2f}): its r2 does not use the goal."
-        model_seeds = sorted(results[(results["arch"] == arch) & (results["objective"] == objective)]["seed"].unique())
-        if len(model_seeds) > 1:
-            r2 = " / ".join(f"{by_seed.get((arch, objective, s, 'tf_accuracy', 'r2'), float('nan')):.1%}" for s in model_seeds)
-            text += f" Over its seeds {', '.join(map(str, model_seeds))}: r2 {r2} teacher-forced"
+        r2 = value[(arch, objective, "tf_accuracy", "r2")]  # one per seed
+        if len(r2) > 1:
+            text += f" Over its seeds {', '.join(map(str, r2.index))}: r2 {' / '.join(f'{a:.1%}' for a in r2)} teacher-forced"
             goal = goal_at_eq_per_seed(probes, arch, objective)
             if len(goal) > 1:
                 text += (f"; the goal node at '=' (best hook) {' / '.join(f'{a:.1%}' for a in goal['accuracy'])}, "
@@ -185,8 +189,7 @@ def summary_table(results: pd.DataFrame, analyses: dict[str, pd.DataFrame | None
     hook. Patching recovery: the largest share of r2's logit difference one clean activation
     restores (blank where moving the goal does not change r2)."""
     cheat, patched = analyses.get("cheat_test"), analyses.get("patching")
-    seeds = first_seeds(results)
-    value = results.set_index(["arch", "objective", "metric", "position", "seed"])["value"].sort_index()
+    seeds, value = first_seeds(results), values_by_seed(results)
     rows = []
     for arch, objective in results[["arch", "objective"]].drop_duplicates().itertuples(index=False):
         seed = seeds[(arch, objective)]
