@@ -12,37 +12,17 @@ objective costing more than 1.5x next_token's step should say why in its docstri
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
-from workbench.checkpoint import build_model_and_parts
 from workbench.config import apply_overrides, preset_config
-from workbench.objectives import OBJECTIVES, objective_class, objective_of, step_generator
-from workbench.task import generate
-from workbench.train import structured_samples
+from workbench.objectives import OBJECTIVES, objective_class
+from workbench.study.estimate import time_training_steps
 
 
 def step_time(arch: str, objective: str, steps: int, extra: list[str]) -> float:
-    config = apply_overrides(preset_config("cpu", objective=objective, arch=arch), extra)
-    spec, obj = config.task.graph, objective_of(config)
-    model, parts = build_model_and_parts(config)
-    params = list(model.parameters()) + (list(parts.parameters()) if parts is not None else [])
-    optimizer = torch.optim.AdamW(params, lr=config.train.lr)
-    batch = config.train.batch_size
-    graphs = generate(spec, batch * (steps + 3), seed=0)
-    for step in range(steps + 3):
-        if step == 3:
-            start = time.perf_counter()
-        chunk = graphs[step * batch : (step + 1) * batch]
-        if config.train.structured_samples:
-            chunk = structured_samples(chunk[: batch // spec.degree])
-        out = obj.loss(model, parts, obj.training_batch(chunk, step_generator(0, step)), spec)
-        optimizer.zero_grad(set_to_none=True)
-        out.total.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-    return (time.perf_counter() - start) / steps
+    """Seconds per trainer step of the cpu preset on the CPU (the study calibration's timer)."""
+    return time_training_steps(apply_overrides(preset_config("cpu", objective=objective, arch=arch), [*extra, "train.device=cpu"]), steps, warmup=3)
 
 
 def main() -> None:

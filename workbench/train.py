@@ -292,9 +292,12 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 def comparable_settings(config: RunConfig) -> dict[str, Any]:
     """The settings that must match to resume: everything but where and how it computes
-    (device, and Mamba's scan implementation, which compute the same function)."""
+    (device, and Mamba's scan implementation, which compute the same function) and which
+    extra model-only copies it keeps (``snapshot_every``: they are written beside the
+    checkpoint and never read back by training)."""
     raw = config.to_dict()
     raw["train"].pop("device")
+    raw["train"].pop("snapshot_every")
     raw["model"].pop("scan", None)
     return raw
 

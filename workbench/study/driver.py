@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from workbench.study.estimate import estimate, format_duration, logged_progress
+from workbench.study.estimate import calibrate, calibration, estimate, format_duration, logged_progress
 from workbench.study.run import ROW_COLUMNS, checkpoint_dir, execute_run, is_done, result_dir
 from workbench.study.spec import IDENTITY, Study, StudyRun
 from workbench.text_format import atomic_write_text
@@ -37,10 +37,14 @@ def plan(study: Study, subset: list[str] | None = None) -> tuple[list[StudyRun],
     return runs, (study.select(runs, subset) if subset else runs), notes
 
 
-def dry_run(study: Study, out: Path, subset: list[str] | None = None, cpus: int | None = None) -> list[str]:
-    """Lines listing the selected runs, each with its state and estimated time, and the total."""
+def dry_run(study: Study, out: Path, subset: list[str] | None = None, cpus: int | None = None, calibrate_steps: int = 0) -> list[str]:
+    """Lines listing the selected runs, each with its state and estimated time, and the total.
+    ``calibrate_steps`` > 0 first times that many training steps of each distinct kind of run
+    that is not finished, on this machine (``estimate.calibrate``)."""
     _, selected, notes = plan(study, subset)
-    estimates = estimate(selected, out, study.stages)
+    if calibrate_steps:
+        calibrate([run for run in selected if not is_done(out, run, study.stages)], out, study.cpus_per_run, calibrate_steps)
+    estimates = estimate(selected, out, study.stages, study.probes, calibration(out, study.cpus_per_run))
     lines = [f"study {study.name}: {len(selected)} runs ({', '.join(study.stages)}), output {out}", *notes]
     total, unknown, todo = 0.0, 0, 0
     for run, guess in zip(selected, estimates):
@@ -135,7 +139,7 @@ def _follow(study: Study, out: Path, todo: list[StudyRun], pending: dict, progre
 
     failed: dict[str, str] = {}
     total, finished, started = len(todo), 0, time.perf_counter()
-    guesses = {g.run: g for g in estimate(todo, out, study.stages)}
+    guesses = {g.run: g for g in estimate(todo, out, study.stages, study.probes, calibration(out, study.cpus_per_run))}
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1, timeout=poll_s)
         for ref in ready:

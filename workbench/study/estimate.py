@@ -3,24 +3,36 @@
 Where a number comes from, in order of preference:
 1. the run's own trainer log (``metrics.jsonl``: step and elapsed seconds at each
    evaluation, which include the evaluations themselves) when the run has started;
-2. the median rate of the study's runs already trained with the same arch, preset and model
-   size (their logs, as in 1);
-3. ``MEASURED_RATES``: cpu-preset training rates measured on this project's 2-core CPU at one
-   torch thread per run (the study's default), scaled by the model's layers relative to the
-   preset. Stage times (evaluation, probes, patching) come from the study's finished runs
-   (``done.json``) where there are some, else from ``STAGE_SECONDS``.
+2. the median rate of the study's finished runs of the same kind (``step_key``: the same
+   config but for seed and schedule; their logs, as in 1);
+3. a calibration on this machine (``--dry-run --calibrate``): a few of the trainer's own
+   steps of each distinct kind of run in the selection, timed at the study's threads per run
+   and kept in ``OUT/calibration.json`` for this machine's CPU;
+4. the median rate of the study's finished runs of the same arch, preset and model size,
+   any objective or graph (coarse: mtp's step is twice next_token's);
+5. ``MEASURED_RATES``: cpu-preset training rates measured on this project's 2-core CPU,
+   scaled by the model's layers relative to the preset; another machine can be several times
+   faster or slower, which is what 3 is for.
+Stage times (evaluation, probes, patching) come from the study's finished runs
+(``done.json``) where there are some, else from ``STAGE_SECONDS`` (measured on cpu-preset GPT
+runs of G(2,3,50); probes scaled by the number of probe sites).
 A run with none of these has no estimate, and the total says how many such runs it left out.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import platform
 import statistics
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from workbench.config import RunConfig
 from workbench.study.run import checkpoint_dir, result_dir
-from workbench.study.spec import StudyRun
+from workbench.study.spec import ProbeSettings, StudyRun
+from workbench.text_format import atomic_write_text
 
 # Training steps per second (evaluations included) of one cpu-preset run, from the main job's
 # measured times on this project's 2-core CPU (README, 2026-11-25: G(2,5,50), two torch
@@ -31,9 +43,12 @@ from workbench.study.spec import StudyRun
 # loaded machine can be several times slower.)
 MEASURED_RATES: dict[tuple[str, str], float] = {("gpt", "cpu"): 1_500 / 131, ("mamba", "cpu"): 1_000 / 193}
 PRESET_LAYERS = {("gpt", "cpu"): 2, ("mamba", "cpu"): 2}
-# Seconds per stage of one cpu-preset run with the shipped studies' settings, where the
-# study has no finished run to measure: not measured yet (None = no estimate for the stage).
-STAGE_SECONDS: dict[str, float | None] = {"evaluate": None, "probes": None, "patching": None}
+# Seconds per stage of one cpu-preset run, where the study has no finished run to measure:
+# medians of six GPT runs of studies/remedies.toml on G(2,3,50) (2026-11-26, one thread per run,
+# two at a time, the machine 2.8x slower than the one behind MEASURED_RATES): evaluation on
+# 5,000 graphs 6.4 s, patching on 1,000 graphs 7.1 s, probes 10.6 s for 2 targets x 1
+# position x 3 hooks, i.e. ~1.8 s per probe site (scaled by ``probe_sites``).
+STAGE_SECONDS: dict[str, float | None] = {"evaluate": 6.4, "probes": 10.6 / 6, "patching": 7.1}
 
 
 @dataclass
@@ -42,7 +57,7 @@ class RunEstimate:
     steps_done: int
     steps: int
     steps_per_s: float | None
-    source: str  # "own log", "study logs", "measured table" or "none"
+    source: str  # "own log", "study logs, same kind", "calibrated here", "study logs, same size", "measured table" or "none"
     stage_s: float  # the stages with a measured time
     unmeasured_stages: tuple[str, ...] = ()  # stages without one (not in the estimate)
 
@@ -73,33 +88,144 @@ def _size(run: StudyRun) -> tuple:
     return run.arch, run.preset, run.config.model.n_layers, run.config.model.d_model
 
 
-def estimate(runs: list[StudyRun], out: Path, stages: tuple[str, ...]) -> list[RunEstimate]:
+def probe_sites(run: StudyRun, probes: ProbeSettings) -> int:
+    """How many probes (target x position x hook) the probes stage fits for ``run``: the
+    embedding hook once, every per-layer hook once per layer."""
+    hooks = sum(1 if hook == "embed" else run.config.model.n_layers for hook in probes.hooks if hook != "ssm_state" or run.arch == "mamba")
+    return len(probes.targets) * len(probes.positions) * hooks
+
+
+def step_key(config: RunConfig) -> str:
+    """What a training step's time depends on: the config without the seed, the schedule and
+    the file-keeping settings (a short hash, the key of ``calibration.json``)."""
+    from workbench.train import comparable_settings
+
+    raw = comparable_settings(config)
+    for key in ("seed", "steps", "warmup_steps", "eval_every", "eval_graphs", "save_every", "lr", "min_lr_ratio"):
+        raw["train"].pop(key, None)
+    raw["task"] = {k: raw["task"][k] for k in ("degree", "path_length", "num_nodes")}
+    return hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def time_training_steps(config: RunConfig, steps: int = 5, warmup: int = 2) -> float:
+    """Seconds per training step of ``config`` on this machine at the current torch threads:
+    the trainer's own step (the objective's batch and loss with its extra parts, backward,
+    clip, AdamW) on freshly generated graphs, timed after ``warmup`` steps."""
+    import torch
+
+    from workbench.checkpoint import build_model_and_parts
+    from workbench.objectives import objective_of, step_generator
+    from workbench.task import generate
+    from workbench.train import structured_samples
+
+    from workbench.train import resolve_device
+
+    spec, objective, cfg = config.task.graph, objective_of(config), config.train
+    device = resolve_device(cfg.device)
+    model, parts = build_model_and_parts(config, device)
+    params = list(model.parameters()) + (list(parts.parameters()) if parts is not None else [])
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr)
+    graphs = generate(spec, cfg.batch_size * (steps + warmup), seed=0)
+    model.train()
+    for step in range(steps + warmup):
+        if step == warmup:
+            start = time.perf_counter()
+        chunk = graphs[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+        if cfg.structured_samples:
+            chunk = structured_samples(chunk[: cfg.batch_size // spec.degree])
+        batch = {k: v.to(device) for k, v in objective.training_batch(chunk, step_generator(0, step)).items()}
+        terms = objective.loss(model, parts, batch, spec)
+        optimizer.zero_grad(set_to_none=True)
+        terms.total.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        optimizer.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) / steps
+
+
+def machine() -> str:
+    """This machine's CPU model (a calibration holds for the machine it was measured on)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def calibrate(runs: list[StudyRun], out: Path, threads: float, steps: int = 5, say=print) -> dict[str, float]:
+    """Steps per second of each distinct ``step_key`` among ``runs``, measured here at
+    ``threads`` torch threads one at a time (on the device each run's config asks for), merged
+    into ``OUT/calibration.json`` (kept per machine and thread count, reused by later dry
+    runs). Evaluations during training are not in it: a run's own log replaces it once it
+    starts."""
+    import torch
+
+    file = Path(out) / "calibration.json"
+    where = f"{machine()} | {max(1, int(threads))} thread(s)"
+    saved = json.loads(file.read_text()) if file.exists() else {}
+    rates: dict[str, float] = saved.get(where, {})
+    missing = {step_key(run.config): run for run in runs if step_key(run.config) not in rates}
+    if missing:
+        previous = torch.get_num_threads()
+        torch.set_num_threads(max(1, int(threads)))
+        try:
+            for i, (key, run) in enumerate(missing.items(), 1):
+                seconds = time_training_steps(run.config, steps)
+                rates[key] = 1 / seconds
+                say(f"calibrate [{i}/{len(missing)}] {run.name}: {1000 * seconds:.0f} ms/step")
+        finally:
+            torch.set_num_threads(previous)
+        atomic_write_text(file, json.dumps({**saved, where: rates}, indent=1) + "\n")
+    return rates
+
+
+def calibration(out: Path, threads: float) -> dict[str, float]:
+    """The rates ``calibrate`` saved for this machine and thread count ({} if none)."""
+    file = Path(out) / "calibration.json"
+    if not file.exists():
+        return {}
+    return json.loads(file.read_text()).get(f"{machine()} | {max(1, int(threads))} thread(s)", {})
+
+
+def estimate(runs: list[StudyRun], out: Path, stages: tuple[str, ...], probes: ProbeSettings | None = None,
+             calibrated: dict[str, float] | None = None) -> list[RunEstimate]:
     """One estimate per run (see the module docstring for the sources)."""
-    measured: dict[tuple, list[float]] = {}
+    probes = probes or ProbeSettings()
+    calibrated = calibrated or {}
+    measured: dict[tuple | str, list[float]] = {}  # finished runs' rates by kind (step_key) and by size
     stage_times: dict[str, list[float]] = {}
     for run in runs:
         step, rate = logged_progress(checkpoint_dir(out, run))
         if rate and step >= run.config.train.steps:
+            measured.setdefault(step_key(run.config), []).append(rate)
             measured.setdefault(_size(run), []).append(rate)
         done = result_dir(out, run) / "done.json"
         if done.exists():
             for stage, seconds in json.loads(done.read_text()).get("stages", {}).items():
                 if seconds is not None:
                     stage_times.setdefault(stage, []).append(seconds)
-    stage_s, unknown_stages = 0.0, []
-    for stage in stages:
-        if stage in stage_times:
-            stage_s += statistics.median(stage_times[stage])
-        elif STAGE_SECONDS.get(stage) is not None:
-            stage_s += STAGE_SECONDS[stage]
-        else:
-            unknown_stages.append(stage)
     estimates = []
     for run in runs:
+        stage_s, unknown_stages = 0.0, []
+        for stage in stages:
+            if stage in stage_times:
+                stage_s += statistics.median(stage_times[stage])
+            elif STAGE_SECONDS.get(stage) is not None:
+                stage_s += STAGE_SECONDS[stage] * (probe_sites(run, probes) if stage == "probes" else 1)
+            else:
+                unknown_stages.append(stage)
         step, rate = logged_progress(checkpoint_dir(out, run))
         source = "own log" if rate else "none"
+        if not rate and step_key(run.config) in measured:
+            rate, source = statistics.median(measured[step_key(run.config)]), "study logs, same kind"
+        if not rate and step_key(run.config) in calibrated:
+            rate, source = calibrated[step_key(run.config)], "calibrated here"
         if not rate and _size(run) in measured:
-            rate, source = statistics.median(measured[_size(run)]), "study logs"
+            rate, source = statistics.median(measured[_size(run)]), "study logs, same size"
         if not rate and MEASURED_RATES.get((run.arch, run.preset)):
             rate = MEASURED_RATES[run.arch, run.preset] * PRESET_LAYERS[run.arch, run.preset] / run.config.model.n_layers
             source = "measured table"

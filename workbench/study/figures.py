@@ -2,9 +2,11 @@
 
 ``per_seed`` reduces each run to the handful of numbers its page reports (r2 and path
 accuracy, the best goal-arm probe at ``eq`` with the control task and untrained model at the
-same hook, the goal node at ``eq``, the best patching recovery); ``summary`` gives their mean
-and spread over seeds per (objective, arch, graph, overrides). The remedies figure plots the
-accuracies per seed; the depth figure is a heatmap of r2 accuracy over layers x path length.
+same hook, the goal node and r2's node at ``eq``, the best patching recovery anywhere and at
+``eq``); ``summary`` gives their mean and spread over seeds per (objective, arch, graph,
+overrides). The remedies figure plots the accuracies per seed; the depth figure is a heatmap
+of r2 accuracy over layers x path length; the solvers figure sets what a probe decodes beside
+what patching shows is used, layer by layer, at ``eq`` and at the slot that predicts r2.
 """
 
 from __future__ import annotations
@@ -27,8 +29,12 @@ MEASURES = {  # column of per_seed -> what the page calls it
     "arm_probe_control": "its control task",
     "arm_probe_untrained": "its untrained model",
     "goal_at_eq": "goal node at eq (best hook)",
+    "node_r2_at_eq": "r2 node at eq (best hook)",
     "patching_recovered": "patching recovery (best site)",
+    "patching_at_eq": "patching recovery at eq (best layer)",
 }
+# The probe target a measure needs: a study that does not probe it shows no column for it.
+MEASURE_TARGET = {"arm_probe": "arm", "arm_probe_control": "arm", "arm_probe_untrained": "arm", "goal_at_eq": "goal", "node_r2_at_eq": "node_r2"}
 
 
 def per_seed(table: pd.DataFrame) -> pd.DataFrame:
@@ -48,12 +54,15 @@ def per_seed(table: pd.DataFrame) -> pd.DataFrame:
             at_hook = run[(run["hook"] == best["hook"]) & (run["position"] == "eq")].set_index("metric")["value"]
             row.update(arm_probe=best["value"], arm_probe_hook=best["hook"], arm_probe_control=at_hook.get("probe_arm_control", np.nan),
                        arm_probe_untrained=at_hook.get("probe_arm_untrained", np.nan))
-        goal = run[(run["metric"] == "probe_goal") & (run["position"] == "eq")]
-        row["goal_at_eq"] = goal["value"].max() if len(goal) else np.nan
+        for measure, metric in (("goal_at_eq", "probe_goal"), ("node_r2_at_eq", "probe_node_r2")):
+            probed = run[(run["metric"] == metric) & (run["position"] == "eq")]
+            row[measure] = probed["value"].max() if len(probed) else np.nan
         patched = run[run["metric"] == "patching_recovered"].dropna(subset=["value"])
         if len(patched):
             best = patched.loc[patched["value"].idxmax()]
             row.update(patching_recovered=best["value"], patching_site=f"{best['hook']} @ {best['position']}")
+            at_eq = patched[patched["position"] == "eq"]
+            row["patching_at_eq"] = at_eq["value"].max() if len(at_eq) else np.nan
         rows.append(row)
     return pd.DataFrame(rows).reindex(columns=[*identity, *MEASURES, "arm_probe_hook", "patching_site"])
 
@@ -68,17 +77,19 @@ def summary(seeds: pd.DataFrame) -> pd.DataFrame:
 
 STAGE_MEASURES = {
     "evaluate": ("r2_accuracy", "path_accuracy"),
-    "probes": ("arm_probe", "arm_probe_control", "arm_probe_untrained", "goal_at_eq"),
-    "patching": ("patching_recovered",),
+    "probes": ("arm_probe", "arm_probe_control", "arm_probe_untrained", "goal_at_eq", "node_r2_at_eq"),
+    "patching": ("patching_recovered", "patching_at_eq"),
 }
 
 
-def mean_pm(frame: pd.DataFrame, stages: tuple[str, ...]) -> pd.DataFrame:
+def mean_pm(frame: pd.DataFrame, stages: tuple[str, ...], targets: tuple[str, ...] = ("arm", "goal")) -> pd.DataFrame:
     """``summary`` as display strings "0.504 ± 0.004 (3)": mean ± sd over seeds (n seeds),
-    for the measures of the study's ``stages``. A measure no seed defines (patching recovery
-    where moving the goal does not change r2) reads "undefined"."""
+    for the measures of the study's ``stages`` (probe measures only for the probed
+    ``targets``). A measure no seed defines (patching recovery where moving the goal does not
+    change r2) reads "undefined"."""
     shown = frame[GROUP].copy()
-    for measure in (m for stage in stages for m in STAGE_MEASURES[stage]):
+    measures = [m for stage in stages for m in STAGE_MEASURES[stage] if MEASURE_TARGET.get(m) in (None, *targets)]
+    for measure in measures:
         mean, std, count = frame[f"{measure} mean"], frame[f"{measure} std"], frame[f"{measure} count"]
         shown[MEASURES[measure]] = [
             "undefined" if n == 0 else f"{m:.3f}" + ("" if n < 2 else f" ± {s:.3f}") + f" ({n})" for m, s, n in zip(mean, std, count.astype(int))
@@ -130,6 +141,45 @@ def plot_depth(seeds: pd.DataFrame, layers: dict[str, int], path_lengths: dict[s
         ax.set_visible(False)
     figure.suptitle("Depth: first-decision (r2) accuracy over layers x path length (degree 2, mean over seeds; chance 0.5)")
     figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return Path(path)
+
+
+def plot_solvers(table: pd.DataFrame, path: str | Path, positions: tuple[str, ...] = ("eq", "r1")) -> Path:
+    """What is decodable against what is used, layer by layer: the linear probe for r2's node
+    (top row; dashed: the same probe on the untrained model, dotted: on the control task) and
+    the share of r2's logit difference that patching the clean activation into a goal-moved run
+    recovers (bottom row), at each of ``positions``, per objective (lines: mean over seeds;
+    bands: their range). Columns: graph x position. Read from ``study.csv`` alone."""
+    from workbench.probes.activations import hook_layer
+
+    table = table.fillna({"hook": ""})
+    table = table[table["position"].isin(positions) & (table["hook"] != "")].assign(layer=lambda t: t["hook"].map(hook_layer))
+    rows = [("probe_node_r2", "decodable: r2 node probe accuracy"), ("patching_recovered", "used: share of r2's logit\ndifference a goal patch recovers")]
+    columns = [(graph, position) for graph in table["graph"].unique() for position in positions]
+    figure, axes = plt.subplots(len(rows), len(columns), figsize=(4.2 * len(columns), 3.4 * len(rows)), squeeze=False, sharey="row")
+    palette = dict(zip(table["objective"].unique(), sns.color_palette("tab10")))
+    for j, (graph, position) in enumerate(columns):
+        at = table[(table["graph"] == graph) & (table["position"] == position)]
+        for i, (metric, label) in enumerate(rows):
+            ax = axes[i, j]
+            for suffix, style in (("", "-"), ("_untrained", "--"), ("_control", ":")) if metric.startswith("probe") else (("", "-"),):
+                lines = at[at["metric"] == metric + suffix].dropna(subset=["value"])
+                if len(lines):
+                    sns.lineplot(data=lines, x="layer", y="value", hue="objective", palette=palette, estimator="mean", errorbar=("pi", 100),
+                                 linestyle=style, marker="o" if not suffix else None, ax=ax, legend=bool(i == 0 and j == 0 and not suffix))
+            values = at[at["metric"].str.startswith(metric)]["value"]
+            ax.set_ylim(min(-0.02, values.min() if len(values) else 0), max(1.02, values.max() if len(values) else 1))
+            ax.set_title(f"{graph}, at {'=' if position == 'eq' else 'slot ' + position}", fontsize=10)
+            ax.set_xlabel("layer (0 = embedding)")
+            ax.set_ylabel(label if j == 0 else "")
+            ax.xaxis.get_major_locator().set_params(integer=True)
+    if axes[0, 0].get_legend():
+        sns.move_legend(axes[0, 0], "upper left", title="objective (dashed: untrained,\ndotted: control task)", fontsize=8, title_fontsize=8)
+    figure.suptitle("Decodable vs used, by layer and position. Top: a linear probe for r2's node.\n"
+                    "Bottom: the goal moved to another arm, one clean activation put back.\nLines: mean over seeds; bands: their range.")
+    figure.tight_layout(rect=(0, 0, 1, 1 - 0.3 / figure.get_figheight()))
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return Path(path)

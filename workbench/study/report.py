@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from workbench.analyses.report import STYLE, details, img, table_html
-from workbench.study.figures import mean_pm, per_seed, plot_depth, plot_remedies, summary
+from workbench.study.figures import mean_pm, per_seed, plot_depth, plot_remedies, plot_solvers, summary
 from workbench.study.spec import Study
 from workbench.text_format import atomic_write_text
 
@@ -22,6 +22,11 @@ INTRO = {
     "largest share of r2's logit difference that one clean activation restores when the goal is moved to another arm.",
     "depth": "How many hops can a model of this depth learn from r2's supervision? r2 accuracy over layers and path length "
     "(degree 2): first_decision_only puts loss on r2 alone, next_token on every answer token.",
+    "solvers": "What the models that solve a graph know before their first decision, beside next_token (which does not solve it). "
+    "A linear probe asks whether r2's node is decodable at '=' (before any answer token) and at the slot r1 (whose output is r2 under "
+    "the forward objectives); patching asks whether it is used: the goal is moved to another arm and one clean activation is put back; "
+    "the share of r2's logit difference it restores says whether that site carries the goal to the decision. "
+    "Decodable is not the same as used: the figure sets the two side by side.",
     "none": "",
 }
 
@@ -38,7 +43,9 @@ def write_study_report(study: Study, out: str | Path, table: pd.DataFrame) -> Pa
     elif study.figure == "depth":
         runs, _ = study.runs()
         plot_depth(seeds, {r.name: r.config.model.n_layers for r in runs}, {r.name: r.config.task.path_length for r in runs}, figure)
-    shown = mean_pm(stats, study.stages)
+    elif study.figure == "solvers":
+        plot_solvers(table, figure)
+    shown = mean_pm(stats, study.stages, study.probes.targets if "probes" in study.stages else ())
     per_run = seeds.drop(columns=["study"]).set_index(["objective", "arch", "graph", "overrides", "seed"])
     n_runs, grid_runs = table["run"].nunique(), len(study.runs()[0])
     parts = [

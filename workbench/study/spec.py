@@ -2,7 +2,7 @@
 
     [study]
     name = "remedies"
-    figure = "remedies"                 # which page and figure: "remedies", "depth" or "none"
+    figure = "remedies"                 # which page and figure: "remedies", "depth", "solvers" or "none"
     objectives = "all"                  # or a list; "all" = every objective of workbench.objectives.REGISTRY
     archs = ["gpt", "mamba"]
     graphs = ["2,3,50", "2,5,50"]
@@ -43,7 +43,7 @@ from workbench.config import ARCHS, RunConfig, apply_overrides, preset_config
 from workbench.objectives import OBJECTIVES, objective_class
 
 STAGES = ("evaluate", "probes", "patching")
-FIGURES = ("remedies", "depth", "none")
+FIGURES = ("remedies", "depth", "solvers", "none")
 IDENTITY = ("study", "objective", "arch", "graph", "preset", "overrides", "seed", "run")
 SUBSET_KEYS = ("objectives", "archs", "graphs", "presets", "overrides", "seeds", "runs")
 
@@ -252,6 +252,9 @@ def load_study(path: str | Path) -> Study:
         probe_settings = ProbeSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in probes.items()})
     except TypeError as error:
         raise ValueError(f"{path}: [probes]: {error}") from None
+    if figure == "solvers" and not ({"probes", "patching"} <= set(stages) and "node_r2" in probe_settings.targets):
+        raise ValueError(f"{path}: figure = \"solvers\" sets the r2 node probe beside goal patching: it needs stages "
+                         f"\"probes\" and \"patching\" and [probes] targets with \"node_r2\" (has stages {list(stages)}, targets {list(probe_settings.targets)})")
     study = Study(
         name=head.get("name", path.stem), figure=figure, objectives=tuple(objectives), archs=archs,
         graphs=strings(head, "graphs", ["2,5,50"]), presets=strings(head, "presets", ["cpu"]), seeds=tuple(seeds),

@@ -1,0 +1,111 @@
+"""A study's time estimates (without Ray): which runs share a step rate, the calibration on
+this machine and the order of the rate sources; and the measures and figure of the solvers
+page, computed from a study.csv whose numbers are known."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from test_study import tiny_study
+from workbench.study import dry_run, load_study
+from workbench.study.estimate import STAGE_SECONDS, estimate, probe_sites, step_key
+from workbench.study.figures import mean_pm, per_seed, plot_solvers, summary
+from workbench.study.run import checkpoint_dir
+
+
+def test_runs_share_a_step_key_when_only_seed_and_schedule_differ(tmp_path):
+    study = load_study(tiny_study(tmp_path, objectives='["next_token", "mtp"]', overrides='[["train.steps=40"], ["train.steps=80"]]'))
+    runs, _ = study.runs()
+    keys = {(r.objective, r.overrides, r.seed): step_key(r.config) for r in runs}
+    assert keys["next_token", "train.steps=40", 0] == keys["next_token", "train.steps=80", 1]  # seed and steps do not change a step
+    assert keys["next_token", "train.steps=40", 0] != keys["mtp", "train.steps=40", 0]
+    from workbench.config import apply_overrides
+
+    config = runs[0].config
+    for change in ("model.n_layers=2", "train.batch_size=64", "task.path_length=4", "train.structured_samples=true"):
+        assert step_key(apply_overrides(config, [change])) != step_key(config), change
+    assert step_key(apply_overrides(config, ["train.snapshot_every=10", "train.lr=0.1"])) == step_key(config)
+
+
+def test_calibration_times_each_kind_of_run_once_and_is_reused(tmp_path, capsys):
+    study = load_study(tiny_study(tmp_path, objectives='["next_token", "mtp"]'))
+    out = tmp_path / "out"
+    lines = dry_run(study, out, cpus=2, calibrate_steps=2)
+    timed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("calibrate [")]
+    assert len(timed) == 2  # two objectives x two seeds: two kinds of step
+    saved = json.loads((out / "calibration.json").read_text())
+    (machine,) = saved
+    assert machine.endswith("| 1 thread(s)") and len(saved[machine]) == 2 and all(rate > 0 for rate in saved[machine].values())
+    runs = [line for line in lines if line.startswith("  gpt-")]
+    assert len(runs) == 4 and all("(calibrated here)" in line for line in runs)
+    rate = {line.split()[0]: re.search(r"([\d.]+) steps/s", line).group(1) for line in runs}
+    assert rate["gpt-mtp-G2_3_10-cpu-steps40-s0"] == rate["gpt-mtp-G2_3_10-cpu-steps40-s1"]
+
+    again = dry_run(study, out, cpus=2, calibrate_steps=2)  # already calibrated: nothing timed, the same estimates
+    assert "calibrate [" not in capsys.readouterr().out and again == lines
+    assert json.loads((out / "calibration.json").read_text()) == saved
+
+
+def test_estimates_prefer_the_run_log_then_finished_runs_of_the_same_kind_then_calibration(tmp_path):
+    study = load_study(tiny_study(tmp_path, objectives='["next_token", "mtp"]'))
+    runs, _ = study.runs()
+    out = tmp_path / "out"
+    by = {(r.objective, r.seed): r for r in runs}
+    log = checkpoint_dir(out, by["next_token", 0])
+    log.mkdir(parents=True)
+    (log / "metrics.jsonl").write_text(json.dumps({"step": 0, "elapsed_s": 0.0}) + "\n" + json.dumps({"step": 40, "elapsed_s": 4.0}) + "\n")
+    calibrated = {step_key(by["next_token", 1].config): 50.0, step_key(by["mtp", 0].config): 20.0}
+    guesses = {(g.run.split("-")[1], int(g.run[-1])): g for g in estimate(runs, out, ("evaluate",), study.probes, calibrated)}
+    assert (guesses["next_token", 0].source, guesses["next_token", 0].steps_per_s) == ("own log", 10.0)
+    assert guesses["next_token", 0].seconds == pytest.approx(STAGE_SECONDS["evaluate"])  # trained: only the stage is left
+    assert (guesses["next_token", 1].source, guesses["next_token", 1].steps_per_s) == ("study logs, same kind", 10.0)
+    assert (guesses["mtp", 1].source, guesses["mtp", 1].steps_per_s) == ("calibrated here", 20.0)
+    assert guesses["mtp", 1].seconds == pytest.approx(40 / 20.0 + STAGE_SECONDS["evaluate"])
+    assert probe_sites(by["mtp", 0], study.probes) == 2 * 1 * (1 + 1)  # arm, goal x eq x (embed + 1 layer)
+    probes_only = estimate(runs[:1], tmp_path / "empty", ("probes",), study.probes)[0]
+    assert probes_only.stage_s == pytest.approx(STAGE_SECONDS["probes"] * 4)
+
+
+def _study_csv() -> pd.DataFrame:
+    """Two objectives x two seeds of a 2-layer model with known probe and patching values."""
+    rows = []
+    for objective, seed, r2, node_eq, patch_eq in (("a", 0, 1.0, 0.9, 0.1), ("a", 1, 0.9, 0.7, 0.3), ("b", 0, 0.5, 0.2, np.nan), ("b", 1, 0.5, 0.4, np.nan)):
+        run = dict(study="s", objective=objective, arch="gpt", graph="G(2,3,50)", preset="cpu", overrides="", seed=seed, run=f"{objective}{seed}")
+        rows.append(run | dict(metric="tf_accuracy", hook="", position="r2", value=r2))
+        rows.append(run | dict(metric="greedy_accuracy", hook="", position="path", value=r2))
+        for layer, hook in enumerate(("hook_embed", "blocks.0.hook_resid_post", "blocks.1.hook_resid_post")):
+            for position, scale in (("eq", 1.0), ("r1", 0.5)):
+                for metric, value in (("probe_arm", 0.5), ("probe_goal", 0.3 * layer), ("probe_node_r2", node_eq * scale * layer / 2),
+                                      ("probe_node_r2_control", 0.1), ("probe_node_r2_untrained", 0.2), ("patching_recovered", patch_eq * scale * layer / 2)):
+                    rows.append(run | dict(metric=metric, hook=hook, position=position, value=value))
+            rows.append(run | dict(metric="patching_recovered", hook=hook, position="r1", value=1.0 if objective == "a" else np.nan))
+    return pd.DataFrame(rows).drop_duplicates(["run", "metric", "hook", "position"], keep="last")
+
+
+def test_solver_measures_read_the_r2_node_and_patching_at_eq(tmp_path):
+    seeds = per_seed(_study_csv()).set_index("run")
+    assert seeds.loc["a0", "node_r2_at_eq"] == pytest.approx(0.9) and seeds.loc["b1", "node_r2_at_eq"] == pytest.approx(0.4)
+    assert seeds.loc["a1", "patching_at_eq"] == pytest.approx(0.3) and seeds.loc["a1", "patching_recovered"] == 1.0
+    assert np.isnan(seeds.loc["b0", "patching_at_eq"]) and np.isnan(seeds.loc["b0", "patching_recovered"])
+    shown = mean_pm(summary(per_seed(_study_csv())), ("evaluate", "probes", "patching"), ("arm", "goal", "node_r2")).set_index("objective")
+    assert shown.loc["a", "r2 node at eq (best hook)"] == "0.800 ± 0.141 (2)"
+    assert shown.loc["a", "patching recovery at eq (best layer)"] == "0.200 ± 0.141 (2)"
+    assert shown.loc["b", "patching recovery at eq (best layer)"] == "undefined"
+    without = mean_pm(summary(per_seed(_study_csv())), ("evaluate", "probes"), ("arm", "goal"))
+    assert "r2 node at eq (best hook)" not in without.columns and "goal node at eq (best hook)" in without.columns
+    figure = plot_solvers(_study_csv(), tmp_path / "solvers.png")
+    assert figure.stat().st_size > 10_000
+
+
+def test_the_solvers_figure_needs_the_r2_node_probe_and_patching(tmp_path):
+    path = tiny_study(tmp_path, figure="solvers")
+    with pytest.raises(ValueError, match='figure = "solvers" .* targets with "node_r2"'):
+        load_study(path)
+    path.write_text(path.read_text().replace('targets = ["arm", "goal"]', 'targets = ["arm", "goal", "node_r2"]'))
+    assert load_study(path).figure == "solvers"
