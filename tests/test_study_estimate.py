@@ -15,7 +15,7 @@ import pytest
 from test_study import tiny_study
 from workbench.study import dry_run, load_study
 from workbench.study.estimate import STAGE_SECONDS, estimate, probe_sites, step_key
-from workbench.study.figures import mean_pm, per_seed, plot_solvers, summary
+from workbench.study.figures import mean_pm, per_seed, plot_solvers, solver_lines, summary
 from workbench.study.run import checkpoint_dir
 
 
@@ -47,9 +47,13 @@ def test_calibration_times_each_kind_of_run_once_and_is_reused(tmp_path, capsys)
     rate = {line.split()[0]: re.search(r"([\d.]+) steps/s", line).group(1) for line in runs}
     assert rate["gpt-mtp-G2_3_10-cpu-steps40-s0"] == rate["gpt-mtp-G2_3_10-cpu-steps40-s1"]
 
-    again = dry_run(study, out, cpus=2, calibrate_steps=2)  # already calibrated: nothing timed, the same estimates
+    again = dry_run(study, out, cpus=2)  # a later dry run reads the saved rates: nothing timed, the same estimates
     assert "calibrate [" not in capsys.readouterr().out and again == lines
-    assert json.loads((out / "calibration.json").read_text()) == saved
+    dry_run(study, out, cpus=2, calibrate_steps=2)  # asked again: timed again, the rates replaced (not added)
+    assert len([line for line in capsys.readouterr().out.splitlines() if line.startswith("calibrate [")]) == 2
+    assert json.loads((out / "calibration.json").read_text())[machine].keys() == saved[machine].keys()
+    (out / "calibration.json").write_text("{not json")  # a broken file costs the estimate, never the study
+    assert all("(calibrated here)" not in line for line in dry_run(study, out, cpus=2))
 
 
 def test_estimates_prefer_the_run_log_then_finished_runs_of_the_same_kind_then_calibration(tmp_path):
@@ -95,12 +99,19 @@ def test_solver_measures_read_the_r2_node_and_patching_at_eq(tmp_path):
     assert np.isnan(seeds.loc["b0", "patching_at_eq"]) and np.isnan(seeds.loc["b0", "patching_recovered"])
     shown = mean_pm(summary(per_seed(_study_csv())), ("evaluate", "probes", "patching"), ("arm", "goal", "node_r2")).set_index("objective")
     assert shown.loc["a", "r2 node at eq (best hook)"] == "0.800 ± 0.141 (2)"
-    assert shown.loc["a", "patching recovery at eq (best layer)"] == "0.200 ± 0.141 (2)"
-    assert shown.loc["b", "patching recovery at eq (best layer)"] == "undefined"
+    assert shown.loc["a", "patching recovery at eq (best site)"] == "0.200 ± 0.141 (2)"
+    assert shown.loc["b", "patching recovery at eq (best site)"] == "undefined"
     without = mean_pm(summary(per_seed(_study_csv())), ("evaluate", "probes"), ("arm", "goal"))
     assert "r2 node at eq (best hook)" not in without.columns and "goal node at eq (best hook)" in without.columns
-    figure = plot_solvers(_study_csv(), tmp_path / "solvers.png")
-    assert figure.stat().st_size > 10_000
+    table = _study_csv()
+    ssm = table[table["hook"] == "blocks.0.hook_resid_post"].assign(hook="blocks.0.mixer.hook_ssm_state", value=-5.0)
+    lines = solver_lines(pd.concat([table, ssm]))  # an SSM state sits at the same layer: it is not drawn
+    assert set(lines["hook"]) == {"hook_embed", "blocks.0.hook_resid_post", "blocks.1.hook_resid_post"} and set(lines["layer"]) == {0, 1, 2}
+    assert set(lines["metric"]) == {"probe_node_r2", "probe_node_r2_control", "probe_node_r2_untrained", "patching_recovered"}
+    assert set(lines["model"]) == {"a", "b"}
+    mixed = solver_lines(pd.concat([table, table.assign(arch="mamba", run=table["run"] + "m")]))
+    assert set(mixed["model"]) == {"a (gpt)", "a (mamba)", "b (gpt)", "b (mamba)"}
+    assert plot_solvers(table, tmp_path / "solvers.png").stat().st_size > 10_000
 
 
 def test_the_solvers_figure_needs_the_r2_node_probe_and_patching(tmp_path):
@@ -109,3 +120,23 @@ def test_the_solvers_figure_needs_the_r2_node_probe_and_patching(tmp_path):
         load_study(path)
     path.write_text(path.read_text().replace('targets = ["arm", "goal"]', 'targets = ["arm", "goal", "node_r2"]'))
     assert load_study(path).figure == "solvers"
+
+
+def test_a_run_finished_before_a_setting_became_incidental_still_reads_done(tmp_path):
+    """done.json files written while snapshot_every (and the device) still counted in the
+    config comparison: the run stays done, while a real change of config does not."""
+    from workbench.study.run import execute_run, is_done, result_dir
+
+    study = load_study(tiny_study(tmp_path, objectives='["next_token"]', stages='["evaluate"]'))
+    run = study.runs()[0][0]
+    out = tmp_path / "out"
+    execute_run(run, out, study.stages, study.probes)
+    done_file = result_dir(out, run) / "done.json"
+    done = json.loads(done_file.read_text())
+    assert "snapshot_every" not in done["config"]["train"] and is_done(out, run, study.stages)
+    done["config"]["train"] |= {"snapshot_every": 0, "device": "cpu"}  # as written before
+    done_file.write_text(json.dumps(done))
+    assert is_done(out, run, study.stages)
+    done["config"]["train"]["lr"] = 0.5
+    done_file.write_text(json.dumps(done))
+    assert not is_done(out, run, study.stages)

@@ -184,12 +184,12 @@ def cmd_study(args: argparse.Namespace) -> None:
 
     study = load_study(args.spec)
     out = Path(args.out or Path("runs") / "studies" / study.name)
-    if args.calibrate and not args.dry_run:
+    if args.calibrate is not None and not args.dry_run:
         raise SystemExit("error: --calibrate goes with --dry-run (it times steps to estimate; a real run measures its own rate)")
-    if args.calibrate < 0:
+    if args.calibrate is not None and args.calibrate < 1:
         raise SystemExit(f"error: --calibrate {args.calibrate}: expected a number of steps >= 1")
     if args.dry_run:
-        print("\n".join(dry_run(study, out, args.subset, args.cpus, calibrate_steps=args.calibrate)))
+        print("\n".join(dry_run(study, out, args.subset, args.cpus, calibrate_steps=args.calibrate or 0)))
         return
     try:
         run_study(study, out, args.subset, address=args.address, cpus=args.cpus, progress=not args.no_progress)
@@ -305,8 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--out", help="output folder (default runs/studies/{study name})")
     st.add_argument("--subset", nargs="+", default=[], metavar="KEY=VALUES", help="run part of the grid: KEY=VALUES with KEY in objectives, archs, graphs, presets, overrides, seeds, runs (values of one key are alternatives: seeds=0,1; repeat graphs=2,3,50 graphs=2,5,50), or a named subset of the study file")
     st.add_argument("--dry-run", action="store_true", help="list the runs, their state and estimated times; run nothing")
-    st.add_argument("--calibrate", nargs="?", type=int, const=5, default=0, metavar="STEPS",
-                    help="with --dry-run: first time STEPS (default 5) training steps of each distinct kind of unfinished run on this machine, at the study's threads per run, and estimate from those rates (kept in OUT/calibration.json)")
+    st.add_argument("--calibrate", nargs="?", type=int, const=5, metavar="STEPS",
+                    help="with --dry-run: first time STEPS (default 5) training steps of each distinct kind of run not yet started, on this machine at the study's threads per run, and estimate from those rates (kept in OUT/calibration.json for later dry runs; put the option after the study file)")
     st.add_argument("--address", help="join this Ray cluster (as started by `ray start --head`); default: $RAY_ADDRESS, else a private Ray on this machine")
     st.add_argument("--cpus", type=int, help="CPUs of the private local Ray (default: all cores)")
     st.add_argument("--no-progress", action="store_true", help="no periodic progress lines (finished runs are still listed)")

@@ -187,22 +187,61 @@ def train(
         return _train_locked(config, run_dir, resume, until_step, progress)
 
 
+def trainable(model: torch.nn.Module, parts: torch.nn.Module | None) -> list[tuple[str, torch.nn.Parameter]]:
+    """The model's parameters, then the objective's parts' (``objective.``-prefixed)."""
+    return list(model.named_parameters()) + ([(f"objective.{n}", p) for n, p in parts.named_parameters()] if parts is not None else [])
+
+
+def build_optimizer(cfg: TrainConfig, model: torch.nn.Module, parts: torch.nn.Module | None) -> torch.optim.AdamW:
+    """AdamW over the model and the objective's parts; no weight decay on vectors, nor on
+    Mamba's A_log (as mamba-ssm)."""
+    named = trainable(model, parts)
+    exempt = {n for n, p in named if p.ndim < 2 or n.endswith("A_log")}
+    return torch.optim.AdamW(
+        [{"params": [p for n, p in named if n not in exempt], "weight_decay": cfg.weight_decay},
+         {"params": [p for n, p in named if n in exempt], "weight_decay": 0.0}],
+        lr=cfg.lr,
+        betas=(cfg.beta1, cfg.beta2),
+    )
+
+
+def graphs_per_step(config: RunConfig) -> int:
+    """Graphs drawn per step: the batch, or batch / degree with structured samples (each
+    graph then gives one sequence per arm)."""
+    cfg = config.train
+    return cfg.batch_size // config.task.graph.degree if cfg.structured_samples else cfg.batch_size
+
+
+def training_step(
+    config: RunConfig, objective: Objective, model: torch.nn.Module, parts: torch.nn.Module | None,
+    optimizer: torch.optim.Optimizer, graphs: PathStarData, step: int, device: torch.device,
+) -> LossTerms:
+    """One optimiser step at ``step`` on ``graphs`` (``graphs_per_step`` of them): the
+    schedule's learning rate, the objective's batch (its randomness seeded by (seed, step))
+    and loss under bf16 autocast on CUDA, backward, gradient clipping, AdamW."""
+    cfg = config.train
+    for group in optimizer.param_groups:
+        group["lr"] = learning_rate(step, cfg)
+    if cfg.structured_samples:
+        graphs = structured_samples(graphs)
+    batch = {k: v.to(device) for k, v in objective.training_batch(graphs, step_generator(cfg.seed, step)).items()}
+    with torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext():
+        terms = objective.loss(model, parts, batch, config.task.graph)
+    optimizer.zero_grad(set_to_none=True)
+    terms.total.backward()
+    if cfg.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_([p for _, p in trainable(model, parts)], cfg.grad_clip)
+    optimizer.step()
+    return terms
+
+
 def _train_locked(config: RunConfig, run_dir: Path, resume: bool, until_step: int | None, progress: bool) -> Checkpoint:
     cfg = config.train
     device = resolve_device(cfg.device)
     objective, spec = objective_of(config), config.task.graph
 
     model, parts = build_model_and_parts(config, device)
-    named = list(model.named_parameters()) + ([(f"objective.{n}", p) for n, p in parts.named_parameters()] if parts is not None else [])
-    # no weight decay on vectors, nor on Mamba's A_log (as mamba-ssm)
-    exempt = {n for n, p in named if p.ndim < 2 or n.endswith("A_log")}
-    decay = [p for n, p in named if n not in exempt]
-    no_decay = [p for n, p in named if n in exempt]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr,
-        betas=(cfg.beta1, cfg.beta2),
-    )
+    optimizer = build_optimizer(cfg, model, parts)
 
     step, metrics = 0, []
     running = _RunningLoss(device)
@@ -223,9 +262,7 @@ def _train_locked(config: RunConfig, run_dir: Path, resume: bool, until_step: in
 
     train_data, test_data = task_data(config.task)
     eval_data = test_data[: cfg.eval_graphs]
-    graphs_per_step = cfg.batch_size // spec.degree if cfg.structured_samples else cfg.batch_size
-    order = BatchOrder(len(train_data), graphs_per_step, cfg.seed)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    order = BatchOrder(len(train_data), graphs_per_step(config), cfg.seed)
 
     last = min(cfg.steps, until_step if until_step is not None else cfg.steps)
     started = time.time() - (metrics[-1]["elapsed_s"] if metrics else 0.0)
@@ -249,19 +286,7 @@ def _train_locked(config: RunConfig, run_dir: Path, resume: bool, until_step: in
     bar = tqdm(total=last, initial=step, disable=not progress, desc=f"{config.arch} {config.objective}", unit="step")
     try:
         while step < last:
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(step, cfg)
-            graphs = train_data[order.indices(step)]
-            if cfg.structured_samples:
-                graphs = structured_samples(graphs)
-            batch = {k: v.to(device) for k, v in objective.training_batch(graphs, step_generator(cfg.seed, step)).items()}
-            with autocast:
-                terms = objective.loss(model, parts, batch, spec)
-            optimizer.zero_grad(set_to_none=True)
-            terms.total.backward()
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_([p for _, p in named], cfg.grad_clip)
-            optimizer.step()
+            terms = training_step(config, objective, model, parts, optimizer, train_data[order.indices(step)], step, device)
             step += 1
             running.add(terms)
             bar.update(1)
@@ -295,10 +320,17 @@ def comparable_settings(config: RunConfig) -> dict[str, Any]:
     (device, and Mamba's scan implementation, which compute the same function) and which
     extra model-only copies it keeps (``snapshot_every``: they are written beside the
     checkpoint and never read back by training)."""
-    raw = config.to_dict()
-    raw["train"].pop("device")
-    raw["train"].pop("snapshot_every")
-    raw["model"].pop("scan", None)
+    return without_incidental(config.to_dict())
+
+
+def without_incidental(raw: dict[str, Any]) -> dict[str, Any]:
+    """A config dict (``RunConfig.to_dict``, or one saved before) without the settings
+    ``comparable_settings`` leaves out; a saved record written when one of them still counted
+    compares equal too."""
+    raw = {key: dict(value) if isinstance(value, dict) else value for key, value in raw.items()}
+    for section, key in (("train", "device"), ("train", "snapshot_every"), ("model", "scan")):
+        if isinstance(raw.get(section), dict):
+            raw[section].pop(key, None)
     return raw
 
 

@@ -40,11 +40,13 @@ def plan(study: Study, subset: list[str] | None = None) -> tuple[list[StudyRun],
 def dry_run(study: Study, out: Path, subset: list[str] | None = None, cpus: int | None = None, calibrate_steps: int = 0) -> list[str]:
     """Lines listing the selected runs, each with its state and estimated time, and the total.
     ``calibrate_steps`` > 0 first times that many training steps of each distinct kind of run
-    that is not finished, on this machine (``estimate.calibrate``)."""
-    _, selected, notes = plan(study, subset)
-    if calibrate_steps:
-        calibrate([run for run in selected if not is_done(out, run, study.stages)], out, study.cpus_per_run, calibrate_steps)
-    estimates = estimate(selected, out, study.stages, study.probes, calibration(out, study.cpus_per_run))
+    not yet started (no trainer log of its own), on this machine (``estimate.calibrate``)."""
+    runs, selected, notes = plan(study, subset)
+    if calibrate_steps:  # the runs still to train that have no rate of their own yet
+        untrained = [run for run in selected if logged_progress(checkpoint_dir(out, run))[1] is None]
+        calibrate(untrained, out, study.cpus_per_run, calibrate_steps)
+    guesses = {g.run: g for g in estimate(runs, out, study.stages, study.probes, calibration(out, study.cpus_per_run))}  # the whole grid's finished runs are measurements
+    estimates = [guesses[run.name] for run in selected]
     lines = [f"study {study.name}: {len(selected)} runs ({', '.join(study.stages)}), output {out}", *notes]
     total, unknown, todo = 0.0, 0, 0
     for run, guess in zip(selected, estimates):
@@ -139,7 +141,8 @@ def _follow(study: Study, out: Path, todo: list[StudyRun], pending: dict, progre
 
     failed: dict[str, str] = {}
     total, finished, started = len(todo), 0, time.perf_counter()
-    guesses = {g.run: g for g in estimate(todo, out, study.stages, study.probes, calibration(out, study.cpus_per_run))}
+    names = {run.name for run in todo}  # estimated among the whole grid: its finished runs are measurements
+    guesses = {g.run: g for g in estimate(study.runs()[0], out, study.stages, study.probes, calibration(out, study.cpus_per_run)) if g.run in names}
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1, timeout=poll_s)
         for ref in ready:

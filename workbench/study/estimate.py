@@ -48,7 +48,7 @@ PRESET_LAYERS = {("gpt", "cpu"): 2, ("mamba", "cpu"): 2}
 # two at a time, the machine 2.8x slower than the one behind MEASURED_RATES): evaluation on
 # 5,000 graphs 6.4 s, patching on 1,000 graphs 7.1 s, probes 10.6 s for 2 targets x 1
 # position x 3 hooks, i.e. ~1.8 s per probe site (scaled by ``probe_sites``).
-STAGE_SECONDS: dict[str, float | None] = {"evaluate": 6.4, "probes": 10.6 / 6, "patching": 7.1}
+STAGE_SECONDS: dict[str, float | None] = {"evaluate": 6.4, "probes": 10.6 / 6, "patching": 7.1}  # probes: per site
 
 
 @dataclass
@@ -90,18 +90,19 @@ def _size(run: StudyRun) -> tuple:
 
 def probe_sites(run: StudyRun, probes: ProbeSettings) -> int:
     """How many probes (target x position x hook) the probes stage fits for ``run``: the
-    embedding hook once, every per-layer hook once per layer."""
-    hooks = sum(1 if hook == "embed" else run.config.model.n_layers for hook in probes.hooks if hook != "ssm_state" or run.arch == "mamba")
+    shortcuts ``resid_post`` and ``ssm_state`` (Mamba only) once per layer, any other hook
+    (``embed``, or one named hook) once."""
+    layers = run.config.model.n_layers
+    hooks = sum(layers if hook == "resid_post" else (layers if run.arch == "mamba" else 0) if hook == "ssm_state" else 1 for hook in probes.hooks)
     return len(probes.targets) * len(probes.positions) * hooks
 
 
 def step_key(config: RunConfig) -> str:
-    """What a training step's time depends on: the config without the seed, the schedule and
-    the file-keeping settings (a short hash, the key of ``calibration.json``)."""
-    from workbench.train import comparable_settings
-
-    raw = comparable_settings(config)
-    for key in ("seed", "steps", "warmup_steps", "eval_every", "eval_graphs", "save_every", "lr", "min_lr_ratio"):
+    """What a training step's time depends on: the whole config but for the seed, the
+    schedule and the file-keeping settings (a short hash, the key of ``calibration.json``).
+    The device and Mamba's scan stay in: they change the time, not the result."""
+    raw = config.to_dict()
+    for key in ("seed", "steps", "warmup_steps", "eval_every", "eval_graphs", "save_every", "snapshot_every", "lr", "min_lr_ratio"):
         raw["train"].pop(key, None)
     raw["task"] = {k: raw["task"][k] for k in ("degree", "path_length", "num_nodes")}
     return hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()[:16]
@@ -109,44 +110,38 @@ def step_key(config: RunConfig) -> str:
 
 def time_training_steps(config: RunConfig, steps: int = 5, warmup: int = 2) -> float:
     """Seconds per training step of ``config`` on this machine at the current torch threads:
-    the trainer's own step (the objective's batch and loss with its extra parts, backward,
-    clip, AdamW) on freshly generated graphs, timed after ``warmup`` steps."""
+    the trainer's own step (``train.training_step``: the objective's batch and loss with its
+    extra parts under bf16 autocast on CUDA, backward, clip, AdamW) on freshly generated
+    graphs, timed after ``warmup`` steps."""
     import torch
 
     from workbench.checkpoint import build_model_and_parts
-    from workbench.objectives import objective_of, step_generator
+    from workbench.objectives import objective_of
     from workbench.task import generate
-    from workbench.train import structured_samples
+    from workbench.train import build_optimizer, graphs_per_step, resolve_device, training_step
 
-    from workbench.train import resolve_device
-
-    spec, objective, cfg = config.task.graph, objective_of(config), config.train
-    device = resolve_device(cfg.device)
+    device = resolve_device(config.train.device)
     model, parts = build_model_and_parts(config, device)
-    params = list(model.parameters()) + (list(parts.parameters()) if parts is not None else [])
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr)
-    graphs = generate(spec, cfg.batch_size * (steps + warmup), seed=0)
+    optimizer, objective, size = build_optimizer(config.train, model, parts), objective_of(config), graphs_per_step(config)
+    graphs = generate(config.task.graph, size * (steps + warmup), seed=0)
     model.train()
     for step in range(steps + warmup):
         if step == warmup:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
             start = time.perf_counter()
-        chunk = graphs[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-        if cfg.structured_samples:
-            chunk = structured_samples(chunk[: cfg.batch_size // spec.degree])
-        batch = {k: v.to(device) for k, v in objective.training_batch(chunk, step_generator(0, step)).items()}
-        terms = objective.loss(model, parts, batch, spec)
-        optimizer.zero_grad(set_to_none=True)
-        terms.total.backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        optimizer.step()
+        training_step(config, objective, model, parts, optimizer, graphs[step * size : (step + 1) * size], step, device)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return (time.perf_counter() - start) / steps
 
 
-def machine() -> str:
-    """This machine's CPU model (a calibration holds for the machine it was measured on)."""
+def machine(device: str = "cpu") -> str:
+    """What a calibration holds for: this machine's CPU model, or the GPU's name for CUDA."""
+    if device.startswith("cuda"):
+        import torch
+
+        return torch.cuda.get_device_name(torch.device(device))
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -156,48 +151,74 @@ def machine() -> str:
     return platform.processor() or platform.machine()
 
 
-def calibrate(runs: list[StudyRun], out: Path, threads: float, steps: int = 5, say=print) -> dict[str, float]:
-    """Steps per second of each distinct ``step_key`` among ``runs``, measured here at
-    ``threads`` torch threads one at a time (on the device each run's config asks for), merged
-    into ``OUT/calibration.json`` (kept per machine and thread count, reused by later dry
-    runs). Evaluations during training are not in it: a run's own log replaces it once it
-    starts."""
+def _where(threads: float) -> str:
+    """The calibration file's key: this machine (CPU model, and GPU where there is one) and
+    the thread count."""
     import torch
 
-    file = Path(out) / "calibration.json"
-    where = f"{machine()} | {max(1, int(threads))} thread(s)"
-    saved = json.loads(file.read_text()) if file.exists() else {}
-    rates: dict[str, float] = saved.get(where, {})
-    missing = {step_key(run.config): run for run in runs if step_key(run.config) not in rates}
-    if missing:
-        previous = torch.get_num_threads()
-        torch.set_num_threads(max(1, int(threads)))
-        try:
-            for i, (key, run) in enumerate(missing.items(), 1):
-                seconds = time_training_steps(run.config, steps)
-                rates[key] = 1 / seconds
-                say(f"calibrate [{i}/{len(missing)}] {run.name}: {1000 * seconds:.0f} ms/step")
-        finally:
-            torch.set_num_threads(previous)
-        atomic_write_text(file, json.dumps({**saved, where: rates}, indent=1) + "\n")
-    return rates
+    gpu = f" + {machine('cuda')}" if torch.cuda.is_available() else ""
+    return f"{machine()}{gpu} | {max(1, int(threads))} thread(s)"
+
+
+def _run_device(run: StudyRun) -> str:
+    from workbench.train import resolve_device
+
+    return str(resolve_device(run.config.train.device))
 
 
 def calibration(out: Path, threads: float) -> dict[str, float]:
-    """The rates ``calibrate`` saved for this machine and thread count ({} if none)."""
-    file = Path(out) / "calibration.json"
-    if not file.exists():
+    """The step rates ``calibrate`` saved in ``OUT/calibration.json`` for this machine and
+    thread count ({} if none, or if the file cannot be read: an estimate is never worth a
+    failed study)."""
+    try:
+        saved = json.loads((Path(out) / "calibration.json").read_text())
+        rates = saved.get(_where(threads), {})
+        return {str(k): float(v) for k, v in rates.items()}
+    except (OSError, ValueError, TypeError, AttributeError):
         return {}
-    return json.loads(file.read_text()).get(f"{machine()} | {max(1, int(threads))} thread(s)", {})
+
+
+def calibrate(runs: list[StudyRun], out: Path, threads: float, steps: int = 5, say=print) -> dict[str, float]:
+    """Time ``steps`` training steps of each distinct ``step_key`` among ``runs``, here, at
+    ``threads`` torch threads, one at a time, on the device each run's config asks for (keyed
+    by that device's name); each rate is saved in ``OUT/calibration.json`` as soon as it is
+    measured (under this machine's CPU and thread count) and replaces an older one. Returns
+    the saved rates. Evaluations during training are not in a rate: a run's own log replaces
+    it once the run starts."""
+    import torch
+
+    file = Path(out) / "calibration.json"
+    kinds: dict[str, StudyRun] = {}
+    for run in runs:
+        kinds.setdefault(step_key(run.config), run)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(threads)))
+    try:
+        for i, (key, run) in enumerate(kinds.items(), 1):
+            seconds = time_training_steps(run.config, steps)
+            try:
+                saved = json.loads(file.read_text()) if file.exists() else {}
+            except ValueError:
+                saved = {}
+            rates = saved.get(_where(threads), {})
+            rates[key] = 1 / seconds
+            device = _run_device(run)
+            where = f" on {machine(device)}" if device != "cpu" else ""
+            atomic_write_text(file, json.dumps({**saved, _where(threads): rates}, indent=1) + "\n")
+            say(f"calibrate [{i}/{len(kinds)}] {run.name}: {1000 * seconds:.0f} ms/step{where}")
+    finally:
+        torch.set_num_threads(previous)
+    return calibration(out, threads)
 
 
 def estimate(runs: list[StudyRun], out: Path, stages: tuple[str, ...], probes: ProbeSettings | None = None,
              calibrated: dict[str, float] | None = None) -> list[RunEstimate]:
-    """One estimate per run (see the module docstring for the sources)."""
+    """One estimate per run (see the module docstring for the sources). Pass every run of the
+    grid: finished ones are where the "same kind" and stage times come from."""
     probes = probes or ProbeSettings()
     calibrated = calibrated or {}
     measured: dict[tuple | str, list[float]] = {}  # finished runs' rates by kind (step_key) and by size
-    stage_times: dict[str, list[float]] = {}
+    stage_times: dict[str, list[float]] = {}  # seconds per run; for probes, per probe site
     for run in runs:
         step, rate = logged_progress(checkpoint_dir(out, run))
         if rate and step >= run.config.train.steps:
@@ -207,17 +228,16 @@ def estimate(runs: list[StudyRun], out: Path, stages: tuple[str, ...], probes: P
         if done.exists():
             for stage, seconds in json.loads(done.read_text()).get("stages", {}).items():
                 if seconds is not None:
-                    stage_times.setdefault(stage, []).append(seconds)
+                    stage_times.setdefault(stage, []).append(seconds / probe_sites(run, probes) if stage == "probes" else seconds)
     estimates = []
     for run in runs:
         stage_s, unknown_stages = 0.0, []
         for stage in stages:
-            if stage in stage_times:
-                stage_s += statistics.median(stage_times[stage])
-            elif STAGE_SECONDS.get(stage) is not None:
-                stage_s += STAGE_SECONDS[stage] * (probe_sites(run, probes) if stage == "probes" else 1)
-            else:
+            per_run = statistics.median(stage_times[stage]) if stage in stage_times else STAGE_SECONDS.get(stage)
+            if per_run is None:
                 unknown_stages.append(stage)
+            else:
+                stage_s += per_run * (probe_sites(run, probes) if stage == "probes" else 1)
         step, rate = logged_progress(checkpoint_dir(out, run))
         source = "own log" if rate else "none"
         if not rate and step_key(run.config) in measured:

@@ -31,7 +31,7 @@ MEASURES = {  # column of per_seed -> what the page calls it
     "goal_at_eq": "goal node at eq (best hook)",
     "node_r2_at_eq": "r2 node at eq (best hook)",
     "patching_recovered": "patching recovery (best site)",
-    "patching_at_eq": "patching recovery at eq (best layer)",
+    "patching_at_eq": "patching recovery at eq (best site)",
 }
 # The probe target a measure needs: a study that does not probe it shows no column for it.
 MEASURE_TARGET = {"arm_probe": "arm", "arm_probe_control": "arm", "arm_probe_untrained": "arm", "goal_at_eq": "goal", "node_r2_at_eq": "node_r2"}
@@ -146,37 +146,55 @@ def plot_depth(seeds: pd.DataFrame, layers: dict[str, int], path_lengths: dict[s
     return Path(path)
 
 
-def plot_solvers(table: pd.DataFrame, path: str | Path, positions: tuple[str, ...] = ("eq", "r1")) -> Path:
-    """What is decodable against what is used, layer by layer: the linear probe for r2's node
-    (top row; dashed: the same probe on the untrained model, dotted: on the control task) and
-    the share of r2's logit difference that patching the clean activation into a goal-moved run
-    recovers (bottom row), at each of ``positions``, per objective (lines: mean over seeds;
-    bands: their range). Columns: graph x position. Read from ``study.csv`` alone."""
+def solver_lines(table: pd.DataFrame, positions: tuple[str, ...] = ("eq", "r1")) -> pd.DataFrame:
+    """The rows the solvers figure draws: the r2 node probe (with its controls) and patching
+    recovery at the embedding and every layer's residual stream (``layer``: 0 = embedding),
+    at ``positions``, each labelled by objective (and arch, overrides, preset where the study
+    has several)."""
     from workbench.probes.activations import hook_layer
 
-    table = table.fillna({"hook": ""})
-    table = table[table["position"].isin(positions) & (table["hook"] != "")].assign(layer=lambda t: t["hook"].map(hook_layer))
+    table = table.fillna({"hook": "", "overrides": ""})
+    keep = table["metric"].str.startswith("probe_node_r2") | (table["metric"] == "patching_recovered")
+    residual = (table["hook"] == "hook_embed") | table["hook"].str.fullmatch(r"blocks\.\d+\.hook_resid_post")
+    lines = table[keep & residual & table["position"].isin(positions)].copy()
+    lines["layer"] = lines["hook"].map(hook_layer)
+    varying = [c for c in ("arch", "overrides", "preset") if c in lines.columns and lines[c].nunique() > 1]
+    lines["model"] = lines["objective"]
+    if varying:
+        lines["model"] += " (" + lines[varying].astype(str).agg(lambda row: ", ".join(v for v in row if v), axis=1) + ")"
+    return lines
+
+
+def plot_solvers(table: pd.DataFrame, path: str | Path, positions: tuple[str, ...] = ("eq", "r1")) -> Path:
+    """What is decodable against what is used, layer by layer (``solver_lines``): the linear
+    probe for r2's node (top row; dashed: the same probe on the untrained model, dotted: on the
+    control task) and the share of r2's logit difference that patching the clean activation
+    into a goal-moved run recovers (bottom row), at each of ``positions``, per model (lines:
+    mean over seeds; bands: their range). Columns: graph x position. From ``study.csv`` alone."""
+    lines = solver_lines(table, positions)
     rows = [("probe_node_r2", "decodable: r2 node probe accuracy"), ("patching_recovered", "used: share of r2's logit\ndifference a goal patch recovers")]
-    columns = [(graph, position) for graph in table["graph"].unique() for position in positions]
-    figure, axes = plt.subplots(len(rows), len(columns), figsize=(4.2 * len(columns), 3.4 * len(rows)), squeeze=False, sharey="row")
-    palette = dict(zip(table["objective"].unique(), sns.color_palette("tab10")))
-    for j, (graph, position) in enumerate(columns):
-        at = table[(table["graph"] == graph) & (table["position"] == position)]
-        for i, (metric, label) in enumerate(rows):
+    columns = [(graph, position) for graph in lines["graph"].unique() for position in positions]
+    figure, axes = plt.subplots(len(rows), max(1, len(columns)), figsize=(4.2 * max(1, len(columns)), 3.4 * len(rows)), squeeze=False, sharey="row")
+    models = list(lines["model"].unique())
+    palette = dict(zip(models, sns.color_palette("tab10" if len(models) <= 10 else "husl", len(models))))
+    for i, (metric, label) in enumerate(rows):
+        values = lines[lines["metric"].str.startswith(metric)]["value"].dropna()
+        low, high = min(-0.02, values.min() if len(values) else 0), max(1.02, values.max() if len(values) else 1)
+        for j, (graph, position) in enumerate(columns):
             ax = axes[i, j]
+            at = lines[(lines["graph"] == graph) & (lines["position"] == position)]
             for suffix, style in (("", "-"), ("_untrained", "--"), ("_control", ":")) if metric.startswith("probe") else (("", "-"),):
-                lines = at[at["metric"] == metric + suffix].dropna(subset=["value"])
-                if len(lines):
-                    sns.lineplot(data=lines, x="layer", y="value", hue="objective", palette=palette, estimator="mean", errorbar=("pi", 100),
+                drawn = at[at["metric"] == metric + suffix].dropna(subset=["value"])
+                if len(drawn):
+                    sns.lineplot(data=drawn, x="layer", y="value", hue="model", palette=palette, estimator="mean", errorbar=("pi", 100),
                                  linestyle=style, marker="o" if not suffix else None, ax=ax, legend=bool(i == 0 and j == 0 and not suffix))
-            values = at[at["metric"].str.startswith(metric)]["value"]
-            ax.set_ylim(min(-0.02, values.min() if len(values) else 0), max(1.02, values.max() if len(values) else 1))
+            ax.set_ylim(low, high)
             ax.set_title(f"{graph}, at {'=' if position == 'eq' else 'slot ' + position}", fontsize=10)
             ax.set_xlabel("layer (0 = embedding)")
             ax.set_ylabel(label if j == 0 else "")
             ax.xaxis.get_major_locator().set_params(integer=True)
     if axes[0, 0].get_legend():
-        sns.move_legend(axes[0, 0], "upper left", title="objective (dashed: untrained,\ndotted: control task)", fontsize=8, title_fontsize=8)
+        sns.move_legend(axes[0, 0], "upper left", title="model (dashed: untrained,\ndotted: control task)", fontsize=8, title_fontsize=8)
     figure.suptitle("Decodable vs used, by layer and position. Top: a linear probe for r2's node.\n"
                     "Bottom: the goal moved to another arm, one clean activation put back.\nLines: mean over seeds; bands: their range.")
     figure.tight_layout(rect=(0, 0, 1, 1 - 0.3 / figure.get_figheight()))

@@ -44,9 +44,9 @@ def write_study_report(study: Study, out: str | Path, table: pd.DataFrame) -> Pa
         runs, _ = study.runs()
         plot_depth(seeds, {r.name: r.config.model.n_layers for r in runs}, {r.name: r.config.task.path_length for r in runs}, figure)
     elif study.figure == "solvers":
-        plot_solvers(table, figure)
+        plot_solvers(table, figure, study.probes.positions)
     shown = mean_pm(stats, study.stages, study.probes.targets if "probes" in study.stages else ())
-    per_run = seeds.drop(columns=["study"]).set_index(["objective", "arch", "graph", "overrides", "seed"])
+    per_run = seeds.drop(columns=["study"]).dropna(axis=1, how="all").set_index(["objective", "arch", "graph", "overrides", "seed"])
     n_runs, grid_runs = table["run"].nunique(), len(study.runs()[0])
     parts = [
         f"<h1>Study {html.escape(study.name)}</h1>",

@@ -49,7 +49,7 @@ def is_done(out: Path, run: StudyRun, stages: tuple[str, ...]) -> bool:
     """Whether the run's rows are current: done.json names these stages and a checkpoint with
     the run's config and the weights now in its folder (checked by hash)."""
     from workbench.analyses.run import weights_sha256
-    from workbench.train import comparable_settings
+    from workbench.train import comparable_settings, without_incidental
 
     done_file = result_dir(out, run) / "done.json"
     if not done_file.exists() or not (checkpoint_dir(out, run) / "model.safetensors").exists() or not (result_dir(out, run) / "rows.csv").exists():
@@ -57,7 +57,7 @@ def is_done(out: Path, run: StudyRun, stages: tuple[str, ...]) -> bool:
     done = json.loads(done_file.read_text())
     return (
         set(stages) <= set(done.get("stages", {}))
-        and done.get("config") == json.loads(json.dumps(comparable_settings(run.config)))
+        and without_incidental(done.get("config") or {}) == json.loads(json.dumps(comparable_settings(run.config)))
         and done.get("weights_sha256") == weights_sha256(checkpoint_dir(out, run))
     )
 
