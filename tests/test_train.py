@@ -50,16 +50,20 @@ def test_a_run_resumed_from_its_step_0_save_logs_step_0_once(tmp_path):
     assert steps == [0, 10, 20]
 
 
-def test_a_run_resumed_with_another_snapshot_interval_trains_the_same_weights(tmp_path):
-    """Snapshots are extra copies that training never reads, so a resume may ask for them (a
-    study that adopts a finished run trained with another interval reuses it)."""
+def test_a_run_resumed_with_other_intervals_trains_the_same_weights(tmp_path):
+    """Evaluations, saves and snapshots are written on the way and never change the weights,
+    so a resume may ask for other intervals (a study that adopts a finished run trained with
+    other ones reuses it)."""
     config = tiny_config(steps=30, eval_every=10, save_every=10, device="cpu")
     train(config, tmp_path / "straight", progress=False)
     train(config, tmp_path / "resumed", until_step=10, progress=False)
-    train(apply_overrides(config, ["train.snapshot_every=10"]), tmp_path / "resumed", progress=False)
+    other = ["train.snapshot_every=10", "train.eval_every=5", "train.eval_graphs=32", "train.save_every=5"]
+    train(apply_overrides(config, other), tmp_path / "resumed", progress=False)
     a, b = load_file(tmp_path / "straight" / "model.safetensors"), load_file(tmp_path / "resumed" / "model.safetensors")
     assert all(torch.equal(a[key], b[key]) for key in a)
     assert sorted(p.name for p in (tmp_path / "resumed" / "snapshots").iterdir()) == ["step_0000020", "step_0000030"]
+    steps = [json.loads(line)["step"] for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [0, 10, 15, 20, 25, 30]
 
 
 def test_resume_refuses_a_different_config(tmp_path):

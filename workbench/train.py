@@ -315,20 +315,24 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.run_dir, self.step = run_dir, step
 
 
+# Settings that never change the trained weights: where and how it computes (the device,
+# Mamba's scan implementation: the same function), and what it writes on the way (evaluation
+# and checkpoint intervals, snapshots; evaluation draws no randomness training uses, as the
+# exact-resume tests show). A run may be resumed, or adopted by a study, with other values.
+INCIDENTAL = (("train", "device"), ("train", "eval_every"), ("train", "eval_graphs"), ("train", "save_every"),
+              ("train", "snapshot_every"), ("model", "scan"))
+
+
 def comparable_settings(config: RunConfig) -> dict[str, Any]:
-    """The settings that must match to resume: everything but where and how it computes
-    (device, and Mamba's scan implementation, which compute the same function) and which
-    extra model-only copies it keeps (``snapshot_every``: they are written beside the
-    checkpoint and never read back by training)."""
+    """The settings that must match to resume: all but the ``INCIDENTAL`` ones."""
     return without_incidental(config.to_dict())
 
 
 def without_incidental(raw: dict[str, Any]) -> dict[str, Any]:
-    """A config dict (``RunConfig.to_dict``, or one saved before) without the settings
-    ``comparable_settings`` leaves out; a saved record written when one of them still counted
-    compares equal too."""
+    """A config dict (``RunConfig.to_dict``, or one saved before) without the ``INCIDENTAL``
+    settings; a saved record written when one of them still counted compares equal too."""
     raw = {key: dict(value) if isinstance(value, dict) else value for key, value in raw.items()}
-    for section, key in (("train", "device"), ("train", "snapshot_every"), ("model", "scan")):
+    for section, key in INCIDENTAL:
         if isinstance(raw.get(section), dict):
             raw[section].pop(key, None)
     return raw
