@@ -167,10 +167,12 @@ def solver_lines(table: pd.DataFrame, positions: tuple[str, ...] = ("eq", "r1"))
 
 def plot_solvers(table: pd.DataFrame, path: str | Path, positions: tuple[str, ...] = ("eq", "r1")) -> Path:
     """What is decodable against what is used, layer by layer (``solver_lines``): the linear
-    probe for r2's node (top row; dashed: the same probe on the untrained model, dotted: on the
-    control task) and the share of r2's logit difference that patching the clean activation
-    into a goal-moved run recovers (bottom row), at each of ``positions``, per model (lines:
-    mean over seeds; bands: their range). Columns: graph x position. From ``study.csv`` alone."""
+    probe for r2's node (top row; dashed: the same probe on the untrained model) and the share
+    of r2's logit difference that patching the clean activation into a goal-moved run recovers
+    (bottom row), at each of ``positions``, per model (lines: mean over seeds; bands: their
+    range). Columns: graph x position. From ``study.csv`` alone. The control task is not drawn:
+    for a node target its labels are a random regrouping of the node itself, as decodable as
+    the node wherever the node is (``probes.targets``), so the untrained model is the control."""
     lines = solver_lines(table, positions)
     rows = [("probe_node_r2", "decodable: r2 node probe accuracy"), ("patching_recovered", "used: share of r2's logit\ndifference a goal patch recovers")]
     columns = [(graph, position) for graph in lines["graph"].unique() for position in positions]
@@ -183,7 +185,7 @@ def plot_solvers(table: pd.DataFrame, path: str | Path, positions: tuple[str, ..
         for j, (graph, position) in enumerate(columns):
             ax = axes[i, j]
             at = lines[(lines["graph"] == graph) & (lines["position"] == position)]
-            for suffix, style in (("", "-"), ("_untrained", "--"), ("_control", ":")) if metric.startswith("probe") else (("", "-"),):
+            for suffix, style in (("", "-"), ("_untrained", "--")) if metric.startswith("probe") else (("", "-"),):
                 drawn = at[at["metric"] == metric + suffix].dropna(subset=["value"])
                 if len(drawn):
                     sns.lineplot(data=drawn, x="layer", y="value", hue="model", palette=palette, estimator="mean", errorbar=("pi", 100),
@@ -194,7 +196,7 @@ def plot_solvers(table: pd.DataFrame, path: str | Path, positions: tuple[str, ..
             ax.set_ylabel(label if j == 0 else "")
             ax.xaxis.get_major_locator().set_params(integer=True)
     if axes[0, 0].get_legend():
-        sns.move_legend(axes[0, 0], "upper left", title="model (dashed: untrained,\ndotted: control task)", fontsize=8, title_fontsize=8)
+        sns.move_legend(axes[0, 0], "upper left", title="model (dashed: the same\nprobe, untrained model)", fontsize=8, title_fontsize=8)
     figure.suptitle("Decodable vs used, by layer and position. Top: a linear probe for r2's node.\n"
                     "Bottom: the goal moved to another arm, one clean activation put back.\nLines: mean over seeds; bands: their range.")
     figure.tight_layout(rect=(0, 0, 1, 1 - 0.3 / figure.get_figheight()))
