@@ -168,8 +168,9 @@ def _progress_line(out: Path, running: list[StudyRun], finished: int, total: int
         rate += run_rate if run_rate and 0 < step < run.config.train.steps else 0.0
     known = [guesses[r.name].seconds for r in running if guesses[r.name].seconds is not None]
     eta = steps_left / rate if rate else (sum(known) if known else None)
-    return (f"runs {finished}/{total} done, {len(running)} queued or running; {steps_left} steps left at {rate:.1f} steps/s "
-            f"(runs training now); elapsed {format_duration(elapsed)}, ETA ~{format_duration(eta)} for the training steps")
+    speed = f"at {rate:.1f} steps/s (runs training now)" if rate else "(no rate logged yet: the first evaluation writes it; ETA from the estimates)"
+    return (f"runs {finished}/{total} done, {len(running)} queued or running; {steps_left} steps left {speed}; "
+            f"elapsed {format_duration(elapsed)}, ETA ~{format_duration(eta)} for the training steps")
 
 
 def gather(study: Study, out: Path, runs: list[StudyRun]) -> pd.DataFrame:
