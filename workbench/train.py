@@ -214,11 +214,12 @@ def graphs_per_step(config: RunConfig) -> int:
 
 def training_step(
     config: RunConfig, objective: Objective, model: torch.nn.Module, parts: torch.nn.Module | None,
-    optimizer: torch.optim.Optimizer, graphs: PathStarData, step: int, device: torch.device,
+    optimizer: torch.optim.Optimizer, params: list[torch.nn.Parameter], graphs: PathStarData, step: int, device: torch.device,
 ) -> LossTerms:
     """One optimiser step at ``step`` on ``graphs`` (``graphs_per_step`` of them): the
     schedule's learning rate, the objective's batch (its randomness seeded by (seed, step))
-    and loss under bf16 autocast on CUDA, backward, gradient clipping, AdamW."""
+    and loss under bf16 autocast on CUDA, backward, gradient clipping over ``params`` (in
+    ``trainable`` order, listed once by the caller), AdamW."""
     cfg = config.train
     for group in optimizer.param_groups:
         group["lr"] = learning_rate(step, cfg)
@@ -230,7 +231,7 @@ def training_step(
     optimizer.zero_grad(set_to_none=True)
     terms.total.backward()
     if cfg.grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_([p for _, p in trainable(model, parts)], cfg.grad_clip)
+        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
     optimizer.step()
     return terms
 
@@ -241,7 +242,7 @@ def _train_locked(config: RunConfig, run_dir: Path, resume: bool, until_step: in
     objective, spec = objective_of(config), config.task.graph
 
     model, parts = build_model_and_parts(config, device)
-    optimizer = build_optimizer(cfg, model, parts)
+    optimizer, params = build_optimizer(cfg, model, parts), [p for _, p in trainable(model, parts)]
 
     step, metrics = 0, []
     running = _RunningLoss(device)
@@ -286,7 +287,7 @@ def _train_locked(config: RunConfig, run_dir: Path, resume: bool, until_step: in
     bar = tqdm(total=last, initial=step, disable=not progress, desc=f"{config.arch} {config.objective}", unit="step")
     try:
         while step < last:
-            terms = training_step(config, objective, model, parts, optimizer, train_data[order.indices(step)], step, device)
+            terms = training_step(config, objective, model, parts, optimizer, params, train_data[order.indices(step)], step, device)
             step += 1
             running.add(terms)
             bar.update(1)

@@ -92,9 +92,8 @@ def probe_sites(run: StudyRun, probes: ProbeSettings) -> int:
     """How many probes (target x position x hook) the probes stage fits for ``run``: the
     shortcuts ``resid_post`` and ``ssm_state`` (Mamba only) once per layer, any other hook
     (``embed``, or one named hook) once."""
-    layers = run.config.model.n_layers
-    hooks = sum(layers if hook == "resid_post" else (layers if run.arch == "mamba" else 0) if hook == "ssm_state" else 1 for hook in probes.hooks)
-    return len(probes.targets) * len(probes.positions) * hooks
+    per_hook = {"resid_post": run.config.model.n_layers, "ssm_state": run.config.model.n_layers if run.arch == "mamba" else 0}
+    return len(probes.targets) * len(probes.positions) * sum(per_hook.get(hook, 1) for hook in probes.hooks)
 
 
 def step_key(config: RunConfig) -> str:
@@ -118,11 +117,12 @@ def time_training_steps(config: RunConfig, steps: int = 5, warmup: int = 2) -> f
     from workbench.checkpoint import build_model_and_parts
     from workbench.objectives import objective_of
     from workbench.task import generate
-    from workbench.train import build_optimizer, graphs_per_step, resolve_device, training_step
+    from workbench.train import build_optimizer, graphs_per_step, resolve_device, trainable, training_step
 
     device = resolve_device(config.train.device)
     model, parts = build_model_and_parts(config, device)
     optimizer, objective, size = build_optimizer(config.train, model, parts), objective_of(config), graphs_per_step(config)
+    params = [p for _, p in trainable(model, parts)]
     graphs = generate(config.task.graph, size * (steps + warmup), seed=0)
     model.train()
     for step in range(steps + warmup):
@@ -130,7 +130,7 @@ def time_training_steps(config: RunConfig, steps: int = 5, warmup: int = 2) -> f
             if device.type == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
-        training_step(config, objective, model, parts, optimizer, graphs[step * size : (step + 1) * size], step, device)
+        training_step(config, objective, model, parts, optimizer, params, graphs[step * size : (step + 1) * size], step, device)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return (time.perf_counter() - start) / steps
@@ -239,11 +239,11 @@ def estimate(runs: list[StudyRun], out: Path, stages: tuple[str, ...], probes: P
             else:
                 stage_s += per_run * (probe_sites(run, probes) if stage == "probes" else 1)
         step, rate = logged_progress(checkpoint_dir(out, run))
-        source = "own log" if rate else "none"
-        if not rate and step_key(run.config) in measured:
-            rate, source = statistics.median(measured[step_key(run.config)]), "study logs, same kind"
-        if not rate and step_key(run.config) in calibrated:
-            rate, source = calibrated[step_key(run.config)], "calibrated here"
+        source, kind = ("own log" if rate else "none"), step_key(run.config)
+        if not rate and kind in measured:
+            rate, source = statistics.median(measured[kind]), "study logs, same kind"
+        if not rate and kind in calibrated:
+            rate, source = calibrated[kind], "calibrated here"
         if not rate and _size(run) in measured:
             rate, source = statistics.median(measured[_size(run)]), "study logs, same size"
         if not rate and MEASURED_RATES.get((run.arch, run.preset)):
