@@ -76,6 +76,27 @@ def test_estimates_prefer_the_run_log_then_finished_runs_of_the_same_kind_then_c
     assert probes_only.stage_s == pytest.approx(STAGE_SECONDS["probes"] * 4)
 
 
+def test_progress_eta_spreads_the_time_left_over_the_slots_and_uses_logged_rates(tmp_path):
+    from workbench.study.driver import _progress_line
+    from workbench.study.estimate import RunEstimate
+
+    study = load_study(tiny_study(tmp_path))
+    runs = study.runs()[0][:2]  # two runs of 40 steps
+    out = tmp_path / "out"
+    guesses = {r.name: RunEstimate(r.name, 0, 40, 4.0, "calibrated here", 5.0) for r in runs}  # 10 s + 5 s each
+    eta = lambda line: re.search(r"ETA ~(\d+) s on (\d) slot", line).groups()
+    assert eta(_progress_line(out, runs, 0, 2, guesses, 1.0, slots=1)) == ("30", "1")  # one after the other
+    assert eta(_progress_line(out, runs, 0, 2, guesses, 1.0, slots=2)) == ("15", "2")   # side by side
+    log = checkpoint_dir(out, runs[0])
+    log.mkdir(parents=True)
+    (log / "metrics.jsonl").write_text(json.dumps({"step": 20, "elapsed_s": 2.0}) + "\n")  # half done at 10 steps/s
+    line = _progress_line(out, runs, 0, 2, guesses, 6.0, slots=2)
+    assert "60 steps left at 10.0 steps/s" in line
+    assert eta(line) == ("15", "2")  # the longest run (not yet started, 15 s) bounds the ETA: (2 + 5 + 15) / 2 < 15
+    del guesses[runs[1].name]
+    assert "(1 run(s) without an estimate left out)" in _progress_line(out, runs, 0, 2, guesses, 6.0, slots=2)
+
+
 def _study_csv() -> pd.DataFrame:
     """Two objectives x two seeds of a 2-layer model with known probe and patching values."""
     rows = []

@@ -125,7 +125,8 @@ def _run_tasks(study: Study, out: Path, todo: list[StudyRun], address: str | Non
             task.remote(run, str(out.resolve()), study.stages, study.probes, study.eval_graphs, study.patching_graphs, threads): run
             for run in todo
         }
-        return _follow(study, out, todo, pending, progress, poll_s)
+        slots = max(1, int(ray.cluster_resources().get("CPU", 1) // max(study.cpus_per_run, 1e-9)))
+        return _follow(study, out, todo, pending, progress, poll_s, slots)
     except KeyboardInterrupt:
         print("\ninterrupted: finished runs and the last checkpoint of every started run are kept; run the study again to resume", flush=True)
         raise
@@ -134,7 +135,7 @@ def _run_tasks(study: Study, out: Path, todo: list[StudyRun], address: str | Non
             ray.shutdown()
 
 
-def _follow(study: Study, out: Path, todo: list[StudyRun], pending: dict, progress: bool, poll_s: float) -> dict[str, str]:
+def _follow(study: Study, out: Path, todo: list[StudyRun], pending: dict, progress: bool, poll_s: float, slots: int = 1) -> dict[str, str]:
     """Wait for the tasks, printing one line per finished run and (with ``progress``) a line
     of runs done/total, the current summed step rate and the ETA every ``poll_s`` seconds."""
     import ray
@@ -156,21 +157,32 @@ def _follow(study: Study, out: Path, todo: list[StudyRun], pending: dict, progre
                 failed[run.name] = str(error).strip().splitlines()[-1][:300]
                 print(f"[{finished}/{total}] {run.name}: FAILED: {failed[run.name]}", flush=True)
         if progress and pending:
-            print(_progress_line(out, list(pending.values()), finished, total, guesses, time.perf_counter() - started), flush=True)
+            print(_progress_line(out, list(pending.values()), finished, total, guesses, time.perf_counter() - started, slots), flush=True)
     return failed
 
 
-def _progress_line(out: Path, running: list[StudyRun], finished: int, total: int, guesses: dict, elapsed: float) -> str:
-    steps_left, rate = 0, 0.0
+def _progress_line(out: Path, running: list[StudyRun], finished: int, total: int, guesses: dict, elapsed: float, slots: int) -> str:
+    """Runs done/total, steps left, the summed step rate of the runs training now, and an ETA:
+    each unfinished run's time left (its own logged rate, else its estimate, from the step it
+    has reached) spread over the parallel slots, and never shorter than the longest run."""
+    steps_left, rate, left_s, unknown = 0, 0.0, [], 0
     for run in running:
         step, run_rate = logged_progress(checkpoint_dir(out, run))
-        steps_left += max(0, run.config.train.steps - step)
-        rate += run_rate if run_rate and 0 < step < run.config.train.steps else 0.0
-    known = [guesses[r.name].seconds for r in running if guesses[r.name].seconds is not None]
-    eta = steps_left / rate if rate else (sum(known) if known else None)
+        steps = run.config.train.steps
+        steps_left += max(0, steps - step)
+        training = bool(run_rate) and 0 < step < steps
+        rate += run_rate if training else 0.0
+        guess = guesses.get(run.name)
+        run_rate = run_rate if training else (guess.steps_per_s if guess else None)
+        if run_rate:
+            left_s.append(max(0, steps - step) / run_rate + (guess.stage_s if guess else 0.0))
+        else:
+            unknown += 1
+    eta = max(max(left_s), sum(left_s) / max(1, min(slots, len(running)))) if left_s else None
     speed = f"at {rate:.1f} steps/s (runs training now)" if rate else "(no rate logged yet: the first evaluation writes it; ETA from the estimates)"
     return (f"runs {finished}/{total} done, {len(running)} queued or running; {steps_left} steps left {speed}; "
-            f"elapsed {format_duration(elapsed)}, ETA ~{format_duration(eta)} for the training steps")
+            f"elapsed {format_duration(elapsed)}, ETA ~{format_duration(eta)} on {slots} slot(s)"
+            + (f" ({unknown} run(s) without an estimate left out)" if unknown else ""))
 
 
 def gather(study: Study, out: Path, runs: list[StudyRun]) -> pd.DataFrame:
