@@ -189,3 +189,26 @@ def test_a_rerun_after_the_driver_is_killed_mid_run_completes_the_table_once(tmp
     for run, step in killed_at.items():  # resumed from its checkpoint: the whole schedule, one log line per evaluation
         steps = [line["step"] for line in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())]
         assert step > 0 and _step(run) == 600 and steps == list(range(0, 601, 20))
+
+
+def test_the_main_report_links_the_study_pages_beside_it(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from workbench.analyses.report import studies_section
+
+    run_dir = tmp_path / "runs" / "default"
+    run_dir.mkdir(parents=True)
+    assert "No study page beside this run yet" in studies_section(run_dir)
+    folder = tmp_path / "runs" / "studies" / "depth"
+    folder.mkdir(parents=True)
+    (folder / "report.html").write_text("<html></html>")
+    pd.DataFrame({"run": ["a", "a", "b"], "seed": [0, 0, 1], "metric": ["m"] * 3, "value": [1.0, 2.0, 3.0]}).to_csv(folder / "study.csv", index=False)
+    figure, ax = plt.subplots(figsize=(1, 1))
+    figure.savefig(folder / "depth.png")
+    plt.close(figure)
+    section = studies_section(run_dir)
+    assert "Study depth: 2 run(s), 2 seed(s)" in section
+    assert 'href="../studies/depth/report.html"' in section and section.count("data:image/png;base64,") == 1

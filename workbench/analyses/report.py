@@ -4,7 +4,8 @@ figures (``results.csv``, ``probes/``, ``analyses/``, the checkpoints' ``config.
 The page opens with one summary table (one row per model: r2 and path accuracy, cheat-test
 follow rate, best goal-arm probe with its controls, goal node at ``=``, patching recovery)
 and one figure; the per-model findings, the long tables and the per-target figures are folded
-into collapsible ``<details>`` sections. Figures are embedded as base64 PNG, so the page can
+into collapsible ``<details>`` sections; a last section links the study pages found beside the
+experiment (``../studies/*/report.html``) with their figures. Figures are embedded as base64 PNG, so the page can
 be mailed or archived alone; the CSV and PNG files stay beside it. Every number is computed
 from the tables here.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -242,6 +244,29 @@ def probe_summary(probes: pd.DataFrame) -> str:
     return "<p>Best layer per (model, position, target), with its controls:</p>" + table_html(table, digits=2)
 
 
+def studies_section(run_dir: Path) -> str:
+    """The study pages beside this experiment (``run_dir/../studies/*/report.html``, where
+    ``workbench study`` writes them by default), each folded with a relative link, the number
+    of runs its table holds and its figure; the study page itself holds the numbers."""
+    pages = sorted((run_dir.parent / "studies").glob("*/report.html"))
+    if not pages:
+        return ('<p class="note">No study page beside this run yet. <code>workbench study studies/remedies.toml --subset quick</code> '
+                f"writes one into <code>{html.escape(str(run_dir.parent / 'studies' / 'remedies'))}</code>; run <code>workbench report</code> "
+                "again to list it here.</p>")
+    parts = []
+    for page in pages:
+        folder = page.parent
+        table = _read(folder / "study.csv")
+        runs = table["run"].nunique() if table is not None and "run" in table else 0
+        seeds = table["seed"].nunique() if table is not None and "seed" in table else 0
+        link = html.escape(Path(os.path.relpath(page, run_dir)).as_posix())
+        figures = sorted(folder.glob("*.png"))
+        parts.append(details(f"Study {folder.name}: {runs} run(s), {seeds} seed(s)", (
+            f'<p>The page: <a href="{link}">{link}</a> (summary table with mean &plusmn; sd over seeds, per-run tables).</p>'
+            + "".join(img(figure, f"study {folder.name}: {figure.stem}") for figure in figures))))
+    return "".join(parts)
+
+
 def write_report(run_dir: str | Path) -> Path:
     """Write ``run_dir/report.html`` from the saved tables and figures."""
     run_dir = Path(run_dir)
@@ -291,6 +316,9 @@ def write_report(run_dir: str | Path) -> Path:
         details("Representations across objectives (CKA), layer by layer and the last layers per pair", img(analyses / "cka.png", "CKA")
                 + ("<p>Linear CKA between the two models' last layers at '=' (1 = the same up to rotation and scale):</p>" + table_html(cka_summary(tables["cka"]), digits=2) if tables["cka"] is not None else "")),
         details("Where the goal reaches the first decision (patching), per layer and position", img(analyses / "patching.png", "patching")),
+        "<h2>Studies</h2>",
+        "<p>Grids of runs over objectives, archs, graphs, depths and seeds (<code>workbench study</code>), each with its own page.</p>",
+        studies_section(run_dir),
     ]
     page = f"<!doctype html><html><head><meta charset='utf-8'><title>Pitfalls workbench report</title><style>{STYLE}</style></head><body>{''.join(parts)}</body></html>\n"
     path = run_dir / "report.html"
