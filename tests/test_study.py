@@ -92,7 +92,7 @@ def test_a_four_run_study_on_local_ray_writes_the_table_figure_and_page(tmp_path
     from workbench.study.figures import per_seed
 
     as_read = per_seed(pd.read_csv(out / "study.csv"))  # plain read_csv turns the empty hook cells into NaN
-    assert as_read["r2_accuracy"].notna().all() and as_read["path_accuracy"].notna().all()
+    assert as_read["r2_accuracy"].notna().all() and as_read["path_accuracy"].notna().all() and (as_read["r2_loss"] > 0).all()
 
     capsys.readouterr()
     run_study(study, out, cpus=2, progress=False)  # finished: nothing is submitted (Ray is not even started)

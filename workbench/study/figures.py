@@ -1,7 +1,7 @@
 """A study's numbers and figures, computed from ``study.csv`` alone.
 
-``per_seed`` reduces each run to the handful of numbers its page reports (r2 and path
-accuracy, the best goal-arm probe at ``eq`` with the control task and untrained model at the
+``per_seed`` reduces each run to the handful of numbers its page reports (r2 accuracy and
+loss, path accuracy, the best goal-arm probe at ``eq`` with the control task and untrained model at the
 same hook, the goal node and r2's node at ``eq``, the best patching recovery anywhere and at
 ``eq``); ``summary`` gives their mean and spread over seeds per (objective, arch, graph,
 overrides). The remedies figure plots the accuracies per seed; the depth figure is a heatmap
@@ -24,6 +24,7 @@ import seaborn as sns  # noqa: E402
 GROUP = ["objective", "arch", "graph", "overrides"]
 MEASURES = {  # column of per_seed -> what the page calls it
     "r2_accuracy": "r2 accuracy (teacher-forced)",
+    "r2_loss": "r2 loss (teacher-forced)",
     "path_accuracy": "path accuracy (greedy)",
     "arm_probe": "goal-arm probe at eq (best hook)",
     "arm_probe_control": "its control task",
@@ -47,6 +48,7 @@ def per_seed(table: pd.DataFrame) -> pd.DataFrame:
         row = dict(zip(identity, key))
         value = run.set_index(["metric", "position", "hook"])["value"]
         row["r2_accuracy"] = value.get(("tf_accuracy", "r2", ""), np.nan)
+        row["r2_loss"] = value.get(("tf_loss", "r2", ""), np.nan)
         row["path_accuracy"] = value.get(("greedy_accuracy", "path", ""), np.nan)
         arm = run[(run["metric"] == "probe_arm") & (run["position"] == "eq")]
         if len(arm):
@@ -76,7 +78,7 @@ def summary(seeds: pd.DataFrame) -> pd.DataFrame:
 
 
 STAGE_MEASURES = {
-    "evaluate": ("r2_accuracy", "path_accuracy"),
+    "evaluate": ("r2_accuracy", "r2_loss", "path_accuracy"),
     "probes": ("arm_probe", "arm_probe_control", "arm_probe_untrained", "goal_at_eq", "node_r2_at_eq"),
     "patching": ("patching_recovered", "patching_at_eq"),
 }
@@ -130,7 +132,7 @@ def plot_depth(seeds: pd.DataFrame, layers: dict[str, int], path_lengths: dict[s
     panels = list(frame.groupby(["arch", "objective"], sort=False))
     columns = min(2, len(panels))
     rows = -(-len(panels) // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(5.2 * columns, 3.6 * rows), squeeze=False)
+    figure, axes = plt.subplots(rows, columns, figsize=(max(6.5, 5.2 * columns), 3.6 * rows), squeeze=False)
     for ax, ((arch, objective), panel) in zip(axes.flat, panels):
         grid = panel.pivot_table(index="layers", columns="path_length", values="r2_accuracy", aggfunc="mean").sort_index(ascending=False)
         sns.heatmap(grid, ax=ax, vmin=0, vmax=1, cmap="viridis", annot=True, fmt=".2f", cbar_kws={"label": "r2 accuracy"})
@@ -139,9 +141,10 @@ def plot_depth(seeds: pd.DataFrame, layers: dict[str, int], path_lengths: dict[s
         ax.set_ylabel("layers")
     for ax in axes.flat[len(panels):]:
         ax.set_visible(False)
-    figure.suptitle("Depth: first-decision (r2) accuracy over layers x path length (degree 2, mean over seeds; chance 0.5)")
+    figure.suptitle("Depth: first-decision (r2) accuracy over layers x path length\n(degree 2, mean over seeds; 0.5 = a blind pick "
+                    "between the source's two children, below it r2 is not yet known to be one)", fontsize=10)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(figure)
     return Path(path)
 

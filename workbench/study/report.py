@@ -21,7 +21,9 @@ INTRO = {
     "activations at '=' (best hook), beside the same probe on a control task and on the untrained model; patching recovery is the "
     "largest share of r2's logit difference that one clean activation restores when the goal is moved to another arm.",
     "depth": "How many hops can a model of this depth learn from r2's supervision? r2 accuracy over layers and path length "
-    "(degree 2): first_decision_only puts loss on r2 alone, next_token on every answer token.",
+    "(degree 2): first_decision_only puts loss on r2 alone, next_token on every answer token. r2's loss tells a budget limit from a "
+    "capacity limit: ln 2 = 0.693 is a blind pick between the source's two children, and a loss still above it has not learned even that "
+    "(first_decision_only's path accuracy is 0 by construction: it trains no other token).",
     "solvers": "What the models that solve a graph know before their first decision, beside next_token (which does not solve it). "
     "A linear probe asks whether r2's node is decodable at '=' (before any answer token) and at the slot r1 (whose output is r2 under "
     "the forward objectives); patching asks whether it is used: the goal is moved to another arm and one clean activation is put back; "
