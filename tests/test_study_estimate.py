@@ -97,6 +97,17 @@ def test_progress_eta_spreads_the_time_left_over_the_slots_and_uses_logged_rates
     assert "(1 run(s) without an estimate left out)" in _progress_line(out, runs, 0, 2, guesses, 6.0, slots=2)
 
 
+def test_runs_are_submitted_longest_first_and_unestimated_ones_last():
+    from types import SimpleNamespace
+
+    from workbench.study.driver import longest_first
+    from workbench.study.estimate import RunEstimate
+
+    runs = [SimpleNamespace(name=name) for name in ("short", "unknown", "long", "middle")]
+    guesses = {name: RunEstimate(name, 0, 100, rate, "calibrated here", 0.0) for name, rate in (("short", 10.0), ("long", 1.0), ("middle", 2.0))}
+    assert [run.name for run in longest_first(runs, guesses)] == ["long", "middle", "short", "unknown"]
+
+
 def _study_csv() -> pd.DataFrame:
     """Two objectives x two seeds of a 2-layer model with known probe and patching values."""
     rows = []

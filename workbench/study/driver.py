@@ -121,12 +121,15 @@ def _run_tasks(study: Study, out: Path, todo: list[StudyRun], address: str | Non
             gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
         task = ray.remote(execute_run).options(num_cpus=study.cpus_per_run, num_gpus=gpus, max_retries=MAX_RETRIES, retry_exceptions=False)
         threads = max(1, int(study.cpus_per_run))
+        names = {run.name for run in todo}  # estimated among the whole grid: its finished runs are measurements
+        guesses = {g.run: g for g in estimate(study.runs()[0], out, study.stages, study.probes, calibration(out, study.cpus_per_run)) if g.run in names}
+        ordered = longest_first(todo, guesses)
         pending = {
             task.remote(run, str(out.resolve()), study.stages, study.probes, study.eval_graphs, study.patching_graphs, threads): run
-            for run in todo
+            for run in ordered
         }
         slots = max(1, int(ray.cluster_resources().get("CPU", 1) // max(study.cpus_per_run, 1e-9)))
-        return _follow(study, out, todo, pending, progress, poll_s, slots)
+        return _follow(out, todo, pending, guesses, progress, poll_s, slots)
     except KeyboardInterrupt:
         print("\ninterrupted: finished runs and the last checkpoint of every started run are kept; run the study again to resume", flush=True)
         raise
@@ -135,15 +138,20 @@ def _run_tasks(study: Study, out: Path, todo: list[StudyRun], address: str | Non
             ray.shutdown()
 
 
-def _follow(study: Study, out: Path, todo: list[StudyRun], pending: dict, progress: bool, poll_s: float, slots: int = 1) -> dict[str, str]:
+def longest_first(runs: list[StudyRun], guesses: dict) -> list[StudyRun]:
+    """The runs by estimated time left, longest first (runs without an estimate last, in grid
+    order): Ray starts tasks in submission order, and a long run started last would run alone
+    while the other slots sit idle."""
+    return sorted(runs, key=lambda run: -(guesses[run.name].seconds or 0.0) if run.name in guesses else 0.0)
+
+
+def _follow(out: Path, todo: list[StudyRun], pending: dict, guesses: dict, progress: bool, poll_s: float, slots: int = 1) -> dict[str, str]:
     """Wait for the tasks, printing one line per finished run and (with ``progress``) a line
     of runs done/total, the current summed step rate and the ETA every ``poll_s`` seconds."""
     import ray
 
     failed: dict[str, str] = {}
     total, finished, started = len(todo), 0, time.perf_counter()
-    names = {run.name for run in todo}  # estimated among the whole grid: its finished runs are measurements
-    guesses = {g.run: g for g in estimate(study.runs()[0], out, study.stages, study.probes, calibration(out, study.cpus_per_run)) if g.run in names}
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1, timeout=poll_s)
         for ref in ready:
