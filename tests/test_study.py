@@ -115,6 +115,8 @@ def test_objectives_that_do_not_apply_to_an_arch_are_skipped_with_a_note(tmp_pat
     with pytest.raises(ValueError, match="'gtp' not in the study's grid"):
         study.select(runs, ["archs=gtp"])
     assert {r.arch for r in study.select(runs, ["archs=mamba", "seeds=1"])} == {"mamba"}
+    assert study.skip_notes(["archs=mamba"]) == study.skip_notes(["objectives=reverse"]) == notes  # asked for: said
+    assert study.skip_notes(["archs=gpt"]) == study.skip_notes(["objectives=next_token", "archs=mamba"]) == []  # not asked for: not said
 
 
 def _descendants(pid: int) -> list[int]:

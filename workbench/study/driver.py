@@ -34,7 +34,9 @@ MAX_RETRIES = 2  # a task whose worker process dies (OOM, a killed node) runs ag
 def plan(study: Study, subset: list[str] | None = None) -> tuple[list[StudyRun], list[StudyRun], list[str]]:
     """(every run of the grid, the runs selected by ``subset``, notes on skipped grid points)."""
     runs, notes = study.runs()
-    return runs, (study.select(runs, subset) if subset else runs), notes
+    if not subset:
+        return runs, runs, notes
+    return runs, study.select(runs, subset), study.skip_notes(subset)
 
 
 def dry_run(study: Study, out: Path, subset: list[str] | None = None, cpus: int | None = None, calibrate_steps: int = 0) -> list[str]:

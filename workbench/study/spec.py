@@ -99,12 +99,11 @@ class Study:
     def runs(self) -> tuple[list[StudyRun], list[str]]:
         """(the grid's runs, notes on the grid points skipped because the objective does not
         apply to the arch). Raises on a bad override, naming the run it was meant for."""
-        runs, notes, names = [], [], set()
+        runs, names = [], set()
+        notes = self.skip_notes()
         for objective in self.objectives:
-            applies = objective_class(objective).archs
             for arch in self.archs:
-                if arch not in applies:
-                    notes.append(f"skipped {objective} on {arch}: the objective applies to {', '.join(applies)} only")
+                if arch not in objective_class(objective).archs:
                     continue
                 for graph in self.graphs:
                     for preset in self.presets:
@@ -116,6 +115,17 @@ class Study:
                                 names.add(run.name)
                                 runs.append(run)
         return runs, notes
+
+    def skip_notes(self, subset: list[str] | None = None) -> list[str]:
+        """A note for each grid point whose objective does not apply to its arch; with
+        ``subset``, only for those the subset's objectives and archs ask for."""
+        wanted = parse_subset(self.expand_subset(subset)) if subset else {}
+        return [
+            f"skipped {objective} on {arch}: the objective applies to {', '.join(objective_class(objective).archs)} only"
+            for objective in self.objectives for arch in self.archs
+            if arch not in objective_class(objective).archs
+            and objective in wanted.get("objectives", {objective}) and arch in wanted.get("archs", {arch})
+        ]
 
     def _run(self, objective: str, arch: str, graph: str, preset: str, variant: tuple[str, ...], seed: int) -> StudyRun:
         from workbench.task import GraphSpec
