@@ -48,6 +48,8 @@ def write_study_report(study: Study, out: str | Path, table: pd.DataFrame) -> Pa
     elif study.figure == "solvers":
         plot_solvers(table, figure, study.probes.positions)
     shown = mean_pm(stats, study.stages, study.probes.targets if "probes" in study.stages else ())
+    if (shown["overrides"].fillna("") == "").all():  # a grid without an overrides axis: no empty column
+        shown = shown.drop(columns="overrides")
     per_run = seeds.drop(columns=["study"]).dropna(axis=1, how="all").set_index(["objective", "arch", "graph", "overrides", "seed"])
     n_runs, grid_runs = table["run"].nunique(), len(study.runs()[0])
     parts = [
