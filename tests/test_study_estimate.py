@@ -93,6 +93,11 @@ def test_progress_eta_spreads_the_time_left_over_the_slots_and_uses_logged_rates
     line = _progress_line(out, runs, 0, 2, guesses, 6.0, slots=2)
     assert "60 steps left at 10.0 steps/s" in line
     assert eta(line) == ("15", "2")  # the longest run (not yet started, 15 s) bounds the ETA: (2 + 5 + 15) / 2 < 15
+    for run in runs:  # both trained: only their stages are left
+        checkpoint_dir(out, run).mkdir(parents=True, exist_ok=True)
+        (checkpoint_dir(out, run) / "metrics.jsonl").write_text(json.dumps({"step": 40, "elapsed_s": 4.0}) + "\n")
+    line = _progress_line(out, runs, 0, 2, guesses, 9.0, slots=2)
+    assert "0 steps left (training done; evaluation, probes or patching running)" in line and eta(line) == ("5", "2")
     del guesses[runs[1].name]
     assert "(1 run(s) without an estimate left out)" in _progress_line(out, runs, 0, 2, guesses, 6.0, slots=2)
 

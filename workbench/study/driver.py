@@ -189,7 +189,12 @@ def _progress_line(out: Path, running: list[StudyRun], finished: int, total: int
         else:
             unknown += 1
     eta = max(max(left_s), sum(left_s) / max(1, min(slots, len(running)))) if left_s else None
-    speed = f"at {rate:.1f} steps/s (runs training now)" if rate else "(no rate logged yet: the first evaluation writes it; ETA from the estimates)"
+    if rate:
+        speed = f"at {rate:.1f} steps/s (runs training now)"
+    elif steps_left == 0:
+        speed = "(training done; evaluation, probes or patching running)"
+    else:
+        speed = "(no rate logged yet: the first evaluation writes it; ETA from the estimates)"
     return (f"runs {finished}/{total} done, {len(running)} queued or running; {steps_left} steps left {speed}; "
             f"elapsed {format_duration(elapsed)}, ETA ~{format_duration(eta)} on {slots} slot(s)"
             + (f" ({unknown} run(s) without an estimate left out)" if unknown else ""))
