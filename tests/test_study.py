@@ -147,12 +147,14 @@ def _step(run_dir: Path) -> int:
 def test_a_rerun_after_the_driver_is_killed_mid_run_completes_the_table_once(tmp_path, capsys):
     """Two short and two long runs; the driver (and its Ray) is SIGKILLed once a short run is
     finished and a long one is between checkpoints. The rerun trains only what is unfinished,
-    resumes the interrupted run, and leaves finished runs' rows untouched."""
+    resumes the interrupted run, and leaves finished runs' rows untouched. Three slots: runs
+    are submitted longest first, so with two the short ones would only start after both long
+    ones, and none would finish while a long one is mid-run."""
     spec = tiny_study(tmp_path, name="killed", objectives='["next_token"]', overrides='[["train.steps=40"], ["train.steps=600"]]',
                       stages='["evaluate", "patching"]')
     out = tmp_path / "out"
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    driver = subprocess.Popen([sys.executable, "-m", "workbench.cli", "study", str(spec), "--out", str(out), "--cpus", "2", "--no-progress"],
+    driver = subprocess.Popen([sys.executable, "-m", "workbench.cli", "study", str(spec), "--out", str(out), "--cpus", "3", "--no-progress"],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     long_runs = [out / "checkpoints" / f"gpt-next_token-G2_3_10-cpu-steps600-s{seed}" for seed in (0, 1)]
     deadline, killed_at = time.monotonic() + 300, None
