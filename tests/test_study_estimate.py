@@ -102,6 +102,16 @@ def test_progress_eta_spreads_the_time_left_over_the_slots_and_uses_logged_rates
     assert "(1 run(s) without an estimate left out)" in _progress_line(out, runs, 0, 2, guesses, 6.0, slots=2)
 
 
+def test_wall_time_shares_the_runs_over_the_slots_and_is_never_less_than_the_longest():
+    from workbench.study.estimate import wall_seconds
+
+    assert wall_seconds([10.0, 20.0, 30.0], slots=1) == 60.0
+    assert wall_seconds([10.0, 20.0, 30.0], slots=2) == 30.0     # 60 s over two slots
+    assert wall_seconds([10.0, 10.0, 100.0], slots=2) == 100.0   # the longest run bounds it
+    assert wall_seconds([10.0, 20.0], slots=8) == 20.0           # more slots than runs
+    assert wall_seconds([], slots=2) is None
+
+
 def test_runs_are_submitted_longest_first_and_unestimated_ones_last():
     from types import SimpleNamespace
 

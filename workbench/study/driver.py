@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from workbench.study.estimate import calibrate, calibration, estimate, format_duration, logged_progress
+from workbench.study.estimate import calibrate, calibration, estimate, format_duration, logged_progress, wall_seconds
 from workbench.study.run import ROW_COLUMNS, checkpoint_dir, execute_run, is_done, result_dir
 from workbench.study.spec import IDENTITY, Study, StudyRun
 from workbench.text_format import atomic_write_text
@@ -50,23 +50,23 @@ def dry_run(study: Study, out: Path, subset: list[str] | None = None, cpus: int 
     guesses = {g.run: g for g in estimate(runs, out, study.stages, study.probes, calibration(out, study.cpus_per_run))}  # the whole grid's finished runs are measurements
     estimates = [guesses[run.name] for run in selected]
     lines = [f"study {study.name}: {len(selected)} runs ({', '.join(study.stages)}), output {out}", *notes]
-    total, unknown, todo = 0.0, 0, 0
+    known, unknown, todo = [], 0, 0
     for run, guess in zip(selected, estimates):
         if is_done(out, run, study.stages):
             state, seconds = "done", 0.0
         else:
             todo += 1
             state, seconds = (f"step {guess.steps_done}/{guess.steps}" if guess.steps_done else f"{guess.steps} steps"), guess.seconds
+            if seconds is None:
+                unknown += 1
+            else:
+                known.append(seconds)
         rate = f"{guess.steps_per_s:.1f} steps/s ({guess.source})" if guess.steps_per_s else "rate unknown"
         lines.append(f"  {run.name:<48} {state:<16} {rate:<36} ~{format_duration(seconds)}")
-        if seconds is None:
-            unknown += 1
-        else:
-            total += seconds
     slots = max(1, int((cpus or os.cpu_count() or 1) // max(study.cpus_per_run, 1e-9)))
     unmeasured = sorted({stage for guess in estimates for stage in guess.unmeasured_stages})
-    lines.append(f"to run: {todo} of {len(selected)}; estimated {format_duration(total)} of run time, about "
-                 f"{format_duration(total / min(slots, max(todo, 1)))} on {slots} parallel slot(s)"
+    lines.append(f"to run: {todo} of {len(selected)}; estimated {format_duration(sum(known))} of run time, about "
+                 f"{format_duration(wall_seconds(known, slots) or 0.0)} on {slots} parallel slot(s)"
                  + (f"; {unknown} run(s) without an estimate left out" if unknown else "")
                  + (f"; not counted: {', '.join(unmeasured)} (no finished run of this study has timed it yet)" if unmeasured else ""))
     return lines
@@ -183,12 +183,12 @@ def _progress_line(out: Path, running: list[StudyRun], finished: int, total: int
         training = bool(run_rate) and 0 < step < steps
         rate += run_rate if training else 0.0
         guess = guesses.get(run.name)
-        run_rate = run_rate if training else (guess.steps_per_s if guess else None)
-        if run_rate:
-            left_s.append(max(0, steps - step) / run_rate + (guess.stage_s if guess else 0.0))
+        eta_rate = run_rate if training else (guess.steps_per_s if guess else None)
+        if eta_rate:
+            left_s.append(max(0, steps - step) / eta_rate + (guess.stage_s if guess else 0.0))
         else:
             unknown += 1
-    eta = max(max(left_s), sum(left_s) / max(1, min(slots, len(running)))) if left_s else None
+    eta = wall_seconds(left_s, slots)
     if rate:
         speed = f"at {rate:.1f} steps/s (runs training now)"
     elif steps_left == 0:

@@ -253,6 +253,15 @@ def estimate(runs: list[StudyRun], out: Path, stages: tuple[str, ...], probes: P
     return estimates
 
 
+def wall_seconds(seconds: list[float], slots: int) -> float | None:
+    """The wall time of runs taking ``seconds`` each on ``slots`` parallel slots: their total
+    shared out, and never less than the longest of them (a lower bound: slots run unevenly
+    full); None without any run."""
+    if not seconds:
+        return None
+    return max(max(seconds), sum(seconds) / max(1, min(slots, len(seconds))))
+
+
 def format_duration(seconds: float | None) -> str:
     if seconds is None:
         return "?"
