@@ -89,7 +89,7 @@ def test_every_shipped_probe_spec_parses_and_names_the_main_jobs_checkpoints():
     outs = set()
     for file in SPECS:
         spec = load_spec(file)
-        assert spec.description and spec.out.startswith("results/probes/"), file.name
+        assert spec.description and spec.out.startswith("runs/probes/"), file.name
         assert set(spec.checkpoints) == main_job_runs, file.name  # the eight models the README reports
         outs.add(spec.out)
     assert len(outs) == len(SPECS)  # no two experiments write into one folder

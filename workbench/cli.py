@@ -5,7 +5,7 @@
     workbench train --preset cpu --objective next_token --graph 2,5,50
     workbench eval checkpoints/gpt-next_token-G2_5_50-s0 --data deg_2_path_5_nodes_50_test_20000.txt
     workbench import-reference model.pt --graph 2,5,50 --out checkpoints/paper-model
-    workbench probe checkpoints/gpt-next_token-G2_5_50-s0 --out results/probes
+    workbench probe checkpoints/gpt-next_token-G2_5_50-s0 --out runs/probes
     workbench main                      # the default experiment, end to end, ending with the report
     workbench report runs/default       # rewrite the report from saved tables and figures
     workbench study studies/remedies.toml --subset quick --dry-run   # a grid of runs on Ray
@@ -170,7 +170,7 @@ def cmd_main(args: argparse.Namespace) -> None:
         jobs = DEFAULT_JOBS
     configs = default_configs(jobs, args.graph, tuple(args.set))
     run_main_job(Path(args.out), configs, seed_reference=not args.no_seed_reference, probes=not args.no_probes,
-                 analyses=not args.no_analyses, progress=not args.no_progress)
+                 analyses=not args.no_analyses, progress=not args.no_progress, results_dir=args.results)
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -192,7 +192,7 @@ def cmd_study(args: argparse.Namespace) -> None:
         print("\n".join(dry_run(study, out, args.subset, args.cpus, calibrate_steps=args.calibrate or 0)))
         return
     try:
-        run_study(study, out, args.subset, address=args.address, cpus=args.cpus, progress=not args.no_progress)
+        run_study(study, out, args.subset, address=args.address, cpus=args.cpus, progress=not args.no_progress, results_dir=args.results)
     except RuntimeError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(1) from None
@@ -285,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--cache", action=argparse.BooleanOptionalAction, help="cache activations under OUT/activation_cache (default on)")
     pr.add_argument("--device", help="where the models run (default cpu)")
     pr.add_argument("--jobs", type=int, help="worker processes fitting probes (default -1: one per core)")
-    pr.add_argument("--out", help="output directory (default results/probes)")
+    pr.add_argument("--out", help="output directory (default runs/probes)")
     pr.set_defaults(func=cmd_probe)
 
     mj = verbs.add_parser("main", help="the default experiment end to end, ending with the report", description="Train cpu-preset models on G(2,5,50) (or --graph; GPT and Mamba under every objective, 1,500 and 1,000 steps; plus a second seed of the first, for CKA), evaluate them on held-out graphs (results.csv), probe them (probes/), run the analyses (analyses/) and write report.html. Finished stages are reused when run again.")
@@ -298,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     mj.add_argument("--no-probes", action="store_true", help="skip the probe stage")
     mj.add_argument("--no-analyses", action="store_true", help="skip the analyses and the report")
     mj.add_argument("--no-progress", action="store_true")
+    mj.add_argument("--results", metavar="DIR", help="also publish the tidy tables and their provenance to DIR (e.g. results/main_job, read by `workbench findings`)")
     mj.set_defaults(func=cmd_main)
 
     st = verbs.add_parser("study", help="run a grid of runs (a study file) as Ray tasks, then its table, figure and report", description="Train, evaluate, probe and patch every run of a study file's grid as Ray tasks (locally by default, or on a cluster with --address), skipping finished runs and resuming interrupted ones; gather OUT/study.csv and write OUT/report.html.")
@@ -310,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--address", help="join this Ray cluster (as started by `ray start --head`); default: $RAY_ADDRESS, else a private Ray on this machine")
     st.add_argument("--cpus", type=int, help="CPUs of the private local Ray (default: all cores)")
     st.add_argument("--no-progress", action="store_true", help="no periodic progress lines (finished runs are still listed)")
+    st.add_argument("--results", metavar="DIR", help="when every selected run has finished, also publish their rows, summary and provenance to DIR (e.g. results/solvers, read by `workbench findings`)")
     st.set_defaults(func=cmd_study)
 
     rep = verbs.add_parser("report", help="write report.html of an experiment directory", description="Build one self-contained HTML page from the tables and figures that `workbench main` wrote into RUN_DIR.")

@@ -75,12 +75,16 @@ def run_main_job(
     probe_graphs: tuple[int, int] = (3_000, 2_000),
     training_probe_graphs: tuple[int, int] = (2_000, 1_000),
     progress: bool = True,
+    results_dir: str | Path | None = None,
 ) -> pd.DataFrame:
     """Run the stages above for ``configs`` (default: ``default_configs()``); returns results.
 
     ``probe_graphs`` = (n_train, n_test) graphs of every probe of the probe stage;
     ``training_probe_graphs`` the same for the probes along training (analysis stage).
+    ``results_dir``: also publish the tidy tables there with their provenance
+    (``workbench.publish``), for docs/findings.md.
     """
+    started = time.time()
     out = Path(out)
     configs = configs or default_configs()
     devices = {str(resolve_device(c.train.device)) for c in configs}
@@ -117,7 +121,27 @@ def run_main_job(
             from workbench.analyses.report import write_report
 
             print(f"wrote {write_report(out)}", flush=True)
+    if results_dir is not None:
+        publish_main_job(out, results_dir, checkpoints + [b for _, b in seed_pairs], started, device)
     return results
+
+
+def publish_main_job(out: Path, results_dir: str | Path, checkpoints: list[Checkpoint], started: float, device) -> Path:
+    """Copy the job's tidy tables (evaluation, probes, every analysis) into ``results_dir``
+    with the job's provenance; each run's training time is the one its trainer logged."""
+    import torch
+
+    from workbench.publish import provenance, publish
+
+    tables = {"results": pd.read_csv(out / "results.csv")}
+    if (out / "probes" / "probes.csv").exists():
+        tables["probes"] = pd.read_csv(out / "probes" / "probes.csv")
+    for csv in sorted((out / "analyses").glob("*.csv")):
+        tables[csv.stem] = pd.read_csv(csv)
+    runs = [{"run": run_name(c.config), "steps": c.step, "train_seconds": round(c.metrics[-1]["elapsed_s"], 1) if c.metrics else None}
+            for c in checkpoints]
+    record = provenance(started, [c.config.train.seed for c in checkpoints], torch.get_num_threads(), str(device), runs)
+    return publish(results_dir, tables, record)
 
 
 def _evaluate_run(checkpoint: Checkpoint, device) -> pd.DataFrame:

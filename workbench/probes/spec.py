@@ -6,7 +6,7 @@
     hooks = ["embed", "resid_post", "ssm_state"]
     positions = ["eq", "r1"]
     targets = ["arm"]
-    out = "results/probes/goal_arm"
+    out = "runs/probes/goal_arm"
 
 Every key is optional except that ``checkpoints`` or ``runs`` must name something; a key
 left out takes the default below, the same as the flag of ``workbench probe`` it mirrors:
@@ -30,7 +30,7 @@ left out takes the default below, the same as the flag of ``workbench probe`` it
     cache         cache activations under OUT/activation_cache                    true
     device        where the models run                                            "cpu"
     jobs          worker processes fitting probes (-1: one per core)              -1
-    out           output directory: probes.csv, figures, spec.toml                "results/probes"
+    out           output directory: probes.csv, figures, spec.toml                "runs/probes"
 
 Relative paths (``checkpoints``, ``runs``, ``data``, ``out``) are read from the current
 directory, not from the spec file's folder, so the shipped files run from the repository
@@ -80,7 +80,7 @@ class ProbeSpec:
     cache: bool = True
     device: str = "cpu"
     jobs: int = -1
-    out: str = "results/probes"
+    out: str = "runs/probes"
     source: str = field(default="command line", compare=False)  # where the values came from, for messages
 
     def __post_init__(self) -> None:

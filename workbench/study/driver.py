@@ -88,12 +88,15 @@ def _connect(address: str | None, cpus: int | None) -> bool:
 
 def run_study(
     study: Study, out: str | Path, subset: list[str] | None = None, address: str | None = None, cpus: int | None = None,
-    progress: bool = True, poll_s: float = 10.0,
+    progress: bool = True, poll_s: float = 10.0, results_dir: str | Path | None = None,
 ) -> pd.DataFrame:
     """Run the selected runs that are not finished, then gather ``study.csv`` (every finished
     run of the grid), draw the figure and write ``report.html``. Returns the study table.
+    ``results_dir``: also publish the selected runs' rows, their summary over seeds and the
+    provenance there (``publish_study``), once every selected run has finished.
 
     Raises ``RuntimeError`` naming the runs that failed (after gathering the others)."""
+    started = time.time()
     out = Path(out)
     runs, selected, notes = plan(study, subset)
     for note in notes:
@@ -110,7 +113,39 @@ def run_study(
         print(f"wrote {write_study_report(study, out, table)}", flush=True)
     if failed:
         raise RuntimeError("failed runs (run the study again to retry them):\n" + "\n".join(f"  {name}: {error}" for name, error in failed.items()))
+    if results_dir is not None:
+        publish_study(study, out, table, selected, {run.name for run in todo}, results_dir, started, subset)
     return table
+
+
+def publish_study(study: Study, out: Path, table: pd.DataFrame, selected: list[StudyRun], trained: set[str],
+                  results_dir: str | Path, started: float, subset: list[str] | None) -> Path:
+    """The selected runs' rows (``study.csv``), their mean and spread over seeds
+    (``summary.csv``) and the provenance, into ``results_dir``. Each run's training time and
+    steps are those its own ``done.json`` recorded when it was trained."""
+    import json
+
+    from workbench.publish import provenance, publish
+    from workbench.study.figures import per_seed, summary
+
+    names = [run.name for run in selected]
+    rows = table[table["run"].isin(names)].reset_index(drop=True)
+    runs = []
+    for run in selected:
+        done = json.loads((result_dir(out, run) / "done.json").read_text())
+        runs.append({"run": run.name, "steps": done.get("train_steps"), "train_seconds": round(done.get("train_elapsed_s") or 0.0, 1),
+                     "stage_seconds": {k: round(v, 1) for k, v in (done.get("stages") or {}).items() if v is not None},
+                     "trained_in_this_invocation": run.name in trained})
+    import torch
+
+    device = "cuda" if study.gpus_per_run and torch.cuda.is_available() else "cpu"  # the driver's machine
+    record = provenance(started, [run.seed for run in selected], study.cpus_per_run, device, runs,
+                        study=study.name, study_file=str(study.source), subset=subset or [], parallel_runs=_slots(study))
+    return publish(results_dir, {"study": rows, "summary": summary(per_seed(rows))}, record)
+
+
+def _slots(study: Study) -> int:
+    return max(1, int((os.cpu_count() or 1) // max(study.cpus_per_run, 1e-9)))
 
 
 def _run_tasks(study: Study, out: Path, todo: list[StudyRun], address: str | None, cpus: int | None, progress: bool, poll_s: float) -> dict[str, str]:
