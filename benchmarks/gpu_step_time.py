@@ -18,7 +18,8 @@ import torch
 
 from workbench.checkpoint import build_model_and_parts
 from workbench.config import RunConfig, apply_overrides, preset_config
-from workbench.objectives import objective_of, step_generator
+from workbench.config import objective_of
+from workbench.objectives import step_generator
 from workbench.task import generate
 
 

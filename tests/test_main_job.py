@@ -3,6 +3,7 @@ report embeds them, and a second run reuses every stage."""
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import replace
 
@@ -22,7 +23,8 @@ def test_main_job_writes_every_table_figure_and_the_report(tmp_path, capsys):
 
     configs = [tiny_config("next_token"), tiny_config("teacherless"), apply_overrides(tiny_config("mtp"), ["objective.k=2"]), tiny_mamba_config()]
     configs = [replace(c, train=replace(c.train, snapshot_every=20)) for c in configs]
-    results = run_main_job(tmp_path, configs, probe_graphs=(300, 200), training_probe_graphs=(300, 200), progress=False)
+    results = run_main_job(tmp_path, configs, probe_graphs=(300, 200), training_probe_graphs=(300, 200), progress=False,
+                           results_dir=tmp_path / "published")
     assert set(zip(results["arch"], results["objective"])) == {("gpt", "next_token"), ("gpt", "teacherless"), ("gpt", "mtp"), ("mamba", "next_token")}
     assert (tmp_path / "checkpoints" / "gpt-next_token-s1" / "model.safetensors").exists()  # the seed reference
     # ... evaluated and probed beside seed 0
@@ -42,6 +44,14 @@ def test_main_job_writes_every_table_figure_and_the_report(tmp_path, capsys):
     assert "head2" in set(shares[shares["objective"] == "mtp"]["position"])  # mtp's extra head has its share
     over_training = pd.read_csv(tmp_path / "analyses" / "probes_over_training.csv")
     assert sorted(set(over_training["step"])) == [0, 20, 40]
+
+    published = sorted(p.name for p in (tmp_path / "published").iterdir())  # the job's tidy tables and its provenance
+    assert published == sorted(["results.csv", "probes.csv", "provenance.json", *(f"{name}.csv" for name in ANALYSES)])
+    assert len(pd.read_csv(tmp_path / "published" / "probes.csv")) == len(probes)
+    record = json.loads((tmp_path / "published" / "provenance.json").read_text())
+    assert record["seeds"] == [0, 1] and [r["run"] for r in record["runs"]] == [
+        "gpt-next_token", "gpt-teacherless", "gpt-mtp", "mamba-next_token", "gpt-next_token-s1"]
+    assert all(r["steps"] == 40 and r["train_seconds"] > 0 for r in record["runs"]) and record["device"]
 
     page = (tmp_path / "report.html").read_text()
     for heading in ("What this run shows", "Per-token accuracy", "The Clever Hans cheat", "Loss of first-token supervision", "Linear probes", "CKA", "patching"):

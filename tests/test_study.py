@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from workbench.study import dry_run, load_study, run_study
 from workbench.study.spec import IDENTITY
@@ -100,6 +101,21 @@ def test_a_four_run_study_on_local_ray_writes_the_table_figure_and_page(tmp_path
     assert pd.read_csv(out / "study.csv", keep_default_na=False, na_values=[""]).equals(saved)
     subset = dry_run(study, out, subset=["one"])
     assert "to run: 0 of 2" in subset[-1]
+
+    # publishing a subset: its runs' rows, their summary, and the provenance the runs recorded
+    published = tmp_path / "results" / "tiny_one"
+    run_study(study, out, subset=["one"], progress=False, results_dir=published)
+    rows = pd.read_csv(published / "study.csv", keep_default_na=False, na_values=[""])
+    expected = saved[saved["seed"] == 0].reset_index(drop=True)
+    pd.testing.assert_frame_equal(rows[ROW_KEY], expected[ROW_KEY])
+    assert ((rows["value"] - expected["value"]).abs().fillna(0) < 1e-5).all()  # written at 6 significant digits
+    assert len(pd.read_csv(published / "summary.csv")) == 2
+    record = json.loads((published / "provenance.json").read_text())
+    assert record["seeds"] == [0] and record["n_seeds"] == 1 and record["subset"] == ["one"] and record["study"] == "tiny"
+    assert len(record["commit"]) == 40 and record["torch"] == torch.__version__ and record["wall_seconds"] >= 0
+    done = {run: json.loads((out / "results" / run / "done.json").read_text()) for run in expected["run"].unique()}
+    assert {r["run"]: (r["steps"], r["trained_in_this_invocation"]) for r in record["runs"]} == {run: (40, False) for run in done}
+    assert all(r["train_seconds"] == round(done[r["run"]]["train_elapsed_s"], 1) for r in record["runs"])  # as the trainer logged it
 
 
 def test_objectives_that_do_not_apply_to_an_arch_are_skipped_with_a_note(tmp_path, monkeypatch):

@@ -33,8 +33,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from workbench.config import RunConfig, with_legacy_params
-from workbench.objectives import Objective, objective_of
+from workbench.config import RunConfig, objective_of, with_legacy_params
+from workbench.objectives import Objective
 from workbench.task import GraphSpec
 from workbench.text_format import atomic_write_text
 
@@ -309,7 +309,7 @@ def build_model_and_parts(config: RunConfig, device: str | torch.device = "cpu")
     model = build_model(config, seed=config.train.seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.train.seed + 7_919)
-        parts = objective_of(config).build_run_parts(config, model)
+        parts = objective_of(config).build_run_parts(model, config.task.graph, lambda: build_model(config, seed=config.train.seed + 1))
     return model.to(device), (parts.to(device) if parts is not None else None)
 
 

@@ -8,6 +8,8 @@
     workbench probe checkpoints/gpt-next_token-G2_5_50-s0 --out runs/probes
     workbench main                      # the default experiment, end to end, ending with the report
     workbench report runs/default       # rewrite the report from saved tables and figures
+    workbench inspect CKPT [CKPT ...] --out DIR   # cheat test, edge lookup, goal patching of any checkpoints
+    workbench findings [--check]        # the docs' tables and figures from the committed results/
     workbench study studies/remedies.toml --subset quick --dry-run   # a grid of runs on Ray
 """
 
@@ -112,29 +114,53 @@ def cmd_import_reference(args: argparse.Namespace) -> None:
 
 def cmd_export_hf(args: argparse.Namespace) -> None:
     from workbench.checkpoint import load
-    from workbench.models.mamba_hf import to_hf
 
     checkpoint = load(args.checkpoint)
-    if checkpoint.config.arch != "mamba":
-        raise ValueError(f"{args.checkpoint}: arch is {checkpoint.config.arch!r}; export-hf converts mamba checkpoints")
-    to_hf(checkpoint.model).save_pretrained(args.out)
-    print(f"wrote a MambaForCausalLM to {args.out}")
+    if checkpoint.config.arch == "mamba":
+        from workbench.models.mamba_hf import to_hf
+    else:
+        from workbench.models.gpt_hf import to_hf
+    hf = to_hf(checkpoint.model)
+    hf.save_pretrained(args.out)
+    print(f"wrote a {type(hf).__name__} to {args.out}")
 
 
 def cmd_import_hf(args: argparse.Namespace) -> None:
+    """A local save_pretrained directory (MambaForCausalLM or GPT2LMHeadModel) -> a checkpoint."""
+    import json
     from dataclasses import replace
 
-    from workbench.checkpoint import save_checkpoint
+    from workbench.checkpoint import build_model_and_parts, save_checkpoint
     from workbench.config import RunConfig, TaskConfig
-    from workbench.models.mamba_hf import from_hf, load_hf_dir
 
     spec: GraphSpec = args.graph
-    model = from_hf(load_hf_dir(args.hf_dir))
-    if model.backbone.embeddings.num_embeddings != spec.vocab_size:
-        raise ValueError(f"{args.hf_dir}: vocabulary of {model.backbone.embeddings.num_embeddings}, but {spec} needs N+4 = {spec.vocab_size}")
+    config_file = Path(args.hf_dir) / "config.json"
+    if not config_file.exists():
+        raise FileNotFoundError(f"{config_file}: not found; expected a directory written by save_pretrained")
+    model_type = json.loads(config_file.read_text()).get("model_type")
     task = TaskConfig(degree=spec.degree, path_length=spec.path_length, num_nodes=spec.num_nodes)
-    model_config = replace(model.cfg, scan=args.scan)
-    config = RunConfig(arch="mamba", objective=args.objective, preset=f"imported:{Path(args.hf_dir).name}", task=task, model=model_config)
+    preset = f"imported:{Path(args.hf_dir).name}"
+    if model_type == "mamba":
+        from workbench.models.mamba_hf import from_hf, load_hf_dir
+
+        model = from_hf(load_hf_dir(args.hf_dir))
+        vocab = model.backbone.embeddings.num_embeddings
+        config = RunConfig(arch="mamba", objective=args.objective, preset=preset, task=task, model=replace(model.cfg, scan=args.scan))
+    elif model_type == "gpt2":
+        from workbench.models.gpt_hf import gpt_config_from_hf, load_hf_dir, state_dict_from_hf
+
+        hf = load_hf_dir(args.hf_dir)
+        config = RunConfig(arch="gpt", objective=args.objective, preset=preset, task=task, model=gpt_config_from_hf(hf.config))
+        model, _ = build_model_and_parts(config)
+        if model.cfg.n_ctx != hf.config.n_positions:
+            raise ValueError(f"{config_file}: n_positions {hf.config.n_positions}, but {spec} under {args.objective} needs {model.cfg.n_ctx} positions")
+        vocab = hf.config.vocab_size
+        if vocab == model.cfg.d_vocab:
+            model.load_state_dict(state_dict_from_hf(hf), strict=True)
+    else:
+        raise ValueError(f"{config_file}: model_type {model_type!r}; import-hf reads 'mamba' (MambaForCausalLM) and 'gpt2' (GPT2LMHeadModel)")
+    if vocab != spec.vocab_size:
+        raise ValueError(f"{args.hf_dir}: vocabulary of {vocab}, but {spec} needs N+4 = {spec.vocab_size}")
     save_checkpoint(args.out, config, model, step=0, metrics=[])
     print(f"imported {args.hf_dir} -> {args.out}")
 
@@ -198,6 +224,54 @@ def cmd_study(args: argparse.Namespace) -> None:
         raise SystemExit(1) from None
 
 
+def cmd_inspect(args: argparse.Namespace) -> None:
+    from workbench.analyses.inspect import inspect_checkpoints
+    from workbench.analyses.patching import plot_patching
+    from workbench.checkpoint import load
+    from workbench.text_format import atomic_write_text
+
+    tables = inspect_checkpoints([load(path, device=args.device) for path in args.checkpoints], args.graphs)
+    out = Path(args.out)
+    for name, frame in tables.items():
+        atomic_write_text(out / f"{name}.csv", frame.to_csv(index=False))
+    patched = tables["patching"]
+    plot_patching(patched.assign(objective=patched["run"]), out / "patching.png")
+    print(f"wrote {', '.join(f'{name}.csv' for name in tables)} and patching.png to {out}")
+
+
+def cmd_findings(args: argparse.Namespace) -> None:
+    from workbench.findings import Results, check, render
+    from workbench.findings.figures import draw
+    from workbench.text_format import atomic_write_text
+
+    results = Results(args.results)
+    documents = [Path(d) for d in args.docs]
+    for document in documents:
+        if not document.exists():
+            raise FileNotFoundError(f"{document}: not found (run `workbench findings` from the repository root, or name the documents with --docs)")
+    if args.check:
+        stale = [s for document in documents for s in check(document.read_text(), results, document)]
+        for item in stale:
+            print(item, file=sys.stderr)
+        if stale:
+            print(f"findings: {len(stale)} generated block(s) differ from {args.results}/; run `workbench findings` to rewrite them", file=sys.stderr)
+            raise SystemExit(1)
+        print(f"findings: every generated block of {', '.join(map(str, documents))} matches {args.results}/")
+        return
+    for document in documents:
+        text = document.read_text()
+        new = render(text, results, document)
+        if new != text:
+            atomic_write_text(document, new, encoding="utf-8")
+        print(f"{document}: {'rewritten' if new != text else 'current'}")
+    if not args.no_figures:
+        drawn, skipped = draw(results, Path(args.figures))
+        for path in drawn:
+            print(f"wrote {path}")
+        for note in skipped:
+            print(f"not drawn: {note}")
+
+
 def _graph(text: str) -> GraphSpec:
     from workbench.task import GraphSpec
 
@@ -258,15 +332,17 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--out", help="checkpoint directory (default checkpoints/paper-{file stem})")
     imp.set_defaults(func=cmd_import_reference)
 
-    exp = verbs.add_parser("export-hf", help="write a mamba checkpoint as a Hugging Face MambaForCausalLM", description="save_pretrained of a MambaForCausalLM with the checkpoint's weights (same parameter names).")
-    exp.add_argument("checkpoint", help="a mamba checkpoint directory")
+    exp = verbs.add_parser("export-hf", help="write a checkpoint as a Hugging Face model (Mamba: MambaForCausalLM; GPT: GPT2LMHeadModel)",
+                           description="save_pretrained of a MambaForCausalLM (same parameter names) or a GPT2LMHeadModel with an untied head "
+                           "(names mapped as workbench/models/gpt_hf.py documents) computing the checkpoint's logits. The objective's own parts stay behind.")
+    exp.add_argument("checkpoint", help="a checkpoint directory (gpt with causal attention, or mamba)")
     exp.add_argument("--out", required=True, help="output directory")
     exp.set_defaults(func=cmd_export_hf)
-    ihf = verbs.add_parser("import-hf", help="import a local Hugging Face MambaForCausalLM directory", description="Turn a save_pretrained MambaForCausalLM directory (local; nothing is downloaded) into a workbench checkpoint.")
+    ihf = verbs.add_parser("import-hf", help="import a local Hugging Face MambaForCausalLM or GPT2LMHeadModel directory", description="Turn a save_pretrained MambaForCausalLM or GPT2LMHeadModel directory (local; nothing is downloaded) into a workbench checkpoint.")
     ihf.add_argument("hf_dir", help="directory with config.json and the weights")
     ihf.add_argument("--graph", type=_graph, required=True, help="degree,path_length,num_nodes the model works on")
     ihf.add_argument("--objective", choices=sorted(OBJECTIVES), default="next_token", help="objective it was trained with (decides decoding)")
-    ihf.add_argument("--scan", choices=["torch", "compiled", "mamba_ssm"], default="compiled", help="selective-scan implementation to use")
+    ihf.add_argument("--scan", choices=["torch", "compiled", "mamba_ssm"], default="compiled", help="Mamba: the selective-scan implementation to use")
     ihf.add_argument("--out", required=True, help="checkpoint directory")
     ihf.set_defaults(func=cmd_import_hf)
 
@@ -313,6 +389,27 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--no-progress", action="store_true", help="no periodic progress lines (finished runs are still listed)")
     st.add_argument("--results", metavar="DIR", help="when every selected run has finished, also publish their rows, summary and provenance to DIR (e.g. results/solvers, read by `workbench findings`)")
     st.set_defaults(func=cmd_study)
+
+    ins = verbs.add_parser("inspect", help="cheat test, edge-lookup attention and goal patching of any checkpoints",
+                           description="The analyses that need no training history, on checkpoints of one graph: the Clever Hans cheat test "
+                           "(a wrong arm fed as the answer so far), attention onto the looked-up edge (GPT) and goal patching (move the goal, "
+                           "patch clean activations back, layer by layer). Writes cheat_test.csv, edge_lookup.csv, patching.csv and patching.png.")
+    ins.add_argument("checkpoints", nargs="+", help="checkpoint directories, all of one graph")
+    ins.add_argument("--out", required=True, help="output directory")
+    ins.add_argument("--graphs", type=int, default=2_000, help="held-out graphs for the cheat test; patching uses half, the attention a quarter (default 2000)")
+    ins.add_argument("--device", default="cpu", help="where the models run (default cpu)")
+    ins.set_defaults(func=cmd_inspect)
+
+    fi = verbs.add_parser("findings", help="rewrite the docs' tables, numbers and figures from the committed results (or --check them)",
+                          description="Rewrite every generated block (<!-- findings:NAME --> ... <!-- /findings:NAME -->) of the documents from the "
+                          "results folder's CSVs and provenance, and draw the findings' figures; with --check, change nothing and exit 1 naming "
+                          "each block that differs. Run from the repository root.")
+    fi.add_argument("--check", action="store_true", help="exit 1 if a generated block differs from what the results give; write nothing")
+    fi.add_argument("--results", default="results", help="the results folder (default results)")
+    fi.add_argument("--docs", nargs="+", default=["README.md", "docs/findings.md"], help="documents with generated blocks (default README.md docs/findings.md)")
+    fi.add_argument("--figures", default="docs/figures", help="where the figures go (default docs/figures)")
+    fi.add_argument("--no-figures", action="store_true", help="rewrite the documents only")
+    fi.set_defaults(func=cmd_findings)
 
     rep = verbs.add_parser("report", help="write report.html of an experiment directory", description="Build one self-contained HTML page from the tables and figures that `workbench main` wrote into RUN_DIR.")
     rep.add_argument("run_dir", help="experiment directory (as --out of workbench main)")

@@ -14,9 +14,10 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from workbench.models.configs import GPTConfig, MambaConfig
-from workbench.objectives import REGISTRY, objective_class
+from workbench.objectives import REGISTRY, get_objective, objective_class
 
 if TYPE_CHECKING:
+    from workbench.objectives.base import Objective
     from workbench.task import GraphSpec
 
 MODEL_CONFIGS: dict[str, type] = {"gpt": GPTConfig, "mamba": MambaConfig}
@@ -149,6 +150,11 @@ PRESETS: dict[str, dict[str, tuple[GPTConfig | MambaConfig, TrainConfig]]] = {
         "paper": (MambaConfig(n_layers=24, d_model=384), _PAPER_TRAIN),
     },
 }
+
+
+def objective_of(config: RunConfig) -> Objective:
+    """The objective a run was configured with, parameters included."""
+    return get_objective(config.objective, config.objective_params)
 
 
 # The main job's default (``workbench main``): both archs under these objectives, on the cpu

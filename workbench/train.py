@@ -36,10 +36,10 @@ from workbench.checkpoint import (
     save_snapshot,
     write_metrics,
 )
-from workbench.config import RunConfig, TaskConfig, TrainConfig
+from workbench.config import RunConfig, TaskConfig, TrainConfig, objective_of
 from workbench.data_files import load_data
 from workbench.evaluate import evaluate
-from workbench.objectives import LossTerms, Objective, objective_of, step_generator
+from workbench.objectives import LossTerms, Objective, step_generator
 from workbench.task import PathStarData, arm_paths, generate
 
 TEST_SEED_OFFSET = 1_000_003  # the held-out set is drawn from another stream than the training set

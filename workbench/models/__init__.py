@@ -20,7 +20,7 @@ def build_model(config: RunConfig, seed: int) -> nn.Module:
     """A freshly initialised model of ``config.arch`` for the run's graph; its vocabulary is
     the task's plus the objective's own tokens (``Objective.extra_tokens``: none for most, so
     their weights are those of every earlier version)."""
-    from workbench.objectives import objective_of
+    from workbench.config import objective_of
 
     objective = objective_of(config)
     if config.arch not in objective.archs:

@@ -36,7 +36,6 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from workbench.config import RunConfig
     from workbench.objectives.base import Objective
 
 # name -> "module:class". Strings, so that the names are known without importing torch
@@ -72,11 +71,6 @@ def get_objective(name: str, params: Any = None) -> Objective:
     return objective_class(name)(params)
 
 
-def objective_of(config: RunConfig) -> Objective:
-    """The objective a run was configured with, parameters included."""
-    return get_objective(config.objective, config.objective_params)
-
-
 def params_fields(name: str) -> dict[str, Any]:
     """{field: default} of an objective's parameters (empty if it has none)."""
     return {f.name: getattr(objective_class(name).Params(), f.name) for f in dataclasses.fields(objective_class(name).Params)}
@@ -95,5 +89,5 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "Batch", "LossTerms", "NoParams", "OBJECTIVES", "Objective", "REGISTRY", "answer_logits", "get_objective",
-    "objective_class", "objective_of", "params_fields", "step_generator",
+    "objective_class", "params_fields", "step_generator",
 ]

@@ -33,7 +33,7 @@ Adding an objective is one new module (or class) in this package plus its line i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -41,9 +41,6 @@ from jaxtyping import Float, Int
 from torch import Tensor, nn
 
 from workbench.task import GraphSpec, PathStarData
-
-if TYPE_CHECKING:
-    from workbench.config import RunConfig
 
 Model = Callable[[Tensor], Tensor]  # tokens (batch, pos) -> logits (batch, pos, d_vocab)
 Batch = dict[str, Tensor]  # what ``training_batch`` gives and ``loss`` reads: at least inputs, targets
@@ -151,10 +148,12 @@ class Objective:
         """Trainable parts of the objective's own (None: it trains the model alone)."""
         return None
 
-    def build_run_parts(self, config: RunConfig, model: nn.Module) -> nn.Module | None:
+    def build_run_parts(self, model: nn.Module, spec: GraphSpec, new_model: Callable[[], nn.Module]) -> nn.Module | None:
         """The parts for a run: ``build_parts`` from the model's width, unless an objective
-        needs the run's whole config (bst builds a second model of the run's arch)."""
-        return self.build_parts(model.cfg.d_model, config.task.graph)
+        needs a second model of the run's arch and config, which ``new_model()`` builds
+        freshly initialised (bst's backward encoder). The objective never sees the run
+        config: the config knows the objectives, not the other way round."""
+        return self.build_parts(model.cfg.d_model, spec)
 
     def training_batch(self, graphs: PathStarData, generator: torch.Generator) -> Batch:
         """Model inputs and emission-order targets of one training step."""

@@ -37,7 +37,7 @@ probe`` and the patching analysis address the forward encoder only.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -46,9 +46,6 @@ from torch import Tensor, nn
 from workbench.models import final_norm, forward_with_residual
 from workbench.objectives.base import Batch, LossTerms, Objective, answer_logits
 from workbench.task import GraphSpec
-
-if TYPE_CHECKING:
-    from workbench.config import RunConfig
 
 
 def belief_pairs(spec: GraphSpec) -> list[tuple[int, int]]:
@@ -90,11 +87,9 @@ class BeliefHead(nn.Module):
 class BeliefStateTransformer(Objective):
     name = "bst"
 
-    def build_run_parts(self, config: RunConfig, model: nn.Module) -> nn.Module:
-        from workbench.models import build_model
-
-        backward = build_model(config, seed=config.train.seed + 1)  # same arch and config, its own init
-        return nn.ModuleDict({"backward": backward, "head": BeliefHead(model.cfg.d_model, self.vocab_size(config.task.graph))})
+    def build_run_parts(self, model: nn.Module, spec: GraphSpec, new_model: Callable[[], nn.Module]) -> nn.Module:
+        backward = new_model()  # same arch and config, its own init
+        return nn.ModuleDict({"backward": backward, "head": BeliefHead(model.cfg.d_model, self.vocab_size(spec))})
 
     def loss(self, model: nn.Module, parts: nn.Module, batch: Batch, spec: GraphSpec) -> LossTerms:
         inputs, targets = batch["inputs"], batch["targets"]

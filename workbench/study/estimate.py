@@ -115,7 +115,7 @@ def time_training_steps(config: RunConfig, steps: int = 5, warmup: int = 2) -> f
     import torch
 
     from workbench.checkpoint import build_model_and_parts
-    from workbench.objectives import objective_of
+    from workbench.config import objective_of
     from workbench.task import generate
     from workbench.train import build_optimizer, graphs_per_step, resolve_device, trainable, training_step
 

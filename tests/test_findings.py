@@ -1,0 +1,87 @@
+"""`workbench findings`: the docs' generated blocks match the committed results, and a change
+to one CSV cell is caught, naming the block."""
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from workbench.cli import main as cli_main
+from workbench.findings import BLOCKS, Results, check, render
+from workbench.findings.render import block_names
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCUMENTS = [ROOT / "README.md", ROOT / "docs" / "findings.md"]
+
+
+def run_findings(*args: str) -> int:
+    try:
+        cli_main(["findings", *args])
+    except SystemExit as exit_:
+        return int(exit_.code)
+    return 0
+
+
+def test_the_committed_docs_match_the_committed_results(capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    assert run_findings("--check") == 0, capsys.readouterr().err
+    assert "matches results/" in capsys.readouterr().out
+
+
+def test_every_block_the_docs_name_exists_and_every_published_job_is_cited():
+    names = [name for document in DOCUMENTS for name in block_names(document.read_text())]
+    assert len(names) >= 30 and set(names) <= set(BLOCKS)
+    jobs = {path.name for path in (ROOT / "results").iterdir() if (path / "provenance.json").exists()}
+    assert jobs and {f"{job}.provenance" for job in jobs} <= set(names)  # each published job's provenance is shown
+
+
+def test_editing_one_csv_cell_fails_the_check_naming_the_block(tmp_path, capsys, monkeypatch):
+    results = tmp_path / "results"
+    shutil.copytree(ROOT / "results", results)
+    table = pd.read_csv(results / "main_job" / "results.csv")
+    row = (table["arch"] == "mamba") & (table["objective"] == "reverse") & (table["metric"] == "tf_accuracy") & (table["position"] == "r3")
+    assert row.sum() == 1
+    table.loc[row, "value"] = 0.123
+    table.to_csv(results / "main_job" / "results.csv", index=False)
+    monkeypatch.chdir(ROOT)
+    assert run_findings("--check", "--results", str(results)) == 1
+    err = capsys.readouterr().err
+    assert "block 'main_job.accuracy' differs" in err and "0.123" in err
+    assert "main_job.signature" not in err  # a GPT table: the Mamba cell does not reach it
+
+
+def test_render_writes_tables_on_their_own_lines_and_numbers_inline(tmp_path):
+    results = Results(ROOT / "results")
+    text = "r2: <!-- findings:main_job.gpt.next_token.r2 -->old<!-- /findings:main_job.gpt.next_token.r2 -->\n" \
+           "<!-- findings:main_job.signature -->old<!-- /findings:main_job.signature -->\n"
+    new = render(text, results)
+    inline, table = new.splitlines()[0], new.split("\n", 1)[1]
+    assert "old" not in new and "\n" not in inline and " ± " in inline  # two seeds of GPT next_token
+    assert table.startswith("<!-- findings:main_job.signature -->\n| ") and table.endswith("|\n<!-- /findings:main_job.signature -->\n")
+    assert check(new, results) == [] and len(check(text, results)) == 2
+    assert render(new, results) == new  # rendering is idempotent
+
+
+def test_a_misspelled_or_unclosed_block_is_an_error_naming_the_line(tmp_path):
+    results = Results(ROOT / "results")
+    with pytest.raises(ValueError, match=r"doc.md:2: unknown block 'main_job.acuracy' \(did you mean main_job.accuracy"):
+        render("x\n<!-- findings:main_job.acuracy --><!-- /findings:main_job.acuracy -->", results, Path("doc.md"))
+    with pytest.raises(ValueError, match=r"doc.md:1: .*has no closing '<!-- /findings:main_job.accuracy -->'"):
+        render("<!-- findings:main_job.accuracy -->", results, Path("doc.md"))
+
+
+def test_a_missing_results_folder_names_the_command_that_writes_it(tmp_path, capsys):
+    document = tmp_path / "doc.md"
+    document.write_text("<!-- findings:solvers.summary --><!-- /findings:solvers.summary -->\n")
+    assert run_findings("--check", "--results", str(tmp_path / "empty"), "--docs", str(document)) == 2
+    assert "solvers/study.csv: not found; the job that writes it: workbench study studies/solvers.toml" in capsys.readouterr().err
+
+
+def test_findings_rewrites_a_stale_document_and_draws_the_figures(tmp_path, capsys):
+    document = tmp_path / "doc.md"
+    document.write_text("<!-- findings:main_job.later_min -->0%<!-- /findings:main_job.later_min -->\n")
+    assert run_findings("--results", str(ROOT / "results"), "--docs", str(document), "--figures", str(tmp_path / "figures")) == 0
+    assert "0%<" not in document.read_text() and "rewritten" in capsys.readouterr().out
+    assert (tmp_path / "figures" / "main_job_accuracy.png").stat().st_size > 10_000
+    assert run_findings("--check", "--results", str(ROOT / "results"), "--docs", str(document)) == 0

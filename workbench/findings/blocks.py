@@ -1,0 +1,463 @@
+"""The generated blocks of the docs: each a function of the committed results folder.
+
+    results/{job}/{table}.csv         a job's tidy tables (``workbench.publish``)
+    results/{job}/provenance.json     what produced them
+
+A block returns Markdown: a table, a sentence of provenance, or one number for a sentence.
+Blocks read the tables as the job wrote them and reduce them here, in the open, so a reader
+can see how each published number comes from the rows (the reductions are the ones the
+report and the study pages use: ``workbench.analyses.report`` and ``workbench.study.figures``).
+
+The jobs and the command that writes each are in ``JOBS``; a block of a job whose folder is
+missing says so and names that command.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+# job folder under results/ -> the command that publishes it (each provenance.json records the command actually run)
+JOBS = {
+    "main_job": "workbench main --results results/main_job",
+    "remedies_quick": "workbench study studies/remedies.toml --subset quick --results results/remedies_quick",
+    "solvers": "workbench study studies/solvers.toml --results results/solvers",
+    "mamba_solvers": "workbench study studies/mamba_solvers.toml --results results/mamba_solvers",
+    "depth_hour": "workbench study studies/depth.toml --subset hour --results results/depth_hour",
+}
+BLOCKS: dict[str, Callable[[Results], str]] = {}
+
+
+class Results:
+    """The committed results folder, read lazily: ``table(job, name)`` and ``provenance(job)``."""
+
+    def __init__(self, root: str | Path = "results") -> None:
+        self.root = Path(root)
+        self._tables: dict[tuple[str, str], pd.DataFrame] = {}
+
+    def path(self, job: str, name: str) -> Path:
+        return self.root / job / name
+
+    def table(self, job: str, name: str) -> pd.DataFrame:
+        if (job, name) not in self._tables:
+            path = self.path(job, f"{name}.csv")
+            if not path.exists():
+                raise FileNotFoundError(f"{path}: not found; the job that writes it: {JOBS.get(job, 'unknown job')}")
+            frame = pd.read_csv(path, keep_default_na=False, na_values=[""])
+            for column in ("hook", "overrides"):
+                if column in frame:
+                    frame[column] = frame[column].fillna("")
+            self._tables[(job, name)] = frame
+        return self._tables[(job, name)]
+
+    def provenance(self, job: str) -> dict:
+        path = self.path(job, "provenance.json")
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: not found; the job that writes it: {JOBS.get(job, 'unknown job')}")
+        return json.loads(path.read_text())
+
+
+def block(name: str) -> Callable[[Callable[[Results], str]], Callable[[Results], str]]:
+    def register(function: Callable[[Results], str]) -> Callable[[Results], str]:
+        if name in BLOCKS:
+            raise ValueError(f"block {name!r} registered twice")
+        BLOCKS[name] = function
+        return function
+
+    return register
+
+
+# ---- formatting ---------------------------------------------------------------------------
+
+def markdown(frame: pd.DataFrame) -> str:
+    """A GitHub pipe table of ``frame``'s cells as they are (format them first)."""
+    def cell(value: object) -> str:
+        return "" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value).replace("|", "\\|")
+
+    header = "| " + " | ".join(map(cell, frame.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    rows = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([header, rule, *rows])
+
+
+def num(value: float, digits: int = 3) -> str:
+    return "n/a" if value is None or pd.isna(value) else f"{value:.{digits}f}"
+
+
+def pct(value: float, digits: int = 1) -> str:
+    return "n/a" if value is None or pd.isna(value) else f"{100 * value:.{digits}f}%"
+
+
+def spread(values: pd.Series | list[float], digits: int = 3) -> str:
+    """Mean ± sd (n) over seeds; one seed is said as one seed."""
+    values = pd.Series(values, dtype=float).dropna()
+    if len(values) == 0:
+        return "n/a"
+    if len(values) == 1:
+        return f"{values.iloc[0]:.{digits}f} (1 seed)"
+    return f"{values.mean():.{digits}f} ± {values.std():.{digits}f} ({len(values)})"
+
+
+def duration(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    if minutes < 1:
+        return f"{seconds:.0f} s"
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def model_label(arch: str, objective: str, overrides: str = "") -> str:
+    return f"{arch} {objective}" + (f" ({overrides})" if overrides else "")
+
+
+# ---- provenance: one sentence per job ------------------------------------------------------
+
+def provenance_sentence(results: Results, job: str) -> str:
+    """Command, wall time, seeds, code and machine, as the job recorded them."""
+    record = results.provenance(job)
+    commit = (record.get("commit") or "unknown")[:10] + (" with local changes" if record.get("dirty") else "")
+    seeds = record.get("seeds", [])
+    seeds_text = f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''} ({', '.join(map(str, seeds))})"
+    parallel = record.get("parallel_runs")
+    threads = f"{record.get('threads')} thread(s) per run, {parallel} run(s) at a time" if parallel else f"{record.get('threads')} threads"
+    trained = [r for r in record.get("runs", []) if r.get("train_seconds")]
+    train_text = f"; training {duration(min(r['train_seconds'] for r in trained))} to {duration(max(r['train_seconds'] for r in trained))} per run" if trained else ""
+    return (f"`{record['command']}`: {duration(record['wall_seconds'])} of wall time for {len(record.get('runs', []))} run(s){train_text}; "
+            f"{seeds_text}. Recorded by the run: commit `{commit}`, {record['date'][:10]}, torch {record['torch']}, "
+            f"{record['device']}, {threads}.")
+
+
+for _job in JOBS:
+    BLOCKS[f"{_job}.provenance"] = (lambda job: lambda results: provenance_sentence(results, job))(_job)
+    BLOCKS[f"{_job}.wall_time"] = (lambda job: lambda results: duration(results.provenance(job)["wall_seconds"]))(_job)
+
+
+# ---- the main job: G(2,5,50), GPT and Mamba under the paper's objectives ---------------------
+
+def _main_results(results: Results) -> pd.DataFrame:
+    return results.table("main_job", "results")
+
+
+def _first_seed(frame: pd.DataFrame) -> pd.DataFrame:
+    """Each model's first seed: the main job's single-seed numbers (a second seed of GPT
+    next_token is reported beside it where it matters)."""
+    first = frame.groupby(["arch", "objective"])["seed"].transform("min")
+    return frame[frame["seed"] == first]
+
+
+def main_value(results: Results, arch: str, objective: str, metric: str, position: str, seed: int | None = None) -> pd.Series:
+    frame = _main_results(results)
+    rows = frame[(frame["arch"] == arch) & (frame["objective"] == objective) & (frame["metric"] == metric) & (frame["position"] == position)]
+    if seed is not None:
+        rows = rows[rows["seed"] == seed]
+    return rows.set_index("seed")["value"]
+
+
+@block("main_job.signature")
+def signature(results: Results) -> str:
+    """GPT next_token's first seed, position by position: what the quick start shows."""
+    frame = _main_results(results)
+    rows = frame[(frame["arch"] == "gpt") & (frame["objective"] == "next_token")]
+    rows = rows[rows["seed"] == rows["seed"].min()]
+    table = rows.pivot_table(index="metric", columns="position", values="value", sort=False)
+    positions = [c for c in table.columns if c != "path"] + ["path"]
+    names = {"tf_accuracy": "teacher-forced accuracy", "greedy_accuracy": "greedy accuracy", "tf_loss": "teacher-forced loss"}
+    out = pd.DataFrame({"": [names[m] for m in table.index]})
+    for position in positions:
+        label = f"{position} (first decision)" if position == "r2" else position
+        out[label] = [num(v, 3) if not pd.isna(v) else "" for v in table[position]]
+    return markdown(out)
+
+
+@block("main_job.n_graphs")
+def main_n_graphs(results: Results) -> str:
+    return f"{int(_main_results(results)['n_graphs'].iloc[0]):,}"
+
+
+@block("main_job.accuracy")
+def main_accuracy(results: Results) -> str:
+    """Every model and seed: teacher-forced accuracy per position, r2's loss, greedy path."""
+    frame = _main_results(results)
+    rows = []
+    for (arch, objective, seed), run in frame.groupby(["arch", "objective", "seed"], sort=False):
+        value = run.set_index(["metric", "position"])["value"]
+        row = {"model": model_label(arch, objective), "seed": seed, "steps": int(run["step"].iloc[0])}
+        for position in [p for p in run["position"].unique() if p != "path"]:
+            row[f"{position} tf"] = num(value.get(("tf_accuracy", position)))
+        row["r2 loss"] = num(value.get(("tf_loss", "r2")), 2)
+        row["path (greedy)"] = num(value.get(("greedy_accuracy", "path")))
+        rows.append(row)
+    return markdown(pd.DataFrame(rows))
+
+
+def _main_metric(results: Results, arch: str, objective: str, metric: str, position: str) -> str:
+    return spread(main_value(results, arch, objective, metric, position))
+
+
+for _arch in ("gpt", "mamba"):
+    for _objective in ("next_token", "reverse", "teacherless", "first_decision_only"):
+        for _metric, _position, _key in (("tf_accuracy", "r2", "r2"), ("greedy_accuracy", "path", "path")):
+            BLOCKS[f"main_job.{_arch}.{_objective}.{_key}"] = (
+                lambda a, o, m, p: lambda results: _main_metric(results, a, o, m, p))(_arch, _objective, _metric, _position)
+
+
+@block("main_job.later_min")
+def later_min(results: Results) -> str:
+    """The lowest teacher-forced accuracy of r3..rl over the next_token models: the later tokens are fitted."""
+    frame = _main_results(results)
+    later = frame[(frame["objective"] == "next_token") & (frame["metric"] == "tf_accuracy") & (frame["role"] != "first_decision")
+                  & (frame["position"] != "path") & (frame["position"] != "r1")]
+    return pct(later["value"].min())
+
+
+@block("main_job.cheat")
+def main_cheat(results: Results) -> str:
+    """The cheat test (a wrong arm fed as the answer so far), the strongest edge-lookup head
+    and r2's share of the training gradient, per model that feeds answer tokens."""
+    cheat = _first_seed(results.table("main_job", "cheat_test"))
+    lookup = results.table("main_job", "edge_lookup")
+    shares = results.table("main_job", "gradient_shares")
+    rows = []
+    for (arch, objective), run in cheat.groupby(["arch", "objective"], sort=False):
+        follow = run[run["outcome"] == "follow"].set_index("position")["rate"]
+        row = {"model": model_label(arch, objective), "follows the fed wrong arm": ", ".join(f"{p} {pct(r)}" for p, r in follow.items())}
+        mine = lookup[(lookup["arch"] == arch) & (lookup["objective"] == objective)]
+        if len(mine):
+            mass = mine.groupby(["position", "layer", "head"])["mass"].sum()
+            uniform = mine.groupby(["position", "layer", "head"])["uniform"].sum()
+            best = mass.groupby(level="position").idxmax()
+            row["strongest edge-lookup head: attention on the looked-up edge (uniform)"] = ", ".join(
+                f"{position}: L{layer}H{head} {pct(mass[(position, layer, head)], 0)} ({pct(uniform[(position, layer, head)], 0)})"
+                for position, (_, layer, head) in sorted(best.items()))
+        else:
+            row["strongest edge-lookup head: attention on the looked-up edge (uniform)"] = "n/a (no attention)"
+        share = shares[(shares["arch"] == arch) & (shares["objective"] == objective) & (shares["metric"] == "share") & (shares["position"] == "r2")]
+        share = share[share["seed"] == share["seed"].min()].sort_values("step")
+        row["r2's share of the gradient, first -> last snapshot"] = f"{num(share['value'].iloc[0], 2)} -> {num(share['value'].iloc[-1], 2)}" if len(share) else "n/a"
+        rows.append(row)
+    return markdown(pd.DataFrame(rows))
+
+
+def _best(frame: pd.DataFrame, column: str = "accuracy") -> pd.Series | None:
+    return frame.loc[frame[column].idxmax()] if len(frame) and frame[column].notna().any() else None
+
+
+@block("main_job.probes")
+def main_probes(results: Results) -> str:
+    """Per model and seed: the best goal-arm probe anywhere (with its control task and
+    untrained model), the goal node and r2's node at '=' (best hook, with the untrained
+    model), and how many of the model's probes converged."""
+    probes = results.table("main_job", "probes")
+    rows = []
+    for (arch, objective, seed), run in probes.groupby(["arch", "objective", "seed"], sort=False):
+        row = {"model": model_label(arch, objective), "seed": seed}
+        arm = _best(run[run["target"] == "arm"])
+        if arm is not None:
+            row["goal arm, best probe (site, position)"] = f"{num(arm['accuracy'])} ({arm['site']} L{arm['layer']}, {arm['position']})"
+            row["its control task / untrained"] = f"{num(arm['control_accuracy'])} / {num(arm['random_init_accuracy'])}"
+        for target, label in (("goal", "goal node at ="), ("node_r2", "r2's node at =")):
+            best = _best(run[(run["target"] == target) & (run["position"] == "eq")])
+            if best is not None:
+                row[f"{label} (untrained)"] = f"{num(best['accuracy'])} ({num(best['random_init_accuracy'])})"
+        row["converged"] = f"{int(run['converged'].astype(str).eq('True').sum())}/{len(run)}"
+        rows.append(row)
+    return markdown(pd.DataFrame(rows))
+
+
+@block("main_job.arm_max")
+def arm_max(results: Results) -> str:
+    """The best goal-arm probe over every model, hook and position of the main job."""
+    probes = results.table("main_job", "probes")
+    return num(probes[probes["target"] == "arm"]["accuracy"].max())
+
+
+@block("main_job.probe_counts")
+def probe_counts(results: Results) -> str:
+    probes = results.table("main_job", "probes")
+    return f"{int(probes['converged'].astype(str).eq('True').sum())} of {len(probes)}"
+
+
+@block("main_job.patching")
+def main_patching(results: Results) -> str:
+    """Goal patching per model: r2's logit difference clean and with the goal moved, and the
+    site whose clean activation restores most of it (residual stream and Mamba's SSM state)."""
+    patching = _first_seed(results.table("main_job", "patching"))
+    rows = []
+    for (arch, objective), run in patching.groupby(["arch", "objective"], sort=False):
+        first = run.iloc[0]
+        row = {"model": model_label(arch, objective), "r2 logit difference: clean / goal moved": f"{num(first['ld_clean'], 2)} / {num(first['ld_corrupted'], 2)}"}
+        best = _best(run, "recovered")
+        row["best site: recovered"] = "undefined (r2 ignores the goal)" if best is None else f"{best['site']} L{best['layer']} @ {best['position']}: {pct(best['recovered'])}"
+        at_eq = _best(run[run["position"] == "eq"], "recovered")
+        row["best at =: recovered"] = "undefined" if at_eq is None else f"{at_eq['site']} L{at_eq['layer']}: {pct(at_eq['recovered'])}"
+        rows.append(row)
+    return markdown(pd.DataFrame(rows))
+
+
+# ---- studies ----------------------------------------------------------------------------------
+
+def _study(results: Results, job: str) -> pd.DataFrame:
+    return results.table(job, "study")
+
+
+def _residual_layer(hook: str) -> int | None:
+    """0 for the embedding, i+1 after block i; None for other hooks (the SSM state)."""
+    if hook == "hook_embed":
+        return 0
+    parts = hook.split(".")
+    return int(parts[1]) + 1 if len(parts) == 3 and parts[0] == "blocks" and parts[2] == "hook_resid_post" else None
+
+
+def _per_run_best(frame: pd.DataFrame, metric: str, position: str, residual_only: bool = True) -> pd.Series:
+    """Per run: the best value of ``metric`` over hooks at ``position``."""
+    rows = frame[(frame["metric"] == metric) & (frame["position"] == position)]
+    if residual_only:
+        rows = rows[rows["hook"].map(_residual_layer).notna()]
+    return rows.groupby("run", sort=False)["value"].max()
+
+
+def _per_run(frame: pd.DataFrame, metric: str, position: str) -> pd.Series:
+    rows = frame[(frame["metric"] == metric) & (frame["position"] == position) & (frame["hook"] == "")]
+    return rows.set_index("run")["value"]
+
+
+def _models(frame: pd.DataFrame) -> list[tuple[tuple[str, str, str, str], pd.DataFrame]]:
+    return list(frame.groupby(["arch", "objective", "graph", "overrides"], sort=False))
+
+
+def solvers_summary(results: Results, job: str) -> str:
+    """Per model, mean ± sd over seeds: r2 accuracy; r2's node at '=' and at r1 (best residual
+    layer), each beside the untrained model; the share of r2's logit difference that patching
+    restores at '=' and at r1 (best layer; residual stream and, for Mamba, the SSM state)."""
+    frame = _study(results, job)
+    rows = []
+    for (arch, objective, graph, overrides), model in _models(frame):
+        r2 = _per_run(model, "tf_accuracy", "r2")
+        row = {"model": model_label(arch, objective, overrides), "graph": graph,
+               "r2 accuracy per seed": " / ".join(num(v) for v in r2), "r2 accuracy": spread(r2)}
+        for position in ("eq", "r1"):
+            row[f"r2's node at {'=' if position == 'eq' else position}"] = spread(_per_run_best(model, "probe_node_r2", position))
+            row[f"untrained at {'=' if position == 'eq' else position}"] = spread(_per_run_best(model, "probe_node_r2_untrained", position))
+        for position in ("eq", "r1"):
+            recovered = _per_run_best(model, "patching_recovered", position, residual_only=False).reindex(r2.index)
+            row[f"patching recovers at {'=' if position == 'eq' else position}"] = "undefined" if recovered.isna().all() else spread(recovered)
+        rows.append(row)
+    return markdown(pd.DataFrame(rows))
+
+
+def solvers_layers(results: Results, job: str, objectives: tuple[str, ...] | None = None) -> str:
+    """Layer by layer (mean over seeds): r2's node decodable at '=' and at r1 (untrained in
+    brackets), and patching recovery there, for each model."""
+    frame = _study(results, job)
+    rows = []
+    for (arch, objective, graph, overrides), model in _models(frame):
+        if objectives and objective not in objectives:
+            continue
+        model = model.assign(layer=model["hook"].map(_residual_layer))
+        means = model.dropna(subset=["layer"]).groupby(["metric", "position", "layer"])["value"].mean()
+        ssm = model[model["hook"].str.endswith("hook_ssm_state") & (model["metric"] == "patching_recovered")]
+        ssm_means = ssm.assign(layer=ssm["hook"].str.split(".").str[1].astype(int) + 1).groupby(["position", "layer"])["value"].mean() if len(ssm) else None
+        for layer in sorted(model["layer"].dropna().unique()):
+            row = {"model": model_label(arch, objective, overrides), "after": "embedding" if layer == 0 else f"block {int(layer) - 1}"}
+            for position, label in (("eq", "="), ("r1", "r1")):
+                row[f"r2's node at {label} (untrained)"] = (f"{pct(means.get(('probe_node_r2', position, layer)))} "
+                                                           f"({pct(means.get(('probe_node_r2_untrained', position, layer)))})")
+            for position, label in (("eq", "="), ("r1", "r1")):
+                row[f"patching {label}"] = pct(means.get(("patching_recovered", position, layer)))
+            if ssm_means is not None:
+                for position, label in (("eq", "="), ("r1", "r1")):
+                    row[f"SSM state patching {label}"] = pct(ssm_means.get((position, layer))) if layer > 0 else ""
+            rows.append(row)
+    return markdown(pd.DataFrame(rows))
+
+
+for _job in ("solvers", "mamba_solvers"):
+    BLOCKS[f"{_job}.summary"] = (lambda job: lambda results: solvers_summary(results, job))(_job)
+    BLOCKS[f"{_job}.layers"] = (lambda job: lambda results: solvers_layers(results, job))(_job)
+
+
+def study_value(results: Results, job: str, objective: str, metric: str, position: str, best_over_hooks: bool, arch: str | None = None) -> pd.Series:
+    frame = _study(results, job)
+    frame = frame[(frame["objective"] == objective) & ((frame["arch"] == arch) if arch else True)]
+    return (_per_run_best(frame, metric, position, residual_only=False) if best_over_hooks else _per_run(frame, metric, position))
+
+
+# Inline numbers the prose cites: name -> (job, objective, metric, position, best over hooks)
+VALUES = {
+    "solvers.bst.node_r2_eq": ("solvers", "bst", "probe_node_r2", "eq", True),
+    "solvers.bst.patching_eq": ("solvers", "bst", "patching_recovered", "eq", True),
+    "solvers.mtp.r2": ("solvers", "mtp", "tf_accuracy", "r2", False),
+    "solvers.mtp.node_r2_eq": ("solvers", "mtp", "probe_node_r2", "eq", True),
+    "solvers.reverse.r2": ("solvers", "reverse", "tf_accuracy", "r2", False),
+    "solvers.next_token.r2": ("solvers", "next_token", "tf_accuracy", "r2", False),
+    "mamba_solvers.reverse.patching_eq": ("mamba_solvers", "reverse", "patching_recovered", "eq", True),
+    "mamba_solvers.reverse.node_r2_eq": ("mamba_solvers", "reverse", "probe_node_r2", "eq", True),
+    "mamba_solvers.bst.node_r2_eq": ("mamba_solvers", "bst", "probe_node_r2", "eq", True),
+    "mamba_solvers.bst.patching_eq": ("mamba_solvers", "bst", "patching_recovered", "eq", True),
+    "mamba_solvers.next_token.r2": ("mamba_solvers", "next_token", "tf_accuracy", "r2", False),
+}
+for _name, (_job, _objective, _metric, _position, _best_hook) in VALUES.items():
+    BLOCKS[_name] = (lambda j, o, m, p, b: lambda results: spread(study_value(results, j, o, m, p, b)))(_job, _objective, _metric, _position, _best_hook)
+
+
+@block("solvers.mtp.seeds_solved")
+def mtp_seeds_solved(results: Results) -> str:
+    r2 = study_value(results, "solvers", "mtp", "tf_accuracy", "r2", False)
+    return f"{int((r2 > 0.9).sum())} of {len(r2)}"
+
+
+@block("remedies_quick.summary")
+def remedies_summary(results: Results) -> str:
+    """Per objective (one seed each unless more were run): r2 accuracy and loss, greedy path,
+    the best goal-arm probe at '=' with its control task and untrained model, the goal node
+    at '=', and patching recovery (best site, and at '=')."""
+    from workbench.study.figures import per_seed
+
+    seeds = per_seed(_study(results, "remedies_quick"))
+    rows = []
+    for (objective, arch, graph, overrides), model in seeds.groupby(["objective", "arch", "graph", "overrides"], sort=False):
+        defined = model["patching_recovered"].notna().any()
+        rows.append({
+            "model": model_label(arch, objective, overrides), "graph": graph, "seeds": len(model),
+            "r2 accuracy": spread(model["r2_accuracy"]), "r2 loss": spread(model["r2_loss"], 2), "path (greedy)": spread(model["path_accuracy"]),
+            "goal arm at = (control task / untrained)": f"{spread(model['arm_probe'])} ({num(model['arm_probe_control'].mean())} / {num(model['arm_probe_untrained'].mean())})",
+            "goal node at =": spread(model["goal_at_eq"]),
+            "patching: best site / at =": f"{spread(model['patching_recovered'])} / {spread(model['patching_at_eq'])}" if defined else "undefined (r2 ignores the goal)",
+        })
+    return markdown(pd.DataFrame(rows))
+
+
+@block("remedies_quick.arm_max")
+def remedies_arm_max(results: Results) -> str:
+    from workbench.study.figures import per_seed
+
+    return num(per_seed(_study(results, "remedies_quick"))["arm_probe"].max())
+
+
+def _depth_frame(results: Results) -> pd.DataFrame:
+    """One row per depth-study run: layers (from its overrides), path length (from its graph), r2 accuracy and loss."""
+    frame = _study(results, "depth_hour")
+    rows = []
+    for (run, objective, arch, graph, overrides), group in frame.groupby(["run", "objective", "arch", "graph", "overrides"], sort=False):
+        settings = dict(item.split("=", 1) for item in overrides.split())
+        value = group[group["hook"] == ""].set_index(["metric", "position"])["value"]
+        rows.append({"run": run, "objective": objective, "arch": arch, "layers": int(settings["model.n_layers"]),
+                     "path_length": int(graph.strip("G()").split(",")[1]),
+                     "r2": value.get(("tf_accuracy", "r2")), "r2_loss": value.get(("tf_loss", "r2"))})
+    return pd.DataFrame(rows)
+
+
+@block("depth_hour.table")
+def depth_table(results: Results) -> str:
+    """r2 accuracy (and its loss) by layers x path length, one row per (arch, objective, layers)."""
+    frame = _depth_frame(results)
+    rows = []
+    for (arch, objective, layers), group in frame.groupby(["arch", "objective", "layers"], sort=True):
+        row = {"model": model_label(arch, objective), "layers": layers}
+        for _, run in group.sort_values("path_length").iterrows():
+            row[f"l = {run['path_length']} ({run['path_length'] - 2} hops)"] = f"{num(run['r2'])} ({num(run['r2_loss'], 2)})"
+        rows.append(row)
+    return markdown(pd.DataFrame(rows))
