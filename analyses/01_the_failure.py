@@ -26,30 +26,31 @@
 # 2. How did it get there along training?
 # 3. Is it cheating on the later tokens, following the edge out of whatever token it was given?
 #
-# **Models.** The main job's checkpoints (`runs/default/checkpoints`, from `workbench main`) when
-# they exist; otherwise small GPTs trained here by `find_or_train` (1,000 steps of the `cpu`
-# preset, about a minute and a half each on two cores, kept in `runs/notebooks` and reused by
-# the later notebooks). Beside `next_token` we
-# train `reverse` (the answer emitted goal first), the paper's remedy, as the contrast.
+# **Models.** The reference checkpoints shipped in `checkpoints/` (the main job's GPTs on
+# G(2,5,50), `checkpoints/manifest.csv`), loaded by `reference_or_train`; with `TRAIN = True`
+# small GPTs trained here instead (1,000 steps of the `cpu` preset, about a minute and a half
+# each on two cores, kept in `runs/notebooks` and reused by the later notebooks). Beside
+# `next_token`, `reverse` (the answer emitted goal first), the paper's remedy, as the contrast.
 
 # %% tags=["parameters"]
 import os
 
-SMOKE = os.environ.get("WORKBENCH_NOTEBOOK_SMOKE") == "1"  # CI: tiny models, few graphs (seconds)
-STEPS = 20 if SMOKE else 1_000  # steps of a GPT trained here (not used when the main job's exist)
+SMOKE = os.environ.get("WORKBENCH_NOTEBOOK_SMOKE") == "1"  # CI: few graphs (seconds); tiny models if TRAIN
+TRAIN = os.environ.get("WORKBENCH_NOTEBOOK_TRAIN") == "1"  # train small models here instead of the shipped ones
+STEPS = 20 if SMOKE else 1_000  # steps of a GPT trained here (with TRAIN)
 N_GRAPHS = 200 if SMOKE else 2_000  # held-out graphs to evaluate on
 
 # %%
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
-from workspace import find_or_train
+from workspace import reference_or_train
 
 from workbench.analyses import clever_hans
 from workbench.evaluate import evaluate, metrics_frame
 from workbench.train import held_out_graphs
 
-models = {objective: find_or_train("gpt", objective, steps=STEPS, tiny=SMOKE) for objective in ["next_token", "reverse"]}
+models = {objective: reference_or_train("gpt", objective, steps=STEPS, train=TRAIN, tiny=SMOKE) for objective in ["next_token", "reverse"]}
 data = held_out_graphs(models["next_token"].config.task, N_GRAPHS)  # never trained on
 spec = data.spec
 chance = 1 / spec.degree

@@ -23,14 +23,15 @@
 # then the same with `workbench.probes`, which adds the controls that make a probe result
 # believable (an untrained model, a control task, the embedding layer).
 #
-# **Models**: as in notebook 1, the main job's GPTs when `runs/default` has them, else small ones
-# trained here (reused from `runs/notebooks` if notebook 1 trained them).
+# **Models**: as in notebook 1, the shipped reference GPTs (`checkpoints/`), or with `TRAIN = True`
+# small ones trained here (reused from `runs/notebooks` if notebook 1 trained them).
 
 # %% tags=["parameters"]
 import os
 
-SMOKE = os.environ.get("WORKBENCH_NOTEBOOK_SMOKE") == "1"  # CI: tiny models, few graphs (seconds)
-STEPS = 20 if SMOKE else 1_000  # steps of a GPT trained here (not used when the main job's exist)
+SMOKE = os.environ.get("WORKBENCH_NOTEBOOK_SMOKE") == "1"  # CI: few graphs (seconds); tiny models if TRAIN
+TRAIN = os.environ.get("WORKBENCH_NOTEBOOK_TRAIN") == "1"  # train small models here instead of the shipped ones
+STEPS = 20 if SMOKE else 1_000  # steps of a GPT trained here (with TRAIN)
 N_TRAIN, N_TEST = (150, 60) if SMOKE else (2_000, 1_000)  # graphs to fit each probe on / to score it on
 CS = (1.0,) if SMOKE else (0.1, 1.0, 10.0)  # probe regularisation; with several, 3-fold CV picks one
 JOBS = 1 if SMOKE else -1  # worker processes fitting probes in workbench.probes (-1: one per core)
@@ -43,12 +44,12 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from workspace import find_or_train
+from workspace import reference_or_train
 
 from workbench.probes import probe_sweep
 from workbench.train import held_out_graphs
 
-models = {objective: find_or_train("gpt", objective, steps=STEPS, tiny=SMOKE) for objective in ["next_token", "reverse"]}
+models = {objective: reference_or_train("gpt", objective, steps=STEPS, train=TRAIN, tiny=SMOKE) for objective in ["next_token", "reverse"]}
 data = held_out_graphs(models["next_token"].config.task, N_TRAIN + N_TEST)  # graphs no model was trained on
 spec = data.spec
 

@@ -28,13 +28,14 @@
 #
 # Layer by layer and position by position, the recovery traces the route the goal takes to r2.
 #
-# **Models**: the main job's GPTs when `runs/default` has them, else small ones trained here.
+# **Models**: the shipped reference GPTs (`checkpoints/`), or with `TRAIN = True` small ones trained here.
 
 # %% tags=["parameters"]
 import os
 
-SMOKE = os.environ.get("WORKBENCH_NOTEBOOK_SMOKE") == "1"  # CI: tiny models, few graphs (seconds)
-STEPS = 20 if SMOKE else 1_000  # steps of a GPT trained here (not used when the main job's exist)
+SMOKE = os.environ.get("WORKBENCH_NOTEBOOK_SMOKE") == "1"  # CI: few graphs (seconds); tiny models if TRAIN
+TRAIN = os.environ.get("WORKBENCH_NOTEBOOK_TRAIN") == "1"  # train small models here instead of the shipped ones
+STEPS = 20 if SMOKE else 1_000  # steps of a GPT trained here (with TRAIN)
 N_GRAPHS = 100 if SMOKE else 1_000  # held-out graphs to patch (results are means over them)
 
 # %%
@@ -42,12 +43,12 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 import torch
-from workspace import find_or_train
+from workspace import reference_or_train
 
 from workbench.analyses import patching
 from workbench.train import held_out_graphs
 
-models = {objective: find_or_train("gpt", objective, steps=STEPS, tiny=SMOKE) for objective in ["next_token", "reverse"]}
+models = {objective: reference_or_train("gpt", objective, steps=STEPS, train=TRAIN, tiny=SMOKE) for objective in ["next_token", "reverse"]}
 data = held_out_graphs(models["next_token"].config.task, N_GRAPHS)
 spec = data.spec
 corrupted = patching.goal_moved(data)  # the same graphs, the goal at the end of another arm

@@ -25,15 +25,16 @@
 # A CKA number needs a reference level: two runs of the **same** recipe with different seeds.
 # Pairs across objectives or architectures are read against it.
 #
-# **Models**: the main job's checkpoints when `runs/default` has them; else models trained here
-# on the main job's schedule (the two GPTs of notebook 1, plus a second GPT seed and a Mamba:
-# about five minutes the first time, then reused from `runs/notebooks`).
+# **Models**: the shipped reference checkpoints (`checkpoints/`: the main job's models on
+# G(2,5,50), a second GPT seed among them); with `TRAIN = True` models trained here on the main
+# job's schedule (about five minutes the first time, then reused from `runs/notebooks`).
 
 # %% tags=["parameters"]
 import os
 
-SMOKE = os.environ.get("WORKBENCH_NOTEBOOK_SMOKE") == "1"  # CI: tiny models, few graphs (seconds)
-STEPS = {"gpt": 20, "mamba": 10} if SMOKE else {"gpt": 1_000, "mamba": 1_000}  # of models trained here
+SMOKE = os.environ.get("WORKBENCH_NOTEBOOK_SMOKE") == "1"  # CI: few graphs (seconds); tiny models if TRAIN
+TRAIN = os.environ.get("WORKBENCH_NOTEBOOK_TRAIN") == "1"  # train small models here instead of the shipped ones
+STEPS = {"gpt": 20, "mamba": 10} if SMOKE else {"gpt": 1_000, "mamba": 1_000}  # of models trained here (with TRAIN)
 N_GRAPHS = 200 if SMOKE else 2_000  # prompts every model reads
 RUNS = [("gpt", "next_token", 0), ("gpt", "next_token", 1), ("gpt", "reverse", 0), ("mamba", "next_token", 0)]  # (arch, objective, seed)
 
@@ -42,12 +43,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from workspace import find_or_train
+from workspace import reference_or_train
 
 from workbench.analyses import cka
 from workbench.train import held_out_graphs
 
-models = {f"{arch}/{objective}/s{seed}": find_or_train(arch, objective, steps=STEPS[arch], seed=seed, tiny=SMOKE)
+models = {f"{arch}/{objective}/s{seed}": reference_or_train(arch, objective, steps=STEPS[arch], seed=seed, train=TRAIN, tiny=SMOKE)
           for arch, objective, seed in RUNS}
 data = held_out_graphs(models["gpt/next_token/s0"].config.task, N_GRAPHS)
 
@@ -85,7 +86,7 @@ print(f"gpt next_token vs reverse, last layer at '=': by hand {linear_cka(x, y):
 # before any answer token is seen.
 
 # %%
-pairs = {  # with the main job's checkpoints, add runs to RUNS and pairs here (e.g. mamba/reverse, teacherless)
+pairs = {  # add runs to RUNS and pairs here (e.g. mamba/reverse: shipped too)
     "across seeds": ("gpt/next_token/s0", "gpt/next_token/s1"),
     "across objectives": ("gpt/next_token/s0", "gpt/reverse/s0"),
     "across archs": ("gpt/next_token/s0", "mamba/next_token/s0"),

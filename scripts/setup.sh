@@ -10,5 +10,5 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
 fi
 # The package's dependencies include ray (tested with 2.60.0) (`workbench study`); the import check below
 # makes a broken install fail here rather than at the first study.
-.venv/bin/python -m pip install --quiet -e '.[dev]'
-.venv/bin/python -c "import ray, workbench.study" || { echo "setup: ray (for workbench study) did not install" >&2; exit 1; }
+.venv/bin/python -m pip install --quiet -e '.[dev,nnsight]'
+.venv/bin/python -c "import ray, nnsight, workbench.study" || { echo "setup: ray (workbench study) or nnsight (the nnsight extra) did not install" >&2; exit 1; }

@@ -14,7 +14,7 @@ from workbench.task import generate
 
 def gpt_with_biases(objective: str = "next_token"):
     """A tiny GPT whose every bias is non-zero (a fresh model's are zero: they would hide a mapping error)."""
-    config = tiny_config(objective)
+    config = apply_overrides(tiny_config(objective), ["model.n_layers=2"])  # a hidden layer between embedding and head
     model, _ = build_model_and_parts(config)
     with torch.no_grad():
         generator = torch.Generator().manual_seed(0)

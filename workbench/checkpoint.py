@@ -336,8 +336,14 @@ def _load_strict(module: nn.Module, state: dict[str, torch.Tensor], file: Path, 
 
 def load(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
     """Rebuild the hooked model (and the objective's parts) of a checkpoint directory or
-    snapshot from its files alone, checking config.json against the weights' shapes."""
+    snapshot from its files alone, checking config.json against the weights' shapes. A name
+    of ``checkpoints/manifest.csv`` (``gpt-next_token-G2_5_50``) opens that shipped checkpoint,
+    its sha256 checked (``workbench.shipped``)."""
     path = Path(path)
+    if not path.exists() and not _old_path(path).is_dir() and str(path) == path.name:
+        from workbench.shipped import resolve
+
+        path = resolve(path.name)
     if not path.is_dir() and not _old_path(path).is_dir():
         raise CheckpointError(f"{path}: not a checkpoint directory")
     recover(path)
@@ -352,7 +358,9 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
     model_state = {k: v for k, v in state.items() if not k.startswith(PARTS_PREFIX)}
     parts_state = {k[len(PARTS_PREFIX) :]: v for k, v in state.items() if k.startswith(PARTS_PREFIX)}
     _load_strict(model, model_state, weights, "model parameters")
-    if parts is not None or parts_state:
+    if parts is not None and hasattr(parts, "load_legacy_state_dict") and any("._original_component." in k for k in parts_state):
+        parts.load_legacy_state_dict(parts_state)  # saved with every alias of a nested model's weights (bst, before 2026-12-03)
+    elif parts is not None or parts_state:
         _load_strict(parts if parts is not None else nn.Module(), parts_state, weights, f"the {config.objective} objective's parameters ({PARTS_PREFIX}*)")
     model.to(device).eval()
     if parts is not None:

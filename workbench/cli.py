@@ -239,6 +239,14 @@ def cmd_inspect(args: argparse.Namespace) -> None:
     print(f"wrote {', '.join(f'{name}.csv' for name in tables)} and patching.png to {out}")
 
 
+def cmd_ship(args: argparse.Namespace) -> None:
+    from workbench.shipped import ship
+
+    rows = ship(Path(args.checkpoint), args.name, Path(args.results), Path(args.store))
+    print(rows[["name", "step", "weights_sha256", "r2_tf", "path_greedy"]].to_string(index=False))
+    print(f"wrote {Path(args.store) / 'manifest.csv'}")
+
+
 def cmd_findings(args: argparse.Namespace) -> None:
     from workbench.findings import Results, check, render
     from workbench.findings.figures import draw
@@ -399,6 +407,16 @@ def build_parser() -> argparse.ArgumentParser:
     ins.add_argument("--graphs", type=int, default=2_000, help="held-out graphs for the cheat test; patching uses half, the attention a quarter (default 2000)")
     ins.add_argument("--device", default="cpu", help="where the models run (default cpu)")
     ins.set_defaults(func=cmd_inspect)
+
+    sh = verbs.add_parser("ship", help="add a trained run to the reference checkpoints (checkpoints/ and its manifest)",
+                          description="Copy a trained run's weights and config into checkpoints/NAME (no optimizer state), evaluate it and its "
+                          "untrained twin (same config and seed, step 0) on the paper's test file of its graph, and write both rows of "
+                          "checkpoints/manifest.csv; the command, commit and training time come from the job's recorded provenance.")
+    sh.add_argument("checkpoint", help="the trained run's checkpoint directory, e.g. runs/default/checkpoints/gpt-next_token")
+    sh.add_argument("--name", required=True, help="its manifest name, e.g. gpt-next_token-G2_5_50")
+    sh.add_argument("--results", required=True, help="the published job that trained it, e.g. results/main_job (its provenance.json names the run)")
+    sh.add_argument("--store", default="checkpoints", help="the checkpoints folder (default checkpoints, in the current directory)")
+    sh.set_defaults(func=cmd_ship)
 
     fi = verbs.add_parser("findings", help="rewrite the docs' tables, numbers and figures from the committed results (or --check them)",
                           description="Rewrite every generated block (<!-- findings:NAME --> ... <!-- /findings:NAME -->) of the documents from the "

@@ -1,17 +1,18 @@
-"""Where the notebooks in analyses/ get their models: one function, ``find_or_train``.
+"""Where the notebooks in analyses/ get their models: one function, ``reference_or_train``.
 
-    from workspace import find_or_train
-    checkpoint = find_or_train("gpt", "next_token", steps=1_000)
+    from workspace import reference_or_train
+    checkpoint = reference_or_train("gpt", "next_token", steps=1_000)
 
-1. The main job's checkpoint, ``runs/default/checkpoints/{arch}-{objective}`` (``-s1`` for
-   seed 1), when ``workbench main`` has written it: the models the README reports.
-2. Otherwise a small model trained here, the ``cpu`` preset for ``steps`` steps, into
-   ``runs/notebooks/`` (``$WORKBENCH_NOTEBOOK_RUNS`` if set). A finished run is loaded, not
-   trained again, so the notebooks share their models and a rerun is quick.
+1. By default, the reference checkpoint shipped in ``checkpoints/`` (``checkpoints/manifest.csv``:
+   ``{arch}-{objective}-G2_5_50``, ``-s1`` for seed 1), trained by the main job: the models
+   the findings report, loaded in a second, its sha256 checked.
+2. With ``train=True`` (the notebooks' ``TRAIN`` parameter, ``WORKBENCH_NOTEBOOK_TRAIN=1``),
+   a small model trained here, the ``cpu`` preset for ``steps`` steps, into ``runs/notebooks/``
+   (``$WORKBENCH_NOTEBOOK_RUNS`` if set). A finished run is loaded, not trained again, so the
+   notebooks share their models and a rerun is quick.
 
-With ``tiny=True`` (the smoke settings of CI) it always trains a width-32 model on a few
-thousand graphs, never reads the main job's, and writes to a fresh temporary folder unless
-``$WORKBENCH_NOTEBOOK_RUNS`` is set: the notebook runs the same code on any machine in seconds.
+With ``tiny=True`` and ``train=True`` it trains a width-32 model on a few thousand graphs in a
+fresh temporary folder (unless ``$WORKBENCH_NOTEBOOK_RUNS`` is set): seconds on any machine.
 
 Paths are found from this file, so a notebook runs from the repository root, from analyses/
 (Jupyter), or as a script from anywhere.
@@ -38,7 +39,7 @@ import workbench.analyses.clever_hans  # noqa: E402,F401
 import workbench.analyses.patching  # noqa: E402,F401
 import workbench.probes  # noqa: E402,F401
 from workbench.config import RunConfig, apply_overrides, preset_config  # noqa: E402
-from workbench.train import train  # noqa: E402
+from workbench.train import train as train_run  # noqa: E402
 
 matplotlib.use(_backend)
 if "inline" in _backend:  # in Jupyter, switching back is not enough: set the inline figures up again
@@ -47,7 +48,7 @@ if "inline" in _backend:  # in Jupyter, switching back is not enough: set the in
     get_ipython().run_line_magic("matplotlib", "inline")
 
 ROOT = Path(__file__).resolve().parents[2]  # analyses/workspace/__init__.py -> the repository
-MAIN_JOB = ROOT / "runs" / "default" / "checkpoints"
+REFERENCE_GRAPH = "G2_5_50"  # the graph of the shipped models the notebooks read
 
 # The smoke settings: a model and data small enough that training takes a second or two.
 TINY = {
@@ -85,18 +86,23 @@ def small_run(arch: str, objective: str, steps: int, seed: int = 0, tiny: bool =
     return config, runs_dir(tiny) / f"{name}-{'tiny-' if tiny else ''}{steps}steps"
 
 
-def find_or_train(arch: str, objective: str, steps: int, seed: int = 0, tiny: bool = False) -> workbench.Checkpoint:
-    """The main job's model when there is one (and not ``tiny``), else a small one trained here."""
-    name = f"{arch}-{objective}" + (f"-s{seed}" if seed else "")
-    if not tiny and (MAIN_JOB / name / "config.json").exists():
-        checkpoint = workbench.load(MAIN_JOB / name)
-        print(f"{name}: the main job's checkpoint, step {checkpoint.step} ({MAIN_JOB / name})")
+def reference_name(arch: str, objective: str, seed: int = 0) -> str:
+    """The manifest name of a shipped reference checkpoint."""
+    return f"{arch}-{objective}-{REFERENCE_GRAPH}" + (f"-s{seed}" if seed else "")
+
+
+def reference_or_train(arch: str, objective: str, steps: int, seed: int = 0, train: bool = False, tiny: bool = False) -> workbench.Checkpoint:
+    """The shipped reference checkpoint, or (``train``) a small model trained here."""
+    if not train:
+        name = reference_name(arch, objective, seed)
+        checkpoint = workbench.load(name)
+        print(f"{name}: the shipped reference checkpoint, step {checkpoint.step} ({checkpoint.path})")
         return checkpoint
     config, run_dir = small_run(arch, objective, steps, seed, tiny)
     done = (run_dir / "config.json").exists() and workbench.load(run_dir).step == steps
     start = time.perf_counter()
-    checkpoint = train(config, run_dir, progress=False)
+    checkpoint = train_run(config, run_dir, progress=False)
     how = "trained earlier, loaded" if done else f"trained here in {time.perf_counter() - start:.0f} s"
-    print(f"{name}: {'tiny ' if tiny else ''}{arch} ({config.model.n_layers} layers x {config.model.d_model}), "
+    print(f"{arch}-{objective}-s{seed}: {'tiny ' if tiny else ''}{arch} ({config.model.n_layers} layers x {config.model.d_model}), "
           f"{steps} steps, {how} ({run_dir})")
     return checkpoint

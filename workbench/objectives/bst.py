@@ -84,12 +84,40 @@ class BeliefHead(nn.Module):
         return self.next(hidden), self.prev(hidden)
 
 
+class ModelParts(nn.ModuleDict):
+    """Objective parts that hold whole models: each child's state dict in its own names.
+
+    A TransformerLens bridge names its weights cleanly in its own ``state_dict`` (22 tensors for
+    a 1-layer GPT); nested in a plain ``ModuleDict`` it would be saved through PyTorch's
+    recursion, which also writes every ``_original_component`` alias of the same tensors (62
+    for that model, over four times the bytes). Checkpoints saved before this class hold those
+    aliases; ``load_legacy_state_dict`` reads them."""
+
+    def state_dict(self, *args, destination=None, prefix: str = "", keep_vars: bool = False):
+        state = {} if destination is None else destination
+        for name, child in self.items():
+            for key, value in child.state_dict(keep_vars=keep_vars).items():
+                state[f"{prefix}{name}.{key}"] = value
+        return state
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        unknown = sorted({key.split(".", 1)[0] for key in state_dict} - set(self))
+        if unknown:
+            raise KeyError(f"unexpected parts {unknown}; expected {sorted(self)}")
+        for name, child in self.items():
+            child.load_state_dict({k[len(name) + 1:]: v for k, v in state_dict.items() if k.startswith(name + ".")}, strict=strict)
+
+    def load_legacy_state_dict(self, state_dict) -> None:
+        """A state dict saved through PyTorch's recursion (aliases included)."""
+        nn.Module.load_state_dict(self, state_dict, strict=True)
+
+
 class BeliefStateTransformer(Objective):
     name = "bst"
 
     def build_run_parts(self, model: nn.Module, spec: GraphSpec, new_model: Callable[[], nn.Module]) -> nn.Module:
         backward = new_model()  # same arch and config, its own init
-        return nn.ModuleDict({"backward": backward, "head": BeliefHead(model.cfg.d_model, self.vocab_size(spec))})
+        return ModelParts({"backward": backward, "head": BeliefHead(model.cfg.d_model, self.vocab_size(spec))})
 
     def loss(self, model: nn.Module, parts: nn.Module, batch: Batch, spec: GraphSpec) -> LossTerms:
         inputs, targets = batch["inputs"], batch["targets"]
