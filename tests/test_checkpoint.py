@@ -53,3 +53,21 @@ def test_bad_checkpoints_name_the_file(tmp_path):
     (tmp_path / "run" / "config.json").write_text(json.dumps(raw))
     with pytest.raises(CheckpointError, match=r"config.json: edited after the weights were saved: model.d_model=64 \(the weights were saved with 32\)"):
         workbench.load(tmp_path / "run")
+
+
+def test_a_config_json_with_several_bad_fields_names_them_all(tmp_path):
+    config = tiny_config()
+    save_checkpoint(tmp_path / "ckpt", config, build_model(config, seed=0), step=0, metrics=[])
+    file = tmp_path / "ckpt" / "config.json"
+    payload = json.loads(file.read_text())
+    payload["run"]["model"]["n_heads"] = "four"
+    payload["run"]["train"]["lr"] = "fast"
+    payload["run"]["task"]["colour"] = "blue"
+    file.write_text(json.dumps(payload))
+    with pytest.raises(CheckpointError) as error:
+        workbench.load(tmp_path / "ckpt")
+    message = str(error.value)
+    assert str(file) in message and "\n" not in message
+    for field in ("run.model.n_heads: expected <class 'int'>, found 'four'", "run.train.lr: expected <class 'float'>, found 'fast'",
+                  "run.task: unknown field(s) ['colour']"):
+        assert field in message, field

@@ -33,8 +33,39 @@ def test_errors_are_one_clear_line(tmp_path, capsys):
     assert "missing.txt: no such data file" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("verb", [["data", "generate"], ["data", "convert"], ["train"], ["eval"], ["import-reference"], ["main"]])
+def every_verb(parser=None, prefix=()) -> list[list[str]]:
+    """Every verb of the parser, nested ones (data generate) included."""
+    import argparse
+
+    parser = parser or build_parser()
+    verbs = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                nested = every_verb(sub, (*prefix, name))
+                verbs += nested or [[*prefix, name]]
+    return verbs
+
+
+def test_every_verb_is_listed():
+    assert {" ".join(v) for v in every_verb()} >= {"data generate", "data convert", "train", "eval", "import-reference", "export-hf",
+                                                     "import-hf", "probe", "inspect", "main", "study", "report", "findings", "ship"}
+
+
+@pytest.mark.parametrize("verb", every_verb(), ids=" ".join)
 def test_every_verb_has_help(verb, capsys):
     with pytest.raises(SystemExit) as exit_:
         build_parser().parse_args([*verb, "--help"])
-    assert exit_.value.code == 0 and "usage: workbench" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0 and f"usage: workbench {' '.join(verb)}" in out and len(out.splitlines()) > 4
+
+
+def test_eval_on_another_graphs_file_is_an_input_error(tmp_path, capsys):
+    run = tmp_path / "run"
+    main(["train", "--graph", "2,3,10", "--out", str(run), "--no-progress", "--set", *TINY])
+    capsys.readouterr()
+    other = TEST_DATA / "deg_2_path_5_nodes_50_test_300.txt"
+    with pytest.raises(SystemExit) as exit_:
+        main(["eval", str(run), "--data", str(other)])
+    assert exit_.value.code == 2  # as every other input error
+    assert f"error: {other} holds G(2,5,50) graphs, but {run} was trained on G(2,3,10)" in capsys.readouterr().err

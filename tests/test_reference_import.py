@@ -105,3 +105,26 @@ def test_import_rejects_wrong_graph_and_unknown_keys(paper_checkpoint, tmp_path)
     torch.save(state, tmp_path / "odd.pt")
     with pytest.raises(ValueError, match="unexpected parameter"):
         import_reference(tmp_path / "odd.pt", spec, tmp_path / "y")
+
+
+class RunsCode:
+    """A pickle payload that would run code on load (it must never be unpickled)."""
+
+    def __reduce__(self):
+        return (print, ("this must not run",))
+
+
+@pytest.mark.parametrize("content", ["random bytes", "a pickle that runs code"])
+def test_a_file_that_is_not_a_weights_only_state_dict_is_refused_in_one_line(tmp_path, capsys, content):
+    import pickle
+
+    from workbench.cli import main as cli_main
+
+    file = tmp_path / "model.pt"
+    file.write_bytes(bytes(range(256)) * 8 if content == "random bytes" else pickle.dumps({"w": RunsCode()}))
+    with pytest.raises(SystemExit) as exit_:
+        cli_main(["import-reference", str(file), "--graph", "2,5,50", "--out", str(tmp_path / "out")])
+    captured = capsys.readouterr()
+    assert exit_.value.code == 2 and "this must not run" not in captured.out
+    assert captured.err.count("\n") == 1 and f"{file}: not a weights-only PyTorch state dict" in captured.err
+    assert "weights_only=False" not in captured.err and not (tmp_path / "out").exists()

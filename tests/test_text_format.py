@@ -39,7 +39,8 @@ GOOD = "2,8|5,2|5,9|9,3/5,8=5,2,8"
     "lines, message",
     [
         ([GOOD, "2,8|5,2|5,9|9,3/5,8=5,2,"], r"line 2: expected a,b\|a,b"),
-        ([GOOD, "2,8|5,2|5,9/5,8=5,2,8"], "line 2: mixed graph shapes"),
+        ([GOOD, "2,8|5,2|5,9/5,8=5,2,8"], r"line 2: G\(2,3,10\) has 4 edges and a path of 3 nodes, this line has 3 edges"),
+        (["2,8|5,2|5,9|9,3|3,7/5,8=5,2,8", GOOD], r"line 1: G\(2,3,10\) has 4 edges .* this line has 5 edges"),  # the first line breaks it
         ([GOOD, GOOD, "2,8|5,2|5,9|9,13/5,8=5,2,8"], "line 3: unknown token 13"),
         ([GOOD, "2,8|5,2|5,9|9,3/5,8=5,9,8"], "line 2: not a path-star graph"),
         (["2;8|5,2|5,9|9,3/5,8=5,2,8"], "line 1: expected"),
@@ -55,8 +56,14 @@ def test_malformed_files_name_file_and_line(tmp_path, lines, message):
 
 def test_shape_must_agree_with_file_name(tmp_path):
     path = write(tmp_path, "deg_3_path_3_nodes_10_test_1.txt", [GOOD])
-    with pytest.raises(DataFormatError, match="G\\(3,3,10\\) has 6 edges"):
+    with pytest.raises(DataFormatError, match="line 1: G\\(3,3,10\\) has 6 edges"):
         read_graphs(path)
+
+
+def test_an_unnamed_file_takes_line_1_as_the_shape_and_names_the_line_that_breaks_it(tmp_path):
+    path = write(tmp_path, "graphs.txt", [GOOD, GOOD, "2,8|5,2|5,9/5,8=5,2,8"])
+    with pytest.raises(DataFormatError, match="line 3: line 1 has 4 edges and a path of 3 nodes, this line has 3 edges"):
+        read_graphs(path, num_nodes=10)
 
 
 def test_unnamed_file_needs_num_nodes(tmp_path):

@@ -50,7 +50,7 @@ def test_a_run_resumed_from_its_step_0_save_logs_step_0_once(tmp_path):
     assert steps == [0, 10, 20]
 
 
-def test_a_run_resumed_with_other_intervals_trains_the_same_weights(tmp_path):
+def test_a_run_resumed_with_other_intervals_trains_the_same_weights(tmp_path, capsys):
     """Evaluations, saves and snapshots are written on the way and never change the weights,
     so a resume may ask for other intervals (a study that adopts a finished run trained with
     other ones reuses it)."""
@@ -58,7 +58,11 @@ def test_a_run_resumed_with_other_intervals_trains_the_same_weights(tmp_path):
     train(config, tmp_path / "straight", progress=False)
     train(config, tmp_path / "resumed", until_step=10, progress=False)
     other = ["train.snapshot_every=10", "train.eval_every=5", "train.eval_graphs=32", "train.save_every=5"]
+    capsys.readouterr()
     train(apply_overrides(config, other), tmp_path / "resumed", progress=False)
+    said = capsys.readouterr().out  # a resume says so, and which settings it takes from the request
+    assert f"{tmp_path / 'resumed'}: resuming from step 10 of 30; settings that cannot change the weights now as requested: " in said
+    assert "train.eval_every 10 -> 5, train.eval_graphs 64 -> 32, train.save_every 10 -> 5, train.snapshot_every 0 -> 10" in said
     a, b = load_file(tmp_path / "straight" / "model.safetensors"), load_file(tmp_path / "resumed" / "model.safetensors")
     assert all(torch.equal(a[key], b[key]) for key in a)
     assert sorted(p.name for p in (tmp_path / "resumed" / "snapshots").iterdir()) == ["step_0000020", "step_0000030"]

@@ -83,18 +83,30 @@ def test_notebook_executes_in_jupyter_with_inline_figures(notebook, smoke):
     assert any("image/png" in o.get("data", {}) for o in outputs)  # figures show inline
 
 
-def test_every_shipped_probe_spec_parses_and_names_the_main_jobs_checkpoints():
+def test_every_shipped_probe_spec_parses_and_names_the_main_jobs_models():
+    """Each names the main job's eight models: the shipped checkpoints, or (for probes along
+    training, which need the snapshots the shipped ones do not keep) the main job's own runs."""
     assert {s.name for s in SPECS} >= {"goal_arm.toml", "goal_at_eq.toml", "main_job.toml", "goal_arm_over_training.toml"}
-    main_job_runs = {f"runs/default/checkpoints/{run_name(config)}" for config in default_configs()}
+    jobs = [run_name(config) for config in default_configs()]
     outs = set()
     for file in SPECS:
         spec = load_spec(file)
         assert spec.description and spec.out.startswith("runs/probes/"), file.name
-        assert set(spec.checkpoints) == main_job_runs, file.name  # the eight models the README reports
+        expected = {f"runs/default/checkpoints/{job}" for job in jobs} if spec.snapshots else {f"{job}-G2_5_50" for job in jobs}
+        assert set(spec.checkpoints) == expected, file.name
         outs.add(spec.out)
     assert len(outs) == len(SPECS)  # no two experiments write into one folder
     arm = load_spec(ROOT / "probes" / "goal_arm.toml")
     assert arm.targets == ("arm",) and arm.positions == ("eq", "r1") and "ssm_state" in arm.hooks
+
+
+def test_a_spec_naming_shipped_checkpoints_resolves_them(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    spec = load_spec(ROOT / "probes" / "goal_arm.toml")
+    paths = resolve_checkpoints(spec)
+    assert [p.name for p in paths] == list(spec.checkpoints) and all((p / "model.safetensors").exists() for p in paths)
+    with pytest.raises(ValueError, match=r"x.toml: key 'checkpoints': gpt-nxt: not a checkpoint directory nor a shipped checkpoint; shipped: gpt-"):
+        resolve_checkpoints(ProbeSpec(checkpoints=("gpt-nxt",), source="x.toml"))
 
 
 @pytest.mark.parametrize(("line", "key"), [

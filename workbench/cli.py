@@ -89,7 +89,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         sets = [(str(f), load_data(f, num_nodes=args.num_nodes)) for f in args.data] or [("held-out", task_data(checkpoint.config.task)[1])]
         for name, data in sets:
             if data.spec != checkpoint.graph:
-                raise SystemExit(f"error: {name} holds {data.spec} graphs, but {path} was trained on {checkpoint.graph}")
+                raise ValueError(f"{name} holds {data.spec} graphs, but {path} was trained on {checkpoint.graph}")
             frame = evaluate(checkpoint.model, data, checkpoint.objective, batch_size=args.batch_size, device=args.device)
             print(f"{path} on {name} ({len(data)} graphs), step {checkpoint.step}:\n{format_table(frame)}\n")
             config = checkpoint.config

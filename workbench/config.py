@@ -234,42 +234,53 @@ def with_legacy_params(run: dict[str, Any]) -> dict[str, Any]:
 
 def _build(cls: type, raw: Any, where: str, complete: bool = False) -> Any:
     """Rebuild a (nested) dataclass from a dict, rejecting unknown and mistyped fields (and,
-    if ``complete``, missing ones)."""
+    if ``complete``, missing ones). Every bad field is named in one error, not only the first."""
     if not isinstance(raw, dict):
         raise ValueError(f"{where}: expected an object, found {raw!r}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
+    problems = []
     unknown = set(raw) - names
     if unknown:
-        raise ValueError(f"{where}: unknown field(s) {sorted(unknown)}; expected {sorted(names)}")
+        problems.append(f"{where}: unknown field(s) {sorted(unknown)}; expected {sorted(names)}")
     missing = names - set(raw)
     if complete and missing:
-        raise ValueError(f"{where}: field(s) {sorted(missing)} missing")
+        problems.append(f"{where}: field(s) {sorted(missing)} missing")
     values = {}
     for name, value in raw.items():
-        hint = hints[name]
-        if cls is RunConfig and name == "model":  # its type depends on the arch
-            arch = raw.get("arch", "gpt")
-            if arch not in MODEL_CONFIGS:
-                raise ValueError(f"{where}.arch: unknown arch {arch!r}; expected one of {ARCHS}")
-            values[name] = _build(MODEL_CONFIGS[arch], value, f"{where}.{name}", complete)
-        elif cls is RunConfig and name == "objective_params":  # its type depends on the objective
-            params_type = objective_class(raw.get("objective", "next_token")).Params
-            values[name] = None if value is None else _build(params_type, value, f"{where}.{name}", complete)
-        elif dataclasses.is_dataclass(hint):
-            values[name] = _build(hint, value, f"{where}.{name}", complete)
-        else:
-            options = typing.get_args(hint) or (hint,)
-            ok = any(
-                (value is None and kind is type(None))
-                or (kind is float and isinstance(value, (int, float)) and not isinstance(value, bool))
-                or (kind is not float and isinstance(value, kind) and not (kind is int and isinstance(value, bool)))
-                for kind in options
-            )
-            if not ok:
-                raise ValueError(f"{where}.{name}: expected {hint}, found {value!r}")
-            values[name] = float(value) if float in options and isinstance(value, int) and int not in options else value
+        if name not in names:
+            continue
+        try:
+            values[name] = _build_field(cls, raw, name, value, hints[name], where, complete)
+        except ValueError as error:
+            problems.append(str(error))
+    if problems:
+        raise ValueError("; ".join(problems))
     try:
         return cls(**values)
     except ValueError as error:
         raise ValueError(f"{where}: {error}") from None
+
+
+def _build_field(cls: type, raw: dict, name: str, value: Any, hint: Any, where: str, complete: bool) -> Any:
+    """One field of ``_build``: a nested dataclass, or a value checked against its type hint."""
+    if cls is RunConfig and name == "model":  # its type depends on the arch
+        arch = raw.get("arch", "gpt")
+        if arch not in MODEL_CONFIGS:
+            raise ValueError(f"{where}.arch: unknown arch {arch!r}; expected one of {ARCHS}")
+        return _build(MODEL_CONFIGS[arch], value, f"{where}.{name}", complete)
+    if cls is RunConfig and name == "objective_params":  # its type depends on the objective
+        params_type = objective_class(raw.get("objective", "next_token")).Params
+        return None if value is None else _build(params_type, value, f"{where}.{name}", complete)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, f"{where}.{name}", complete)
+    options = typing.get_args(hint) or (hint,)
+    ok = any(
+        (value is None and kind is type(None))
+        or (kind is float and isinstance(value, (int, float)) and not isinstance(value, bool))
+        or (kind is not float and isinstance(value, kind) and not (kind is int and isinstance(value, bool)))
+        for kind in options
+    )
+    if not ok:
+        raise ValueError(f"{where}.{name}: expected {hint}, found {value!r}")
+    return float(value) if float in options and isinstance(value, int) and int not in options else value

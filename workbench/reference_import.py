@@ -93,7 +93,10 @@ def import_reference(
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for unreadable or unsafe files
-        raise ValueError(f"{file}: not a state dict readable with weights_only=True ({error})") from None
+        # One line, without PyTorch's own text: its advice to rerun with weights_only=False is
+        # wrong for a file of random bytes and dangerous for a pickle that would run code.
+        raise ValueError(f"{file}: not a weights-only PyTorch state dict (torch.save(model.state_dict()) of the paper's GPT); "
+                         f"refused unread ({type(error).__name__})") from None
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     if not isinstance(state, dict) or "embed_tokens.weight" not in state:

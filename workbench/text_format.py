@@ -48,7 +48,9 @@ def read_graphs(path: str | Path, num_nodes: int | None = None) -> PathStarData:
         raise DataFormatError(f"{path}: empty file, expected lines of the form {LINE_FORM}")
 
     numbers: list[list[int]] = []
-    shape: tuple[int, int] | None = None  # (num_edges, path_length) of line 1
+    # (num_edges, path_length) every line must have: the file name's graph where it names one
+    # (so the first line that breaks it is the one reported), else line 1's
+    shape: tuple[int, int] | None = (named.num_edges, named.path_length) if named is not None else None
     for lineno, line in enumerate(lines, start=1):
         if not _LINE.fullmatch(line):
             raise DataFormatError(f"{path} line {lineno}: expected {LINE_FORM}, found {line[:80]!r}")
@@ -56,9 +58,10 @@ def read_graphs(path: str | Path, num_nodes: int | None = None) -> PathStarData:
         if shape is None:
             shape = line_shape
         elif line_shape != shape:
+            expected = f"{named} has" if named is not None else "line 1 has"
             raise DataFormatError(
-                f"{path} line {lineno}: mixed graph shapes in one file: line 1 has {shape[0]} edges and a "
-                f"path of {shape[1]} nodes, this line has {line_shape[0]} edges and {line_shape[1]} nodes"
+                f"{path} line {lineno}: {expected} {shape[0]} edges and a path of {shape[1]} nodes, "
+                f"this line has {line_shape[0]} edges and {line_shape[1]} nodes"
             )
         numbers.append([int(x) for x in re.findall(r"\d+", line)])
     assert shape is not None

@@ -260,6 +260,9 @@ def _train_locked(config: RunConfig, run_dir: Path, resume: bool, until_step: in
         step = load_optimizer_state(run_dir, optimizer)
         running.restore(read_trainer_state(run_dir))
         metrics = [m for m in read_metrics(run_dir) if m["step"] <= step]
+        changed = _incidental_changes(saved, config)
+        print(f"{run_dir}: resuming from step {step} of {cfg.steps}"
+              + (f"; settings that cannot change the weights now as requested: {changed}" if changed else ""), flush=True)
 
     train_data, test_data = task_data(config.task)
     eval_data = test_data[: cfg.eval_graphs]
@@ -337,6 +340,13 @@ def without_incidental(raw: dict[str, Any]) -> dict[str, Any]:
         if isinstance(raw.get(section), dict):
             raw[section].pop(key, None)
     return raw
+
+
+def _incidental_changes(saved: RunConfig, wanted: RunConfig) -> str:
+    """The ``INCIDENTAL`` settings a resume takes from the request instead of the saved run."""
+    a, b = saved.to_dict(), wanted.to_dict()
+    return ", ".join(f"{section}.{key} {a[section][key]!r} -> {b[section][key]!r}" for section, key in INCIDENTAL
+                     if a[section].get(key) != b[section].get(key))
 
 
 def _diff(saved: RunConfig, wanted: RunConfig) -> str:

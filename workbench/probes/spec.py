@@ -12,7 +12,8 @@ Every key is optional except that ``checkpoints`` or ``runs`` must name somethin
 left out takes the default below, the same as the flag of ``workbench probe`` it mirrors:
 
     description   free text, printed and kept with the table                      ""
-    checkpoints   checkpoint directories or glob patterns (each must match)       []
+    checkpoints   checkpoint directories, glob patterns (each must match) or     []
+                  names of shipped checkpoints (checkpoints/manifest.csv)
     runs          experiment directories (``workbench main --out``): every
                   checkpoint in RUN/checkpoints/                                  []
     snapshots     also probe the untrained model and every snapshot of each
@@ -212,6 +213,13 @@ def resolve_checkpoints(spec: ProbeSpec) -> list[Path]:
             found += matches
         else:
             path = Path(entry).expanduser()
+            if not path.is_dir() and entry == path.name:  # a shipped checkpoint's name (checkpoints/manifest.csv)
+                from workbench.shipped import resolve
+
+                try:
+                    path = resolve(entry)
+                except FileNotFoundError as error:
+                    raise ValueError(f"{spec.source}: key 'checkpoints': {error}") from None
             if not path.is_dir():
                 raise ValueError(f"{spec.source}: key 'checkpoints': {entry!r} is not a directory {where}")
             found.append(path)
