@@ -48,10 +48,10 @@ from workspace import reference_or_train
 
 from workbench.analyses import clever_hans
 from workbench.evaluate import evaluate, metrics_frame
-from workbench.train import held_out_graphs
+from workbench.datasets import evaluation_graphs
 
 models = {objective: reference_or_train("gpt", objective, steps=STEPS, train=TRAIN, tiny=SMOKE) for objective in ["next_token", "reverse"]}
-data = held_out_graphs(models["next_token"].config.task, N_GRAPHS)  # never trained on
+data = evaluation_graphs(models["next_token"].config.task, N_GRAPHS)  # never trained on
 spec = data.spec
 chance = 1 / spec.degree
 

@@ -47,10 +47,10 @@ from sklearn.preprocessing import StandardScaler
 from workspace import reference_or_train
 
 from workbench.probes import probe_sweep
-from workbench.train import held_out_graphs
+from workbench.datasets import evaluation_graphs
 
 models = {objective: reference_or_train("gpt", objective, steps=STEPS, train=TRAIN, tiny=SMOKE) for objective in ["next_token", "reverse"]}
-data = held_out_graphs(models["next_token"].config.task, N_TRAIN + N_TEST)  # graphs no model was trained on
+data = evaluation_graphs(models["next_token"].config.task, N_TRAIN + N_TEST)  # graphs no model was trained on
 spec = data.spec
 
 # %% [markdown]

@@ -46,10 +46,10 @@ import torch
 from workspace import reference_or_train
 
 from workbench.analyses import patching
-from workbench.train import held_out_graphs
+from workbench.datasets import evaluation_graphs
 
 models = {objective: reference_or_train("gpt", objective, steps=STEPS, train=TRAIN, tiny=SMOKE) for objective in ["next_token", "reverse"]}
-data = held_out_graphs(models["next_token"].config.task, N_GRAPHS)
+data = evaluation_graphs(models["next_token"].config.task, N_GRAPHS)
 spec = data.spec
 corrupted = patching.goal_moved(data)  # the same graphs, the goal at the end of another arm
 

@@ -46,11 +46,11 @@ import seaborn as sns
 from workspace import reference_or_train
 
 from workbench.analyses import cka
-from workbench.train import held_out_graphs
+from workbench.datasets import evaluation_graphs
 
 models = {f"{arch}/{objective}/s{seed}": reference_or_train(arch, objective, steps=STEPS[arch], seed=seed, train=TRAIN, tiny=SMOKE)
           for arch, objective, seed in RUNS}
-data = held_out_graphs(models["gpt/next_token/s0"].config.task, N_GRAPHS)
+data = evaluation_graphs(models["gpt/next_token/s0"].config.task, N_GRAPHS)
 
 # %% [markdown]
 # ## CKA by hand

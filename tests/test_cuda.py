@@ -15,7 +15,8 @@ from workbench import checkpoint
 from workbench.evaluate import evaluate
 from workbench.models.mamba import MambaConfig, _mamba_ssm_scan, build_mamba
 from workbench.models.selective_scan import selective_scan_ref
-from workbench.train import task_data, train
+from workbench.datasets import evaluation_graphs
+from workbench.train import train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -69,7 +70,7 @@ def test_bf16_autocast_training_on_cuda_gives_weights_that_evaluate_alike_on_cpu
     trained = train(config, tmp_path, progress=False)
     assert next(trained.model.parameters()).device.type == "cuda"
     assert all(p.dtype == torch.float32 for p in trained.model.parameters())  # autocast keeps fp32 weights
-    _, test = task_data(config.task)
+    test = evaluation_graphs(config.task)
     on_gpu = evaluate(trained.model, test, trained.objective, device="cuda")
     on_cpu = evaluate(checkpoint.load(tmp_path).model, test, trained.objective, device="cpu")
     accuracy = lambda frame: frame[frame["metric"] != "tf_loss"]["value"].to_numpy()  # noqa: E731

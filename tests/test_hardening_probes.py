@@ -16,7 +16,7 @@ from workbench.config import apply_overrides
 from workbench.models import build_model
 from workbench.probes import linear, probe_checkpoint
 from workbench.probes.sweep import probe_graphs
-from workbench.train import task_data
+from workbench.datasets import training_graphs
 
 
 def planted(n: int = 600, width: int = 60, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -80,4 +80,4 @@ def test_probe_train_and_test_graphs_are_disjoint_and_held_out(tmp_path, test_fi
     fit_on, scored_on = prompts(train), prompts(test)
     assert len(fit_on) == 3_000 and len(scored_on) == 2_000  # no graph twice on one side either
     assert not fit_on & scored_on
-    assert not (fit_on | scored_on) & prompts(task_data(config.task)[0])  # nor a graph the model trained on
+    assert not (fit_on | scored_on) & prompts(training_graphs(config.task))  # nor a graph the model trained on

@@ -10,7 +10,8 @@ from workbench.config import preset_config
 from workbench.evaluate import evaluate
 from workbench.probes import probe_checkpoint
 from workbench.text_format import read_graphs
-from workbench.train import task_data, train
+from workbench.datasets import evaluation_graphs
+from workbench.train import train
 
 pytestmark = pytest.mark.slow
 
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.slow
 def held_out(config):
     """The paper's own G(2,5,50) test graphs where ../shared has them, else generated ones."""
     path = SHARED_DATA / "deg_2_path_5_nodes_50_test_20000.txt"
-    return read_graphs(path) if path.exists() else task_data(config.task)[1]
+    return read_graphs(path) if path.exists() else evaluation_graphs(config.task)
 
 
 def scores(checkpoint, data):

@@ -52,8 +52,9 @@ def cmd_data_convert(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    from workbench.datasets import evaluation_graphs
     from workbench.evaluate import evaluate, format_table
-    from workbench.train import task_data, train
+    from workbench.train import train
 
     spec: GraphSpec = args.graph
     task = dict(degree=spec.degree, path_length=spec.path_length, num_nodes=spec.num_nodes)
@@ -69,7 +70,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     out = Path(args.out or Path("checkpoints") / default_run_name(config.arch, config.objective, spec, config.train.seed))
     print(f"run {out}: {config.arch} ({args.preset}) / {config.objective} / {spec}, {config.train.steps} steps")
     checkpoint = train(config, out, resume=not args.no_resume, until_step=args.until_step, progress=not args.no_progress)
-    _, test = task_data(config.task)
+    test = evaluation_graphs(config.task)
     frame = evaluate(checkpoint.model, test, checkpoint.objective)  # on the device it trained on
     print(f"\nheld-out graphs ({len(test)}), step {checkpoint.step}:\n{format_table(frame)}")
     print(f"checkpoint: {out}")
@@ -81,12 +82,12 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from workbench.checkpoint import load
     from workbench.data_files import load_data
     from workbench.evaluate import evaluate, format_table
-    from workbench.train import task_data
+    from workbench.datasets import evaluation_graphs
 
     frames = []
     for path in args.checkpoints:
         checkpoint = load(path, device=args.device)
-        sets = [(str(f), load_data(f, num_nodes=args.num_nodes)) for f in args.data] or [("held-out", task_data(checkpoint.config.task)[1])]
+        sets = [(str(f), load_data(f, num_nodes=args.num_nodes)) for f in args.data] or [("held-out", evaluation_graphs(checkpoint.config.task))]
         for name, data in sets:
             if data.spec != checkpoint.graph:
                 raise ValueError(f"{name} holds {data.spec} graphs, but {path} was trained on {checkpoint.graph}")

@@ -35,7 +35,8 @@ from workbench.evaluate import evaluate, format_table
 from workbench.objectives import objective_class
 from workbench.task import GraphSpec
 from workbench.text_format import atomic_write_text
-from workbench.train import resolve_device, task_data, train
+from workbench.datasets import evaluation_graphs
+from workbench.train import resolve_device, train
 
 # Probes on 4,096 state features cost ~40 s per target and checkpoint: the state is asked only
 # the question itself (the residual-stream probes cover every target).
@@ -147,7 +148,7 @@ def publish_main_job(out: Path, results_dir: str | Path, checkpoints: list[Check
 def _evaluate_run(checkpoint: Checkpoint, device) -> pd.DataFrame:
     """The run's evaluation on its held-out graphs, with the identity columns of results.csv."""
     config = checkpoint.config
-    _, test = task_data(config.task)
+    test = evaluation_graphs(config.task)
     frame = evaluate(checkpoint.model, test, checkpoint.objective, device=device)
     print(f"\n{run_name(config)}, step {checkpoint.step}, {len(test)} held-out graphs:\n{format_table(frame)}", flush=True)
     spec = config.task.graph

@@ -37,57 +37,15 @@ from workbench.checkpoint import (
     write_metrics,
 )
 from workbench.config import RunConfig, TaskConfig, TrainConfig, objective_of
-from workbench.data_files import load_data
+from workbench.datasets import evaluation_graphs, training_graphs
 from workbench.evaluate import evaluate
 from workbench.objectives import LossTerms, Objective, step_generator
-from workbench.task import PathStarData, arm_paths, generate
-
-TEST_SEED_OFFSET = 1_000_003  # the held-out set is drawn from another stream than the training set
-
+from workbench.task import PathStarData, arm_paths
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-def task_data(task: TaskConfig) -> tuple[PathStarData, PathStarData]:
-    """(train, test) graph sets: read from files where given, else generated from ``data_seed``."""
-    spec = task.graph
-    train = load_data(task.train_file, spec.num_nodes) if task.train_file else generate(spec, task.num_train, task.data_seed)
-    test = load_data(task.test_file, spec.num_nodes) if task.test_file else held_out_graphs(task, task.num_test)
-    for name, data in (("train", train), ("test", test)):
-        if data.spec != spec:
-            raise ValueError(f"task.{name}_file holds {data.spec} graphs, but the run is configured for {spec}")
-    return train, test
-
-
-HELD_OUT_BLOCK = 1_000  # the held-out stream is drawn in blocks, each from its own seed
-
-
-def held_out_graphs(task: TaskConfig, num_graphs: int) -> PathStarData:
-    """The first ``num_graphs`` graphs of the held-out stream (another seed than training's).
-
-    Prefix-stable: the first 2,000 graphs are the first 2,000 of any longer draw, so the
-    analyses, the probes and the results all score on nested subsets of one set."""
-    blocks = -(-num_graphs // HELD_OUT_BLOCK)
-    base = (task.data_seed + TEST_SEED_OFFSET) * 100_003
-    parts = [generate(task.graph, HELD_OUT_BLOCK, base + block) for block in range(blocks)]
-    if not parts:
-        return generate(task.graph, 0, base)
-    data = parts[0] if len(parts) == 1 else PathStarData(task.graph, *(torch.cat([getattr(p, f) for p in parts]) for f in ("edges", "source", "goal", "path")))
-    return data[:num_graphs]
-
-
-def evaluation_graphs(task: TaskConfig, num_graphs: int) -> PathStarData:
-    """The first ``num_graphs`` of the run's test set: ``task.test_file`` where one is given,
-    else the held-out stream."""
-    if task.test_file:
-        data = task_data(task)[1]
-        if len(data) < num_graphs:
-            raise ValueError(f"task.test_file {task.test_file} holds {len(data)} graphs; {num_graphs} are needed")
-        return data[:num_graphs]
-    return held_out_graphs(task, num_graphs)
 
 
 def learning_rate(step: int, train: TrainConfig) -> float:
@@ -264,8 +222,8 @@ def _train_locked(config: RunConfig, run_dir: Path, resume: bool, until_step: in
         print(f"{run_dir}: resuming from step {step} of {cfg.steps}"
               + (f"; settings that cannot change the weights now as requested: {changed}" if changed else ""), flush=True)
 
-    train_data, test_data = task_data(config.task)
-    eval_data = test_data[: cfg.eval_graphs]
+    train_data = training_graphs(config.task)
+    eval_data = evaluation_graphs(config.task)[: cfg.eval_graphs]
     order = BatchOrder(len(train_data), graphs_per_step(config), cfg.seed)
 
     last = min(cfg.steps, until_step if until_step is not None else cfg.steps)

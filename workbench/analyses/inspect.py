@@ -19,7 +19,7 @@ import pandas as pd
 
 from workbench.analyses import clever_hans, patching
 from workbench.checkpoint import Checkpoint
-from workbench.train import evaluation_graphs
+from workbench.datasets import evaluation_graphs
 
 
 def inspect_checkpoints(checkpoints: list[Checkpoint], n_graphs: int = 2_000) -> dict[str, pd.DataFrame]:

@@ -25,7 +25,7 @@ import pandas as pd
 from workbench.analyses import cka, clever_hans, patching, probes_over_training, supervision
 from workbench.checkpoint import Checkpoint
 from workbench.text_format import atomic_write_text
-from workbench.train import evaluation_graphs
+from workbench.datasets import evaluation_graphs
 
 
 def _identity(checkpoint: Checkpoint) -> dict:

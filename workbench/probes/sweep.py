@@ -52,14 +52,10 @@ def hook_site(hook: str) -> str:
 
 def probe_graphs(checkpoint: Checkpoint, n_train: int, n_test: int, data: PathStarData | None = None) -> tuple[PathStarData, PathStarData]:
     """(probe-train, probe-test) graphs: from ``data``, else the checkpoint's held-out graphs."""
-    if data is None:
-        from workbench.train import held_out_graphs, task_data
+    if data is None:  # the run's test set, as long as the probes need (the held-out stream is prefix-stable)
+        from workbench.datasets import evaluation_graphs
 
-        task = checkpoint.config.task
-        if task.test_file is None:  # the held-out seed stream, drawn as long as the probes need
-            data = held_out_graphs(task, max(task.num_test, n_train + n_test))
-        else:
-            data = task_data(task)[1]
+        data = evaluation_graphs(checkpoint.config.task, n_train + n_test)
     if data.spec != checkpoint.graph:
         raise ValueError(f"probe graphs are {data.spec}, but the checkpoint {checkpoint.path} was trained on {checkpoint.graph}")
     if len(data) < n_train + n_test:
@@ -91,18 +87,18 @@ def probe_checkpoint(
     model, config = checkpoint.model, checkpoint.config
     device = device or model_device(model)  # one device: the model's, unless asked
     hooks = expand_hooks(model, hooks) if hooks else default_hooks(model)
-    train_graphs, test_graphs = probe_graphs(checkpoint, n_train, n_test, data)
-    train_t, test_t = probe_targets(train_graphs, targets, seed), probe_targets(test_graphs, targets, seed)
+    train_graphs, evaluation_graphs = probe_graphs(checkpoint, n_train, n_test, data)
+    train_t, test_t = probe_targets(train_graphs, targets, seed), probe_targets(evaluation_graphs, targets, seed)
 
     def activations(net: torch.nn.Module, graphs: PathStarData) -> dict[tuple[str, str], np.ndarray]:
         acts = collect_activations(net, graphs, checkpoint.objective, hooks, positions, cache_dir=cache_dir, device=device)
         return {key: value.numpy() for key, value in acts.items()}
 
-    trained = (activations(model, train_graphs), activations(model, test_graphs))
+    trained = (activations(model, train_graphs), activations(model, evaluation_graphs))
     untrained = None
     if controls:
         init = build_model(config, seed=config.train.seed).to(device)
-        untrained = (activations(init, train_graphs), activations(init, test_graphs))
+        untrained = (activations(init, train_graphs), activations(init, evaluation_graphs))
 
     identity = dict(checkpoint=str(checkpoint.path), arch=config.arch, objective=config.objective, seed=config.train.seed, step=checkpoint.step)
     jobs = []

@@ -113,7 +113,7 @@ def execute_run(
 
 def _evaluate(checkpoint, settings: dict, threads: int) -> pd.DataFrame:
     from workbench.evaluate import evaluate
-    from workbench.train import evaluation_graphs
+    from workbench.datasets import evaluation_graphs
 
     frame = evaluate(checkpoint.model, evaluation_graphs(checkpoint.config.task, settings["n_graphs"]), checkpoint.objective)
     return frame.assign(hook="")[list(ROW_COLUMNS)]
@@ -139,7 +139,7 @@ def _probes(checkpoint, settings: dict, threads: int) -> pd.DataFrame:
 def _patching(checkpoint, settings: dict, threads: int) -> pd.DataFrame:
     """``recovered`` per (hook, position), and the clean and goal-moved logit differences of r2."""
     from workbench.analyses.patching import goal_patching
-    from workbench.train import evaluation_graphs
+    from workbench.datasets import evaluation_graphs
 
     data = evaluation_graphs(checkpoint.config.task, settings["n_graphs"])
     table = goal_patching(checkpoint.model, data, checkpoint.objective)
