@@ -21,7 +21,7 @@ from workbench.evaluate import evaluate
 from workbench.models import build_model
 from workbench.objectives import answer_logits, get_objective
 from workbench.task import GraphSpec, generate
-from workbench.train import resolve_device
+from workbench.devices import resolve_device
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference-data" / "deg_2_path_5_nodes_50_test_20000.txt"
 

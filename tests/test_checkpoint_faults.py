@@ -161,7 +161,7 @@ def test_a_checkpoint_of_format_1_still_loads(tmp_path):
     "override, message",
     [("train.steps=-5", "train.steps=-5: expected a value >= 1"), ("train.batch_size=0", "train.batch_size=0"),
      ("train.eval_every=0", "train.eval_every=0"), ("train.save_every=0", "train.save_every=0"),
-     ("train.device=gpu", "train.device='gpu': expected auto, cpu, cuda or cuda:N")],
+     ("train.device=gpu", "train.device='gpu': expected one of auto, cpu, cuda, cuda:N, mps")],
 )
 def test_bad_training_settings_are_refused_before_anything_is_written(tmp_path, override, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):

@@ -34,6 +34,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from workbench.config import RunConfig, objective_of, with_legacy_params
+from workbench.devices import resolve_device
 from workbench.objectives import Objective
 from workbench.task import GraphSpec
 from workbench.text_format import atomic_write_text
@@ -334,7 +335,7 @@ def _load_strict(module: nn.Module, state: dict[str, torch.Tensor], file: Path, 
     module.load_state_dict(state)
 
 
-def load(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
+def load(path: str | Path, device: str | torch.device = "auto") -> Checkpoint:
     """Rebuild the hooked model (and the objective's parts) of a checkpoint directory or
     snapshot from its files alone, checking config.json against the weights' shapes. A name
     of ``checkpoints/manifest.csv`` (``gpt-next_token-G2_5_50``) opens that shipped checkpoint,
@@ -362,6 +363,7 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
         parts.load_legacy_state_dict(parts_state)  # saved with every alias of a nested model's weights (bst, before 2026-12-03)
     elif parts is not None or parts_state:
         _load_strict(parts if parts is not None else nn.Module(), parts_state, weights, f"the {config.objective} objective's parameters ({PARTS_PREFIX}*)")
+    device = resolve_device(device)
     model.to(device).eval()
     if parts is not None:
         parts.to(device).eval()

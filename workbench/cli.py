@@ -329,7 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data", nargs="*", default=[], help="data files (.txt paper format or .safetensors); default: the run's held-out graphs")
     ev.add_argument("--num-nodes", type=int, help="number of node labels, when a file name does not say")
     ev.add_argument("--batch-size", type=int, default=2000)
-    ev.add_argument("--device", default="cpu")
+    ev.add_argument("--device", default="auto", help="where the models run: auto (CUDA where there is one, else the CPU), cpu, cuda, cuda:N, mps (default auto)")
     ev.add_argument("--csv", help="write the tidy results (one row per measurement) to this CSV")
     ev.set_defaults(func=cmd_eval)
 
@@ -368,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--seed", type=int, help="seed of CV folds, bootstrap and control tasks (default 0)")
     pr.add_argument("--controls", action=argparse.BooleanOptionalAction, help="the control task and the untrained model beside every probe (default on; --no-controls is about 3x faster)")
     pr.add_argument("--cache", action=argparse.BooleanOptionalAction, help="cache activations under OUT/activation_cache (default on)")
-    pr.add_argument("--device", help="where the models run (default cpu)")
+    pr.add_argument("--device", help="where the models run: auto, cpu, cuda, cuda:N, mps (default auto)")
     pr.add_argument("--jobs", type=int, help="worker processes fitting probes (default -1: one per core)")
     pr.add_argument("--out", help="output directory (default runs/probes)")
     pr.set_defaults(func=cmd_probe)
@@ -406,7 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     ins.add_argument("checkpoints", nargs="+", help="checkpoint directories, all of one graph")
     ins.add_argument("--out", required=True, help="output directory")
     ins.add_argument("--graphs", type=int, default=2_000, help="held-out graphs for the cheat test; patching uses half, the attention a quarter (default 2000)")
-    ins.add_argument("--device", default="cpu", help="where the models run (default cpu)")
+    ins.add_argument("--device", default="auto", help="where the models run: auto, cpu, cuda, cuda:N, mps (default auto)")
     ins.set_defaults(func=cmd_inspect)
 
     sh = verbs.add_parser("ship", help="add a trained run to the reference checkpoints (checkpoints/ and its manifest)",

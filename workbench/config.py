@@ -8,11 +8,11 @@ one line each; the graph and objective are chosen separately. A checkpoint store
 from __future__ import annotations
 
 import dataclasses
-import re
 import typing
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from workbench.devices import check_device
 from workbench.models.configs import GPTConfig, MambaConfig
 from workbench.objectives import REGISTRY, get_objective, objective_class
 
@@ -66,7 +66,7 @@ class TrainConfig:
     save_every: int = 500
     snapshot_every: int = 0  # >0: also keep a model-only copy every this many steps (for analyses over training)
     seed: int = 0
-    device: str = "auto"  # auto -> cuda if available, else cpu
+    device: str = "auto"  # workbench.devices: auto -> cuda if available, else cpu
     structured_samples: bool = False  # each graph d times in a batch, once per arm as the goal's (Frydenlund 2024)
 
     def __post_init__(self) -> None:
@@ -78,11 +78,7 @@ class TrainConfig:
         for name in ("beta1", "beta2", "min_lr_ratio"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"train.{name}={getattr(self, name)!r}: expected a value in [0, 1]")
-        if not DEVICE_PATTERN.fullmatch(self.device):
-            raise ValueError(f"train.device={self.device!r}: expected auto, cpu, cuda or cuda:N")
-
-
-DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?|mps")
+        check_device(self.device, "train.device")
 
 
 def _at_least(field_name: str, value: float, low: float) -> None:

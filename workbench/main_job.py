@@ -36,7 +36,8 @@ from workbench.objectives import objective_class
 from workbench.task import GraphSpec
 from workbench.text_format import atomic_write_text
 from workbench.datasets import evaluation_graphs
-from workbench.train import resolve_device, train
+from workbench.devices import resolve_device
+from workbench.train import train
 
 # Probes on 4,096 state features cost ~40 s per target and checkpoint: the state is asked only
 # the question itself (the residual-stream probes cover every target).

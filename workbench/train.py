@@ -38,15 +38,10 @@ from workbench.checkpoint import (
 )
 from workbench.config import RunConfig, TaskConfig, TrainConfig, objective_of
 from workbench.datasets import evaluation_graphs, training_graphs
+from workbench.devices import resolve_device
 from workbench.evaluate import evaluate
 from workbench.objectives import LossTerms, Objective, step_generator
 from workbench.task import PathStarData, arm_paths
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
 
 def learning_rate(step: int, train: TrainConfig) -> float:
     """Linear warmup to ``lr`` over ``warmup_steps``, then cosine decay to ``lr * min_lr_ratio``."""

@@ -29,7 +29,7 @@ left out takes the default below, the same as the flag of ``workbench probe`` it
     data          a graph file to probe on instead of the held-out graphs         none
     num_nodes     node labels of ``data``, when its file name does not say        none
     cache         cache activations under OUT/activation_cache                    true
-    device        where the models run                                            "cpu"
+    device        where the models run (auto, cpu, cuda, cuda:N, mps)             "auto"
     jobs          worker processes fitting probes (-1: one per core)              -1
     out           output directory: probes.csv, figures, spec.toml                "runs/probes"
 
@@ -55,6 +55,7 @@ from typing import Any
 
 import pandas as pd
 
+from workbench.devices import DEVICE_PATTERN, DEVICES
 from workbench.probes.activations import DEFAULT_POSITIONS
 
 POSITION = re.compile(r"eq|r[1-9]\d*")
@@ -79,7 +80,7 @@ class ProbeSpec:
     data: str | None = None
     num_nodes: int | None = None
     cache: bool = True
-    device: str = "cpu"
+    device: str = "auto"
     jobs: int = -1
     out: str = "runs/probes"
     source: str = field(default="command line", compare=False)  # where the values came from, for messages
@@ -185,7 +186,10 @@ def _check(source: str, key: str, value: Any) -> None:
     elif key == "data":
         if value is not None and (not isinstance(value, str) or not value):
             raise bad("a path to a graph file")
-    elif key in ("description", "device", "out"):
+    elif key == "device":
+        if not isinstance(value, str) or not DEVICE_PATTERN.fullmatch(value):
+            raise bad(f"one of {', '.join(DEVICES)}")
+    elif key in ("description", "out"):
         if not isinstance(value, str) or (key != "description" and not value):
             raise bad("a string")
 

@@ -83,7 +83,7 @@ def probe_checkpoint(
     Probes are fitted in ``n_jobs`` worker processes (joblib; -1 = one per core).
     """
     if not isinstance(checkpoint, Checkpoint):
-        checkpoint = load(checkpoint, device=device or "cpu")
+        checkpoint = load(checkpoint, device=device or "auto")
     model, config = checkpoint.model, checkpoint.config
     device = device or model_device(model)  # one device: the model's, unless asked
     hooks = expand_hooks(model, hooks) if hooks else default_hooks(model)

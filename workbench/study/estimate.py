@@ -117,7 +117,8 @@ def time_training_steps(config: RunConfig, steps: int = 5, warmup: int = 2) -> f
     from workbench.checkpoint import build_model_and_parts
     from workbench.config import objective_of
     from workbench.task import generate
-    from workbench.train import build_optimizer, graphs_per_step, resolve_device, trainable, training_step
+    from workbench.devices import resolve_device
+    from workbench.train import build_optimizer, graphs_per_step, trainable, training_step
 
     device = resolve_device(config.train.device)
     model, parts = build_model_and_parts(config, device)
@@ -161,7 +162,7 @@ def _where(threads: float) -> str:
 
 
 def _run_device(run: StudyRun) -> str:
-    from workbench.train import resolve_device
+    from workbench.devices import resolve_device
 
     return str(resolve_device(run.config.train.device))
 
