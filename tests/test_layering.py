@@ -30,3 +30,20 @@ def test_imported_modules_sees_imports_inside_functions_and_type_checking(tmp_pa
     source = tmp_path / "m.py"
     source.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from a.b import C\ndef f():\n    import d.e\n")
     assert imported_modules(source) == {"typing", "a.b", "d.e"}
+
+
+def test_no_library_module_sets_a_matplotlib_backend():
+    """Choosing the backend is the program's business (a notebook shows figures inline, a script
+    on a headless machine falls back to Agg by itself): importing the library must not change it."""
+    offenders = [f.relative_to(PACKAGE).as_posix() for f in PACKAGE.rglob("*.py") if "matplotlib.use(" in f.read_text()]
+    assert offenders == []
+
+
+def test_importing_every_figure_module_leaves_the_backend_alone():
+    import subprocess
+    import sys
+
+    code = ("import matplotlib; matplotlib.use('svg'); import workbench.analyses.run, workbench.study.figures, workbench.probes.plots, "
+            "workbench.findings.figures; print(matplotlib.get_backend())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "svg"

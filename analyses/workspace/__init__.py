@@ -27,25 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import matplotlib
-
-# The workbench's figure modules select matplotlib's Agg backend when imported (they write PNG
-# files). Import them here and hand the notebook its own backend back, so that figures still
-# show inline in Jupyter (headless, as a script, the backend is Agg anyway).
-_backend = matplotlib.get_backend()
-import workbench  # noqa: E402
-import workbench.analyses.cka  # noqa: E402,F401
-import workbench.analyses.clever_hans  # noqa: E402,F401
-import workbench.analyses.patching  # noqa: E402,F401
-import workbench.probes  # noqa: E402,F401
-from workbench.config import RunConfig, apply_overrides, preset_config  # noqa: E402
-from workbench.train import train as train_run  # noqa: E402
-
-matplotlib.use(_backend)
-if "inline" in _backend:  # in Jupyter, switching back is not enough: set the inline figures up again
-    from IPython import get_ipython
-
-    get_ipython().run_line_magic("matplotlib", "inline")
+import workbench
+from workbench.config import RunConfig, apply_overrides, preset_config
+from workbench.train import train as train_run
 
 ROOT = Path(__file__).resolve().parents[2]  # analyses/workspace/__init__.py -> the repository
 REFERENCE_GRAPH = "G2_5_50"  # the graph of the shipped models the notebooks read

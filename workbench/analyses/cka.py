@@ -14,19 +14,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-import torch  # noqa: E402
-
-from workbench.checkpoint import Checkpoint  # noqa: E402
-from workbench.probes.activations import RESIDUAL_HOOKS, collect_activations, expand_hooks, hook_layer  # noqa: E402
-from workbench.probes.sweep import hook_site  # noqa: E402
-from workbench.task import PathStarData  # noqa: E402
+from workbench.checkpoint import Checkpoint
+from workbench.probes.activations import RESIDUAL_HOOKS, collect_activations, expand_hooks, hook_layer
+from workbench.probes.sweep import hook_site
+from workbench.task import PathStarData
 
 
 def linear_cka(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) -> float:

@@ -20,19 +20,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+import torch
+from torch import nn
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-
-from workbench.analyses.figures import save_grid, with_panel  # noqa: E402
-from workbench.evaluate import model_device  # noqa: E402
-from workbench.objectives import Objective, answer_logits  # noqa: E402
-from workbench.task import PathStarData, arm_paths, goal_arm_rank  # noqa: E402
+from workbench.analyses.figures import save_grid, with_panel
+from workbench.evaluate import model_device
+from workbench.objectives import Objective, answer_logits
+from workbench.task import PathStarData, arm_paths, goal_arm_rank
 
 
 def accuracy_gap(results: pd.DataFrame) -> pd.DataFrame:

@@ -30,22 +30,19 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+import torch
+from torch import Tensor, nn
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-import torch  # noqa: E402
-from torch import Tensor, nn  # noqa: E402
-
-from workbench.analyses.clever_hans import wrong_arm_path  # noqa: E402
-from workbench.evaluate import model_device  # noqa: E402
-from workbench.objectives import Objective  # noqa: E402
-from workbench.probes.activations import RESIDUAL_HOOKS, expand_hooks, hook_layer, position_index  # noqa: E402
-from workbench.probes.plots import PANELS_PER_ROW, SITE_NAMES, ends_row, panel_axes, row_label  # noqa: E402
-from workbench.probes.sweep import hook_site  # noqa: E402
-from workbench.task import PathStarData  # noqa: E402
+from workbench.analyses.clever_hans import wrong_arm_path
+from workbench.evaluate import model_device
+from workbench.objectives import Objective
+from workbench.probes.activations import RESIDUAL_HOOKS, expand_hooks, hook_layer, position_index
+from workbench.probes.plots import PANELS_PER_ROW, SITE_NAMES, ends_row, panel_axes, row_label
+from workbench.probes.sweep import hook_site
+from workbench.task import PathStarData
 
 
 def goal_moved(data: PathStarData) -> PathStarData:

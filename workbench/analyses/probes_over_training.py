@@ -11,17 +11,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
+import seaborn as sns
 
-matplotlib.use("Agg")
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-
-from workbench.analyses.figures import save_grid  # noqa: E402
-from workbench.checkpoint import Checkpoint, load  # noqa: E402
-from workbench.models import build_model  # noqa: E402
-from workbench.probes import probe_sweep  # noqa: E402
-from workbench.probes.plots import row_label  # noqa: E402
+from workbench.analyses.figures import save_grid
+from workbench.checkpoint import Checkpoint, load
+from workbench.models import build_model
+from workbench.probes import probe_sweep
+from workbench.probes.plots import row_label
 
 DEFAULT_TARGETS = ("arm", "node_r2", "goal")  # the plan, the first decision, and the goal it needs
 

@@ -18,19 +18,16 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
+import seaborn as sns
+import torch
+import torch.nn.functional as F
+from torch import nn
 
-matplotlib.use("Agg")
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch import nn  # noqa: E402
-
-from workbench.analyses.figures import save_grid, with_panel  # noqa: E402
-from workbench.evaluate import metrics_frame  # noqa: E402
-from workbench.objectives import Objective, step_generator  # noqa: E402
-from workbench.task import PathStarData  # noqa: E402
+from workbench.analyses.figures import save_grid, with_panel
+from workbench.evaluate import metrics_frame
+from workbench.objectives import Objective, step_generator
+from workbench.task import PathStarData
 
 
 def loss_curves(metrics: list[dict]) -> pd.DataFrame:
