@@ -14,7 +14,8 @@ import workbench
 from conftest import tiny_config
 from workbench.cli import main as cli_main
 from workbench.publish import provenance
-from workbench.shipped import manifest, reference_file, sha256
+from workbench.identity import weights_sha256 as sha256
+from workbench.shipped import manifest, reference_file
 from workbench.train import train
 
 ROOT = Path(__file__).resolve().parents[1]

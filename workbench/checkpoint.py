@@ -35,6 +35,7 @@ from torch import nn
 
 from workbench.config import RunConfig, objective_of, with_legacy_params
 from workbench.devices import resolve_device
+from workbench.identity import setting_changes, without_incidental
 from workbench.objectives import Objective
 from workbench.task import GraphSpec
 from workbench.text_format import atomic_write_text
@@ -159,15 +160,7 @@ def save_snapshot(run_dir: str | Path, config: RunConfig, model: nn.Module, step
 def _weights_metadata(config: RunConfig, step: int) -> dict[str, str]:
     """The run config travels inside the weights file too, so an edit of config.json after
     the save (say n_heads 4 -> 8, which no tensor shape reveals) is caught on load."""
-    return {"step": str(step), "run_config": json.dumps(_config_for_check(config.to_dict()))}
-
-
-def _config_for_check(run: dict[str, Any]) -> dict[str, Any]:
-    """The settings the weights depend on: all but where and how they are computed."""
-    run = json.loads(json.dumps(run))
-    run.get("train", {}).pop("device", None)
-    run.get("model", {}).pop("scan", None)
-    return run
+    return {"step": str(step), "run_config": json.dumps(without_incidental(config.to_dict()))}
 
 
 def _check_against_weights(config: RunConfig, file: Path) -> None:
@@ -180,16 +173,10 @@ def _check_against_weights(config: RunConfig, file: Path) -> None:
         raise CheckpointError(f"{file}: not a readable safetensors file ({str(error).splitlines()[0][:200]})") from None
     if saved is None:  # written before the config travelled with the weights
         return
-    now, then = _config_for_check(config.to_dict()), with_legacy_params(json.loads(saved))
-    changed = [f"{key}={a!r} (the weights were saved with {b!r})" for key, a, b in _flat_diff(now, then)]
+    now, then = without_incidental(config.to_dict()), without_incidental(with_legacy_params(json.loads(saved)))
+    changed = [f"{key}={a!r} (the weights were saved with {b!r})" for key, a, b in setting_changes(now, then)]
     if changed:
         raise CheckpointError(f"{file.parent / 'config.json'}: edited after the weights were saved: {'; '.join(changed[:4])}")
-
-
-def _flat_diff(a: Any, b: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        return [d for key in sorted(set(a) | set(b)) for d in _flat_diff(a.get(key), b.get(key), f"{prefix}{key}.")]
-    return [] if a == b else [(prefix.rstrip("."), a, b)]
 
 
 def _tmp_path(run_dir: Path) -> Path:

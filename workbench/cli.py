@@ -30,10 +30,6 @@ if TYPE_CHECKING:
     from workbench.task import GraphSpec
 
 
-def default_run_name(arch: str, objective: str, spec: GraphSpec, seed: int) -> str:
-    return f"{arch}-{objective}-G{spec.degree}_{spec.path_length}_{spec.num_nodes}-s{seed}"
-
-
 def cmd_data_generate(args: argparse.Namespace) -> None:
     from workbench.data_files import save_data
     from workbench.task import generate
@@ -67,7 +63,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     if args.test_file:
         overrides.append(f"task.test_file={args.test_file}")
     config = apply_overrides(config, overrides)
-    out = Path(args.out or Path("checkpoints") / default_run_name(config.arch, config.objective, spec, config.train.seed))
+    from workbench.identity import run_name
+
+    out = Path(args.out or Path("checkpoints") / run_name(config.arch, config.objective, graph=spec, seed=config.train.seed))
     print(f"run {out}: {config.arch} ({args.preset}) / {config.objective} / {spec}, {config.train.steps} steps")
     checkpoint = train(config, out, resume=not args.no_resume, until_step=args.until_step, progress=not args.no_progress)
     test = evaluation_graphs(config.task)

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from workbench.devices import resolve_device
 from workbench.objectives import Objective, answer_logits
 from workbench.task import PathStarData
 
@@ -49,7 +50,7 @@ def predictions(
     and ``fill_step`` where the objective decodes in an order of its own. ``device``: where the
     inputs go; None -> where the model's weights are (a model trained on CUDA stays there)."""
     spec = data.spec
-    device = model_device(model) if device is None else device
+    device = model_device(model) if device is None else resolve_device(device)
     out: dict[str, list[Tensor]] = {"tf_pred": [], "tf_loss": [], "greedy_pred": [], "fill_step": []}
     was_training = model.training
     model.eval()

@@ -35,6 +35,7 @@ from workbench.evaluate import evaluate, format_table
 from workbench.objectives import objective_class
 from workbench.task import GraphSpec
 from workbench.text_format import atomic_write_text
+from workbench import identity
 from workbench.datasets import evaluation_graphs
 from workbench.devices import resolve_device
 from workbench.train import train
@@ -65,7 +66,8 @@ def default_configs(
 
 
 def run_name(config: RunConfig) -> str:
-    return f"{config.arch}-{config.objective}" + (f"-s{config.train.seed}" if config.train.seed else "")
+    """The main job's folder of a run: ``gpt-next_token``, ``gpt-next_token-s1`` (``identity.run_name``)."""
+    return identity.run_name(config.arch, config.objective, seed=config.train.seed or None)
 
 
 def run_main_job(

@@ -1,7 +1,7 @@
 """The reference checkpoints shipped in ``checkpoints/``, opened by name.
 
     checkpoints/manifest.csv      one row per checkpoint: name, what trained it (the recorded
-                                  command, commit, steps, seconds), sha256 of its weights (``sha256``), and
+                                  command, commit, steps, seconds), sha256 of its weights (``identity.weights_sha256``), and
                                   its accuracy on the paper's test file of its graph
     checkpoints/{name}/           config.json, model.safetensors, metrics.jsonl (no optimizer)
 
@@ -18,13 +18,12 @@ job recorded when it trained the run (``workbench.publish``), never typed.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 import pandas as pd
-import torch
 
+from workbench.identity import weights_sha256
 from workbench.publish import SOURCE_ROOT
 from workbench.text_format import atomic_write_text
 
@@ -49,19 +48,6 @@ def manifest(folder: Path | None = None) -> pd.DataFrame:
     return pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={"commit": str})
 
 
-def sha256(file: Path) -> str:
-    """The sha256 of a safetensors file's weights: every tensor's name, dtype, shape and bytes, in
-    name order. Not of the file's bytes: safetensors writes the metadata in no fixed order, so
-    two saves of the same weights (an untrained twin rebuilt here) can differ as files."""
-    from safetensors.torch import load_file
-
-    digest = hashlib.sha256()
-    for name, tensor in sorted(load_file(str(file)).items()):
-        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(tensor.contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
 def reference_file(graph) -> Path:
     """The paper's test file of ``graph`` beside the repository (``../shared/reference-data``)."""
     return REFERENCE_DATA / f"deg_{graph.degree}_path_{graph.path_length}_nodes_{graph.num_nodes}_test_20000.txt"
@@ -80,8 +66,8 @@ def resolve(name: str) -> Path:
     row = rows.iloc[0]
     path = folder / name if pd.isna(row["untrained_twin_of"]) else _twin(folder, row)
     weights = path / "model.safetensors"
-    if sha256(weights) != row["weights_sha256"]:
-        raise ValueError(f"{weights}: sha256 {sha256(weights)[:16]}... differs from its row in {folder / MANIFEST} "
+    if weights_sha256(weights) != row["weights_sha256"]:
+        raise ValueError(f"{weights}: sha256 {weights_sha256(weights)[:16]}... differs from its row in {folder / MANIFEST} "
                          f"({row['weights_sha256'][:16]}...); refusing a changed shipped checkpoint")
     return path
 
@@ -130,7 +116,7 @@ def ship(source: Path, name: str, results: Path, folder: Path | None = None) -> 
                   seed=config.train.seed, command=record["command"], run=source.name, commit=record.get("commit"))
     data_file = reference_file(config.task.graph)
     trained = {"name": name, **shared, "step": checkpoint.step, "train_seconds": run.get("train_seconds"),
-               "weights_sha256": sha256(target / "model.safetensors"), **evaluate_on_reference(checkpoint, data_file)}
+               "weights_sha256": weights_sha256(target / "model.safetensors"), **evaluate_on_reference(checkpoint, data_file)}
     twin_name = name + TWIN_SUFFIX
     table = manifest(folder)
     table = table[~table["name"].isin([name, twin_name])]
@@ -139,7 +125,7 @@ def ship(source: Path, name: str, results: Path, folder: Path | None = None) -> 
     twin_path = _twin(folder, pd.Series({"name": twin_name, "untrained_twin_of": name}))
     twin = load(twin_path)
     untrained = {"name": twin_name, "untrained_twin_of": name, **shared, "step": 0, "train_seconds": 0.0,
-                 "weights_sha256": sha256(twin_path / "model.safetensors"), **evaluate_on_reference(twin, data_file)}
+                 "weights_sha256": weights_sha256(twin_path / "model.safetensors"), **evaluate_on_reference(twin, data_file)}
     rows = pd.concat([rows, pd.DataFrame([untrained])], ignore_index=True).reindex(columns=COLUMNS)
     atomic_write_text(folder / MANIFEST, rows.to_csv(index=False))
     return rows[rows["name"].isin([name, twin_name])]

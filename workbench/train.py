@@ -39,6 +39,7 @@ from workbench.checkpoint import (
 from workbench.config import RunConfig, TaskConfig, TrainConfig, objective_of
 from workbench.datasets import evaluation_graphs, training_graphs
 from workbench.devices import resolve_device
+from workbench.identity import comparable_settings, incidental_changes, same_run, setting_changes
 from workbench.evaluate import evaluate
 from workbench.objectives import LossTerms, Objective, step_generator
 from workbench.task import PathStarData, arm_paths
@@ -205,15 +206,17 @@ def _train_locked(config: RunConfig, run_dir: Path, resume: bool, until_step: in
             raise FileExistsError(f"{run_dir}: a checkpoint exists; resume it or choose another --out")
         checkpoint = load(run_dir, device=device)
         saved = checkpoint.config
-        if comparable_settings(saved) != comparable_settings(config):
-            raise CheckpointError(f"{run_dir}/config.json: the saved run differs from the requested one: {_diff(saved, config)}")
+        if not same_run(saved, config):
+            changes = setting_changes(comparable_settings(saved), comparable_settings(config))
+            raise CheckpointError(f"{run_dir}/config.json: the saved run differs from the requested one: "
+                                  + "; ".join(f"{key}: saved {a!r}, requested {b!r}" for key, a, b in changes))
         model.load_state_dict(checkpoint.model.state_dict())
         if parts is not None:
             parts.load_state_dict(checkpoint.parts.state_dict())
         step = load_optimizer_state(run_dir, optimizer)
         running.restore(read_trainer_state(run_dir))
         metrics = [m for m in read_metrics(run_dir) if m["step"] <= step]
-        changed = _incidental_changes(saved, config)
+        changed = ", ".join(f"{key} {a!r} -> {b!r}" for key, a, b in incidental_changes(saved, config))
         print(f"{run_dir}: resuming from step {step} of {cfg.steps}"
               + (f"; settings that cannot change the weights now as requested: {changed}" if changed else ""), flush=True)
 
@@ -272,44 +275,3 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.run_dir, self.step = run_dir, step
 
 
-# Settings that never change the trained weights: where and how it computes (the device,
-# Mamba's scan implementation: the same function), and what it writes on the way (evaluation
-# and checkpoint intervals, snapshots; evaluation draws no randomness training uses, as the
-# exact-resume tests show). A run may be resumed, or adopted by a study, with other values.
-INCIDENTAL = (("train", "device"), ("train", "eval_every"), ("train", "eval_graphs"), ("train", "save_every"),
-              ("train", "snapshot_every"), ("model", "scan"))
-
-
-def comparable_settings(config: RunConfig) -> dict[str, Any]:
-    """The settings that must match to resume: all but the ``INCIDENTAL`` ones."""
-    return without_incidental(config.to_dict())
-
-
-def without_incidental(raw: dict[str, Any]) -> dict[str, Any]:
-    """A config dict (``RunConfig.to_dict``, or one saved before) without the ``INCIDENTAL``
-    settings; a saved record written when one of them still counted compares equal too."""
-    raw = {key: dict(value) if isinstance(value, dict) else value for key, value in raw.items()}
-    for section, key in INCIDENTAL:
-        if isinstance(raw.get(section), dict):
-            raw[section].pop(key, None)
-    return raw
-
-
-def _incidental_changes(saved: RunConfig, wanted: RunConfig) -> str:
-    """The ``INCIDENTAL`` settings a resume takes from the request instead of the saved run."""
-    a, b = saved.to_dict(), wanted.to_dict()
-    return ", ".join(f"{section}.{key} {a[section][key]!r} -> {b[section][key]!r}" for section, key in INCIDENTAL
-                     if a[section].get(key) != b[section].get(key))
-
-
-def _diff(saved: RunConfig, wanted: RunConfig) -> str:
-    a, b = comparable_settings(saved), comparable_settings(wanted)
-    changes = [
-        f"{section}.{key}: saved {a[section][key]!r}, requested {b[section][key]!r}"
-        for section in a
-        if isinstance(a[section], dict)
-        for key in a[section]
-        if a[section][key] != b[section].get(key)
-    ]
-    changes += [f"{key}: saved {a[key]!r}, requested {b[key]!r}" for key in a if not isinstance(a[key], dict) and a[key] != b[key]]
-    return "; ".join(changes)

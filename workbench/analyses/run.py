@@ -24,6 +24,7 @@ import pandas as pd
 
 from workbench.analyses import cka, clever_hans, patching, probes_over_training, supervision
 from workbench.checkpoint import Checkpoint
+from workbench.identity import weights_sha256
 from workbench.text_format import atomic_write_text
 from workbench.datasets import evaluation_graphs
 
@@ -131,11 +132,6 @@ def analysis_stage_key(checkpoints: list[Checkpoint], n_graphs: int, probe_graph
 
 
 ANALYSES = ("accuracy_gap", "cheat_test", "edge_lookup", "loss_curves", "gradient_shares", "cka", "patching", "probes_over_training")
-
-
-def weights_sha256(run_dir: str | Path) -> str:
-    """The hash of a checkpoint folder's model.safetensors (the objective's parts included)."""
-    return hashlib.sha256((Path(run_dir) / "model.safetensors").read_bytes()).hexdigest()
 
 
 def checkpoint_fingerprint(checkpoint: Checkpoint) -> dict:

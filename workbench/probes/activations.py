@@ -94,11 +94,9 @@ def hook_layer(hook: str) -> int:
 
 def fingerprint(model: nn.Module) -> str:
     """Hash of the weights (and class): equal for the same model, whatever its file or path."""
-    digest = hashlib.sha256(type(model).__name__.encode())
-    for name, value in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(value.detach().to("cpu").contiguous().view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()[:16]
+    from workbench.identity import state_sha256
+
+    return hashlib.sha256(f"{type(model).__name__}|{state_sha256(model.state_dict())}".encode()).hexdigest()[:16]
 
 
 def data_fingerprint(inputs: Tensor) -> str:

@@ -30,6 +30,7 @@ import torch
 from joblib import Parallel, delayed
 
 from workbench.checkpoint import Checkpoint, load
+from workbench.devices import resolve_device
 from workbench.evaluate import model_device
 from workbench.models import build_model
 from workbench.probes.activations import DEFAULT_POSITIONS, collect_activations, default_hooks, expand_hooks, hook_layer, slot_token
@@ -85,7 +86,7 @@ def probe_checkpoint(
     if not isinstance(checkpoint, Checkpoint):
         checkpoint = load(checkpoint, device=device or "auto")
     model, config = checkpoint.model, checkpoint.config
-    device = device or model_device(model)  # one device: the model's, unless asked
+    device = resolve_device(device) if device else model_device(model)  # one device: the model's, unless asked
     hooks = expand_hooks(model, hooks) if hooks else default_hooks(model)
     train_graphs, evaluation_graphs = probe_graphs(checkpoint, n_train, n_test, data)
     train_t, test_t = probe_targets(train_graphs, targets, seed), probe_targets(evaluation_graphs, targets, seed)

@@ -48,8 +48,7 @@ def stage_settings(stage: str, probes: ProbeSettings, eval_graphs: int | None, p
 def is_done(out: Path, run: StudyRun, stages: tuple[str, ...]) -> bool:
     """Whether the run's rows are current: done.json names these stages and a checkpoint with
     the run's config and the weights now in its folder (checked by hash)."""
-    from workbench.analyses.run import weights_sha256
-    from workbench.train import comparable_settings, without_incidental
+    from workbench.identity import same_run, weights_sha256
 
     done_file = result_dir(out, run) / "done.json"
     if not done_file.exists() or not (checkpoint_dir(out, run) / "model.safetensors").exists() or not (result_dir(out, run) / "rows.csv").exists():
@@ -57,7 +56,7 @@ def is_done(out: Path, run: StudyRun, stages: tuple[str, ...]) -> bool:
     done = json.loads(done_file.read_text())
     return (
         set(stages) <= set(done.get("stages", {}))
-        and without_incidental(done.get("config") or {}) == json.loads(json.dumps(comparable_settings(run.config)))
+        and same_run(done.get("config") or {}, json.loads(json.dumps(run.config.to_dict())))
         and done.get("weights_sha256") == weights_sha256(checkpoint_dir(out, run))
     )
 
@@ -72,7 +71,8 @@ def execute_run(
 
     from workbench.analyses.run import checkpoint_fingerprint, stage_key
     from workbench.text_format import atomic_write_text
-    from workbench.train import comparable_settings, train
+    from workbench.identity import comparable_settings
+    from workbench.train import train
 
     torch.set_num_threads(max(1, int(threads)))
     out = Path(out)

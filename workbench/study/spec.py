@@ -33,13 +33,13 @@ a note. Every run gets a name unique in the grid, which is also its folder name.
 
 from __future__ import annotations
 
-import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from workbench.config import ARCHS, RunConfig, apply_overrides, preset_config
+from workbench.identity import run_name
 from workbench.objectives import OBJECTIVES, objective_class
 
 STAGES = ("evaluate", "probes", "patching")
@@ -133,7 +133,7 @@ class Study:
         spec = GraphSpec.parse(graph)
         config = preset_config(preset, objective=objective, arch=arch, degree=spec.degree, path_length=spec.path_length, num_nodes=spec.num_nodes)
         items = [*self.sets.get("all", ()), *self.sets.get(arch, ()), *self.sets.get(objective, ()), *variant, f"train.seed={seed}"]
-        name = f"{arch}-{objective}-G{spec.degree}_{spec.path_length}_{spec.num_nodes}-{preset}" + "".join(f"-{_slug(item)}" for item in variant) + f"-s{seed}"
+        name = run_name(arch, objective, graph=spec, preset=preset, overrides=variant, seed=seed)
         try:
             config = apply_overrides(config, items)
         except ValueError as error:
@@ -192,12 +192,6 @@ def parse_subset(items: list[str]) -> dict[str, set[str]]:
             values = {part.strip() for part in text.split(",") if part.strip()}
         wanted.setdefault(key, set()).update(values)
     return wanted
-
-
-def _slug(item: str) -> str:
-    """``model.n_layers=2`` -> ``n_layers2``: a folder-safe tag of one override."""
-    key, _, value = item.partition("=")
-    return re.sub(r"[^A-Za-z0-9_.]+", "_", key.split(".")[-1] + value)
 
 
 def load_study(path: str | Path) -> Study:
