@@ -77,6 +77,11 @@ print(f"{edges}/{data.source[0].item()},{data.goal[0].item()}={','.join(map(str,
 # %%
 results = pd.concat([evaluate(c.model, data, c.objective).assign(objective=name) for name, c in models.items()], ignore_index=True)
 print(results.pivot_table(index=["objective", "metric"], columns="position", values="value", sort=False).round(3))
+value = results.set_index(["objective", "metric", "position"])["value"]
+if not TRAIN:  # the shipped models show the paper's signature (docs/findings.md); a notebook that stops showing it fails
+    assert abs(value["next_token", "tf_accuracy", "r2"] - chance) < 0.1, "next_token's first decision should sit at chance"
+    assert min(value["next_token", "tf_accuracy", f"r{k}"] for k in range(3, spec.path_length + 1)) > 0.95, "the later tokens are fitted"
+    assert value["reverse", "greedy_accuracy", "path"] > 0.95, "reversed answers solve the task"
 
 accuracy = results[results["metric"].isin(["tf_accuracy", "greedy_accuracy"])]
 grid = sns.catplot(accuracy, x="position", y="value", hue="metric", col="objective", kind="bar", height=3, aspect=1.3)
@@ -115,6 +120,9 @@ plt.show()
 cheat = pd.concat([clever_hans.cheat_test(c.model, data, c.objective).assign(objective=name) for name, c in models.items()],
                   ignore_index=True)
 print(cheat.pivot_table(index=["objective", "position"], columns="outcome", values="rate", sort=False).round(3))
+if not TRAIN:  # next_token follows the fed arm at every later decision
+    follow = cheat[(cheat["objective"] == "next_token") & (cheat["outcome"] == "follow") & cheat["position"].isin(["r3", "r4"])]
+    assert len(follow) == 2 and (follow["rate"] > 0.95).all(), follow
 grid = sns.catplot(cheat, x="position", y="rate", hue="outcome", col="objective", kind="bar", height=3, aspect=1.3)
 grid.set_axis_labels("answer position predicted", "share of predictions")
 plt.show()

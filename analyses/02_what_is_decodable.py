@@ -138,6 +138,10 @@ table = probe_sweep(
 columns = ["objective", "target", "position", "site", "layer", "accuracy", "random_init_accuracy", "control_accuracy", "selectivity",
            "chance"]
 print(table[columns].round(3).to_string(index=False))
+if not TRAIN:  # what docs/findings.md reports: the goal arm nowhere (chance 0.5), the goal node at '=' in reverse (the positive control)
+    assert table[table["target"] == "arm"]["accuracy"].max() < 0.6
+    goal = table[(table["target"] == "goal") & (table["position"] == "eq")].groupby("objective")["accuracy"].max()
+    assert goal["reverse"] > 0.95 and goal["next_token"] < 0.3, goal
 
 # %% [markdown]
 # What to look for: the goal arm (`arm`) near its chance line at both positions in every layer,

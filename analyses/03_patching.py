@@ -123,6 +123,10 @@ print(patched.groupby("objective")[["ld_clean", "ld_corrupted"]].first().round(3
 for name, frame in patched.groupby("objective", sort=False):
     print(f"\n{name}, share recovered (NaN: undefined, the goal does not move r2):")
     print(frame.pivot_table(index="layer", columns="position", values="recovered", dropna=False, sort=False).round(2))
+if not TRAIN:  # next_token's r2 ignores the goal (nothing to recover); reverse reads it at the slot that emits r2
+    ends = patched.groupby("objective")[["ld_clean", "ld_corrupted"]].first()
+    assert abs(ends.loc["next_token", "ld_clean"] - ends.loc["next_token", "ld_corrupted"]) < 0.1
+    assert patched[patched["objective"] == "reverse"]["recovered"].max() > 0.95
 
 # %% [markdown]
 # The patched logit difference against the layer patched, one line per position. The green line

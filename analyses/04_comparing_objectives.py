@@ -72,6 +72,7 @@ def linear_cka(x, y):
 
 x, y = last_layer_at_eq(models["gpt/next_token/s0"]), last_layer_at_eq(models["gpt/reverse/s0"])
 print(f"gpt next_token vs reverse, last layer at '=': by hand {linear_cka(x, y):.4f}, library {cka.linear_cka(x, y):.4f}")
+assert abs(linear_cka(x, y) - cka.linear_cka(x, y)) < 1e-6 and 0 <= linear_cka(x, y) <= 1  # the formula and the library agree
 
 # %% [markdown]
 # ## Every pair of layers, for pairs of models

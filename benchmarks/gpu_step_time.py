@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from workbench.checkpoint import build_model_and_parts
+from workbench.factory import build_model_and_parts
 from workbench.config import RunConfig, apply_overrides, preset_config
 from workbench.config import objective_of
 from workbench.objectives import step_generator

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from workbench.config import preset_config
 from workbench.evaluate import evaluate
-from workbench.models import build_model
+from workbench.factory import build_model
 from workbench.objectives import answer_logits, get_objective
 from workbench.task import GraphSpec, generate
 from workbench.devices import resolve_device

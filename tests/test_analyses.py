@@ -17,7 +17,7 @@ from workbench.analyses.patching import goal_moved, goal_patching
 from workbench.analyses.supervision import gradient_shares, loss_curves, position_gradients
 from workbench.config import apply_overrides
 from workbench.evaluate import evaluate
-from workbench.models import build_model
+from workbench.factory import build_model
 from workbench.objectives import get_objective
 from workbench.task import GraphSpec, arm_paths, check_structure, generate, goal_arm_rank
 
@@ -106,7 +106,7 @@ def test_patching_the_last_layer_at_the_r2_position_recovers_everything():
 
 @pytest.mark.parametrize("objective", ["next_token", "first_decision_only", "mtp"])
 def test_gradient_shares_add_up_to_the_gradient_of_the_training_loss(objective):
-    from workbench.checkpoint import build_model_and_parts
+    from workbench.factory import build_model_and_parts
     from workbench.objectives import step_generator
 
     config = apply_overrides(tiny_config(objective), [])

@@ -14,7 +14,8 @@ from torch import nn
 from conftest import tiny_config, tiny_mamba_config
 from test_remedies import test_killed_and_resumed_run_ends_with_the_same_weights as check_exact_resume
 from test_task import hand_graph
-from workbench.checkpoint import build_model_and_parts, load as load_checkpoint
+from workbench.factory import build_model_and_parts
+from workbench.checkpoint import load as load_checkpoint
 from workbench.cli import main as cli_main
 from workbench.config import RunConfig, apply_overrides
 from workbench.evaluate import evaluate

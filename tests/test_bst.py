@@ -12,7 +12,7 @@ from conftest import tiny_config, tiny_mamba_config
 from test_remedies import test_killed_and_resumed_run_ends_with_the_same_weights as check_exact_resume
 from test_task import hand_graph
 import workbench
-from workbench.checkpoint import build_model_and_parts
+from workbench.factory import build_model_and_parts
 from workbench.config import RunConfig
 from workbench.models import final_norm, forward_with_residual
 from workbench.objectives import get_objective, step_generator

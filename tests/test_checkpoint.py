@@ -7,7 +7,7 @@ import torch
 from conftest import tiny_config
 import workbench
 from workbench.checkpoint import CheckpointError, save_checkpoint
-from workbench.models import build_model
+from workbench.factory import build_model
 from workbench.task import generate
 
 

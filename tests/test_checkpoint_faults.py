@@ -18,7 +18,7 @@ import workbench
 from workbench import checkpoint as ckpt_module
 from workbench.checkpoint import CheckpointError, RunLockedError, run_lock, save_checkpoint
 from workbench.config import apply_overrides
-from workbench.models import build_model
+from workbench.factory import build_model
 from workbench.train import train
 
 

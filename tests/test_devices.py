@@ -9,7 +9,7 @@ from workbench.checkpoint import save_checkpoint
 from workbench.cli import build_parser
 from workbench.config import apply_overrides
 from workbench.devices import DEVICES, resolve_device
-from workbench.models import build_model
+from workbench.factory import build_model
 from workbench.probes.spec import ProbeSpec
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from workbench.analyses import clever_hans, supervision
-from workbench.analyses.figures import with_panel
+from workbench.figures import with_panel
 
 
 def curves(objective: str, degree: int | None) -> pd.DataFrame:

@@ -13,7 +13,7 @@ from sklearn.model_selection import GridSearchCV, KFold
 from conftest import tiny_config
 from workbench.checkpoint import load, save_checkpoint
 from workbench.config import apply_overrides
-from workbench.models import build_model
+from workbench.factory import build_model
 from workbench.probes import linear, probe_checkpoint
 from workbench.probes.sweep import probe_graphs
 from workbench.datasets import training_graphs

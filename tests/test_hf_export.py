@@ -5,7 +5,8 @@ import torch
 
 import workbench
 from conftest import tiny_config
-from workbench.checkpoint import build_model_and_parts, save_checkpoint
+from workbench.factory import build_model_and_parts
+from workbench.checkpoint import save_checkpoint
 from workbench.cli import main
 from workbench.config import apply_overrides, objective_of
 from workbench.models.gpt_hf import fold_head_bias, to_hf

@@ -47,3 +47,56 @@ def test_importing_every_figure_module_leaves_the_backend_alone():
             "workbench.findings.figures; print(matplotlib.get_backend())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "svg"
+
+
+def package_graph() -> dict[str, set[str]]:
+    """Which top-level module or subpackage of workbench imports which (any import, at any
+    depth: inside functions and TYPE_CHECKING too, since an import cycle kept alive only by
+    function-level imports is still a cycle)."""
+    def unit(module: str) -> str:
+        return ".".join(module.split(".")[:2])
+
+    edges: dict[str, set[str]] = {}
+    for file in PACKAGE.rglob("*.py"):
+        module = ".".join(file.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__")
+        for imported in imported_modules(file):
+            if imported.startswith("workbench") and unit(imported) != unit(module):
+                edges.setdefault(unit(module), set()).add(unit(imported))
+    return edges
+
+
+def find_cycle(edges: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, str] = {}
+
+    def visit(node: str, path: list[str]) -> list[str] | None:
+        state[node] = "open"
+        for nxt in sorted(edges.get(node, ())):
+            if state.get(nxt) == "open":
+                return path[path.index(nxt):] + [nxt]
+            if nxt not in state and (cycle := visit(nxt, path + [nxt])):
+                return cycle
+        state[node] = "done"
+        return None
+
+    for start in sorted(edges):
+        if start not in state and (cycle := visit(start, [start])):
+            return cycle
+    return None
+
+
+def test_no_import_cycle_between_the_packages_modules():
+    edges = package_graph()
+    assert len(edges) > 15
+    assert find_cycle(edges) is None, " -> ".join(find_cycle(edges))
+
+
+def test_find_cycle_finds_one():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": {"c"}}) is None
+
+
+def test_the_model_code_knows_nothing_of_runs_and_the_config_nothing_of_models_beyond_their_configs():
+    edges = package_graph()
+    assert edges.get("workbench.models", set()) <= {"workbench.task"}
+    assert edges.get("workbench.config", set()) <= {"workbench.models", "workbench.objectives", "workbench.devices", "workbench.task"}
+    assert "workbench.config" not in edges.get("workbench.objectives", set())

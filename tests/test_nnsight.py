@@ -5,7 +5,7 @@ import torch
 
 from conftest import tiny_mamba_config
 from test_hf_export import gpt_with_biases, teacher_forced_tokens
-from workbench.checkpoint import build_model_and_parts
+from workbench.factory import build_model_and_parts
 
 nnsight = pytest.importorskip("nnsight", reason="the nnsight extra: pip install '.[nnsight]' (scripts/setup.sh installs it)")
 

@@ -11,7 +11,7 @@ import torch
 from conftest import tiny_config, tiny_mamba_config
 from workbench.checkpoint import load, save_checkpoint
 from workbench.cli import main as cli_main
-from workbench.models import build_model
+from workbench.factory import build_model
 from workbench.objectives import get_objective
 from workbench.probes import collect_activations, probe_checkpoint, probe_targets, score_probe
 from workbench.probes.activations import position_index, slot_token

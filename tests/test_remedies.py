@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from conftest import tiny_config, tiny_mamba_config
 from test_task import hand_graph
 import workbench
-from workbench.checkpoint import build_model_and_parts
+from workbench.factory import build_model_and_parts
 from workbench.config import RunConfig, apply_overrides
 from workbench.models import final_norm, forward_with_residual, residual_to_logits
 from workbench.objectives import OBJECTIVES, get_objective, objective_class, step_generator

@@ -9,7 +9,7 @@ from torch import Tensor
 from transformer_lens import ActivationCache
 
 from conftest import tiny_mamba_config
-from workbench.models import build_model
+from workbench.factory import build_model
 from workbench.models.mamba import HookedMamba, MambaConfig
 from workbench.models.selective_scan import propagate_patch, scan_states
 from workbench.task import GraphSpec, generate

@@ -6,7 +6,8 @@ import torch
 from conftest import TEST_DATA, reference_files
 from workbench.data_files import load_data, save_data
 from workbench.task import GraphSpec, generate
-from workbench.text_format import DataFormatError, atomic_write_text, read_graphs, write_graphs
+from workbench.files import atomic_write_text
+from workbench.text_format import DataFormatError, read_graphs, write_graphs
 
 
 @pytest.mark.parametrize("path", reference_files(), ids=lambda p: f"{p.parent.name}/{p.name}")

@@ -1,5 +1,5 @@
 """The researcher's workspace stays true: every notebook in analyses/ runs, as a script and as a
-Jupyter notebook, on tiny settings; every probe experiment in probes/ parses, a bad one is
+Jupyter notebook, on the shipped checkpoints with few graphs, and asserts the numbers it shows; every probe experiment in probes/ parses, a bad one is
 refused with the file and the key named, and ``workbench probe --spec`` writes its table."""
 
 from __future__ import annotations
@@ -58,6 +58,17 @@ def test_notebooks_are_the_four_questions_in_reading_order():
         parameters = text.split('# %% tags=["parameters"]')[1].split("# %%")[0]
         assert 'os.environ.get("WORKBENCH_NOTEBOOK_SMOKE") == "1"' in parameters, notebook.name
         assert cells.count("# %% [markdown]") >= 4, notebook.name  # prose between the steps
+
+
+def test_the_workspace_reads_the_shipped_checkpoint_or_trains_a_tiny_model_when_asked(smoke, capsys):
+    import workspace
+
+    shipped = workspace.reference_or_train("gpt", "next_token", steps=20)
+    assert shipped.path.name == "gpt-next_token-G2_5_50" and shipped.step > 1_000
+    trained = workspace.reference_or_train("gpt", "next_token", steps=20, train=True, tiny=True)
+    assert trained.step == 20 and trained.config.model.d_model == 32 and str(smoke) in str(trained.path)
+    again = workspace.reference_or_train("gpt", "next_token", steps=20, train=True, tiny=True)
+    assert again.path == trained.path and "trained earlier, loaded" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda path: path.stem)

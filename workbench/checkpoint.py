@@ -35,10 +35,11 @@ from torch import nn
 
 from workbench.config import RunConfig, objective_of, with_legacy_params
 from workbench.devices import resolve_device
+from workbench.factory import build_model_and_parts
 from workbench.identity import setting_changes, without_incidental
 from workbench.objectives import Objective
 from workbench.task import GraphSpec
-from workbench.text_format import atomic_write_text
+from workbench.files import atomic_write_text
 
 FORMAT = "workbench-checkpoint/2"
 # Format 1 (before objectives had parameters and parts) still loads: these fields it lacks
@@ -73,7 +74,7 @@ class Checkpoint:
 
 
 def _version() -> str:
-    from workbench import __version__
+    from workbench._version import __version__
 
     return __version__
 
@@ -290,17 +291,6 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     return metrics
 
 
-def build_model_and_parts(config: RunConfig, device: str | torch.device = "cpu") -> tuple[nn.Module, nn.Module | None]:
-    """A freshly initialised model and objective parts, seeded by the run's seed."""
-    from workbench.models import build_model
-
-    model = build_model(config, seed=config.train.seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.train.seed + 7_919)
-        parts = objective_of(config).build_run_parts(model, config.task.graph, lambda: build_model(config, seed=config.train.seed + 1))
-    return model.to(device), (parts.to(device) if parts is not None else None)
-
-
 def _read_tensors(file: Path) -> dict[str, torch.Tensor]:
     if not file.exists():
         raise CheckpointError(f"{file}: not found")
@@ -324,14 +314,9 @@ def _load_strict(module: nn.Module, state: dict[str, torch.Tensor], file: Path, 
 
 def load(path: str | Path, device: str | torch.device = "auto") -> Checkpoint:
     """Rebuild the hooked model (and the objective's parts) of a checkpoint directory or
-    snapshot from its files alone, checking config.json against the weights' shapes. A name
-    of ``checkpoints/manifest.csv`` (``gpt-next_token-G2_5_50``) opens that shipped checkpoint,
-    its sha256 checked (``workbench.shipped``)."""
+    snapshot from its files alone, checking config.json against the weights' shapes.
+    (``workbench.load`` also opens a shipped checkpoint by name: ``workbench.shipped.load``.)"""
     path = Path(path)
-    if not path.exists() and not _old_path(path).is_dir() and str(path) == path.name:
-        from workbench.shipped import resolve
-
-        path = resolve(path.name)
     if not path.is_dir() and not _old_path(path).is_dir():
         raise CheckpointError(f"{path}: not a checkpoint directory")
     recover(path)

@@ -3,9 +3,9 @@
     workbench data generate --graph 2,5,50 --num-graphs 200000 --seed 0 --out data/train.txt
     workbench data convert data/train.txt data/train.safetensors
     workbench train --preset cpu --objective next_token --graph 2,5,50
-    workbench eval checkpoints/gpt-next_token-G2_5_50-s0 --data deg_2_path_5_nodes_50_test_20000.txt
-    workbench import-reference model.pt --graph 2,5,50 --out checkpoints/paper-model
-    workbench probe checkpoints/gpt-next_token-G2_5_50-s0 --out runs/probes
+    workbench eval gpt-next_token-G2_5_50 --data deg_2_path_5_nodes_50_test_20000.txt   # a shipped checkpoint
+    workbench import-reference model.pt --graph 2,5,50 --out runs/paper-model
+    workbench probe gpt-next_token-G2_5_50 --out runs/probes
     workbench main                      # the default experiment, end to end, ending with the report
     workbench report runs/default       # rewrite the report from saved tables and figures
     workbench inspect CKPT [CKPT ...] --out DIR   # cheat test, edge lookup, goal patching of any checkpoints
@@ -65,7 +65,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     config = apply_overrides(config, overrides)
     from workbench.identity import run_name
 
-    out = Path(args.out or Path("checkpoints") / run_name(config.arch, config.objective, graph=spec, seed=config.train.seed))
+    out = Path(args.out or Path("runs") / run_name(config.arch, config.objective, graph=spec, seed=config.train.seed))
     print(f"run {out}: {config.arch} ({args.preset}) / {config.objective} / {spec}, {config.train.steps} steps")
     checkpoint = train(config, out, resume=not args.no_resume, until_step=args.until_step, progress=not args.no_progress)
     test = evaluation_graphs(config.task)
@@ -77,7 +77,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_eval(args: argparse.Namespace) -> None:
     import pandas as pd
 
-    from workbench.checkpoint import load
+    from workbench.shipped import load
     from workbench.data_files import load_data
     from workbench.evaluate import evaluate, format_table
     from workbench.datasets import evaluation_graphs
@@ -106,13 +106,13 @@ def cmd_eval(args: argparse.Namespace) -> None:
 def cmd_import_reference(args: argparse.Namespace) -> None:
     from workbench.reference_import import import_reference
 
-    out = args.out or Path("checkpoints") / f"paper-{Path(args.file).stem}"
+    out = args.out or Path("runs") / f"paper-{Path(args.file).stem}"
     checkpoint = import_reference(args.file, args.graph, out, objective=args.objective, n_heads=args.n_heads)
     print(f"imported {args.file} -> {out} ({checkpoint.config.model})")
 
 
 def cmd_export_hf(args: argparse.Namespace) -> None:
-    from workbench.checkpoint import load
+    from workbench.shipped import load
 
     checkpoint = load(args.checkpoint)
     if checkpoint.config.arch == "mamba":
@@ -129,7 +129,9 @@ def cmd_import_hf(args: argparse.Namespace) -> None:
     import json
     from dataclasses import replace
 
-    from workbench.checkpoint import build_model_and_parts, save_checkpoint
+    from workbench.factory import build_model_and_parts
+
+    from workbench.checkpoint import save_checkpoint
     from workbench.config import RunConfig, TaskConfig
 
     spec: GraphSpec = args.graph
@@ -226,8 +228,8 @@ def cmd_study(args: argparse.Namespace) -> None:
 def cmd_inspect(args: argparse.Namespace) -> None:
     from workbench.analyses.inspect import inspect_checkpoints
     from workbench.analyses.patching import plot_patching
-    from workbench.checkpoint import load
-    from workbench.text_format import atomic_write_text
+    from workbench.shipped import load
+    from workbench.files import atomic_write_text
 
     tables = inspect_checkpoints([load(path, device=args.device) for path in args.checkpoints], args.graphs)
     out = Path(args.out)
@@ -247,12 +249,12 @@ def cmd_ship(args: argparse.Namespace) -> None:
 
 
 def cmd_findings(args: argparse.Namespace) -> None:
-    from workbench.findings import Results, check, render
+    from workbench.findings import DOCUMENTS, Results, check, render
     from workbench.findings.figures import draw
-    from workbench.text_format import atomic_write_text
+    from workbench.files import atomic_write_text
 
     results = Results(args.results)
-    documents = [Path(d) for d in args.docs]
+    documents = [Path(d) for d in args.docs or DOCUMENTS]
     for document in documents:
         if not document.exists():
             raise FileNotFoundError(f"{document}: not found (run `workbench findings` from the repository root, or name the documents with --docs)")
@@ -316,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--train-file", help="train on this file (.txt or .safetensors) instead of generated graphs")
     tr.add_argument("--test-file", help="evaluate on this file instead of generated held-out graphs")
     tr.add_argument("--set", nargs="+", action="extend", default=[], metavar="SECTION.FIELD=VALUE", help="override settings, e.g. train.steps=5000 model.n_layers=4 objective.k=3 (sections task, model, train, objective; repeatable)")
-    tr.add_argument("--out", help="checkpoint directory (default checkpoints/{arch}-{objective}-G{d}_{l}_{N}-s{seed})")
+    tr.add_argument("--out", help="checkpoint directory (default runs/{arch}-{objective}-G{d}_{l}_{N}-s{seed})")
     tr.add_argument("--until-step", type=int, help="stop (with a resumable checkpoint) at this step; the schedule is unchanged")
     tr.add_argument("--no-resume", action="store_true", help="fail instead of resuming when --out holds a checkpoint")
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -336,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--graph", type=_graph, required=True, help="degree,path_length,num_nodes the model was trained on")
     imp.add_argument("--objective", choices=sorted(OBJECTIVES), default="next_token", help="objective it was trained with (decides decoding)")
     imp.add_argument("--n-heads", type=int, default=6, help="attention heads (not stored in the file; the paper uses 6)")
-    imp.add_argument("--out", help="checkpoint directory (default checkpoints/paper-{file stem})")
+    imp.add_argument("--out", help="checkpoint directory (default runs/paper-{file stem})")
     imp.set_defaults(func=cmd_import_reference)
 
     exp = verbs.add_parser("export-hf", help="write a checkpoint as a Hugging Face model (Mamba: MambaForCausalLM; GPT: GPT2LMHeadModel)",
@@ -423,7 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "each block that differs. Run from the repository root.")
     fi.add_argument("--check", action="store_true", help="exit 1 if a generated block differs from what the results give; write nothing")
     fi.add_argument("--results", default="results", help="the results folder (default results)")
-    fi.add_argument("--docs", nargs="+", default=["README.md", "docs/findings.md"], help="documents with generated blocks (default README.md docs/findings.md)")
+    fi.add_argument("--docs", nargs="+", help="documents with generated blocks (default: workbench.findings.DOCUMENTS, README.md and the docs' pages with results)")
     fi.add_argument("--figures", default="docs/figures", help="where the figures go (default docs/figures)")
     fi.add_argument("--no-figures", action="store_true", help="rewrite the documents only")
     fi.set_defaults(func=cmd_findings)

@@ -9,6 +9,8 @@ the shipped checkpoints.
 - ``setting_changes``: the one comparison, setting by setting (``section.key``).
 - ``weights_sha256``: the one hash of weights, of their tensors (name, dtype, shape, bytes) and
   not of a file's bytes, whose metadata safetensors writes in no fixed order.
+- ``stage_key``: what a computed stage (probes, analyses, a study's stages) was computed from,
+  so it is reused exactly when its checkpoints' weights and configs and its settings are unchanged.
 - ``run_name``: the one naming scheme of run folders: arch, objective, then the parts a
   caller's folders need (graph, preset, overrides, seed).
 """
@@ -16,15 +18,24 @@ the shipped checkpoints.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     import torch
 
     from workbench.config import RunConfig
     from workbench.task import GraphSpec
+
+
+class Checkpoint(Protocol):
+    """What a stage key reads of a checkpoint (``workbench.checkpoint.Checkpoint`` has it)."""
+
+    path: Path
+    step: int
+    config: RunConfig
 
 # Where and how it computes (the device; Mamba's scan implementation computes the same
 # function), and what it writes on the way (evaluation and checkpoint intervals, snapshots;
@@ -88,6 +99,24 @@ def weights_sha256(path: str | Path) -> str:
     path = Path(path)
     file = path / "model.safetensors" if path.is_dir() else path
     return state_sha256(load_file(str(file)))
+
+
+def checkpoint_fingerprint(checkpoint: Checkpoint) -> dict:
+    """What a checkpoint's results depend on: its weights and its whole config, not its path."""
+    return {"weights_sha256": weights_sha256(checkpoint.path), "step": checkpoint.step, "config": checkpoint.config.to_dict()}
+
+
+def stage_key(checkpoints: list[Checkpoint], settings: dict, seed_pairs: list[tuple[Checkpoint, Checkpoint]] = ()) -> dict:
+    """What a stage was computed from, as JSON gives it back: every checkpoint's weights and
+    config (in order), the seed pairs, and the stage's own settings (graph counts, the list
+    of analyses, ...). The stage is reused only if all of it is unchanged, so retraining a
+    run under another setting reruns exactly the stages that read it."""
+    key = {
+        "checkpoints": [checkpoint_fingerprint(c) for c in checkpoints],
+        "seed_pairs": [[weights_sha256(a.path), weights_sha256(b.path)] for a, b in seed_pairs],
+        "settings": settings,
+    }
+    return json.loads(json.dumps(key))
 
 
 def _slug(item: str) -> str:

@@ -34,7 +34,7 @@ from workbench.config import DEFAULT_JOBS, DEFAULT_OBJECTIVES, MAIN_JOB_SCHEDULE
 from workbench.evaluate import evaluate, format_table
 from workbench.objectives import objective_class
 from workbench.task import GraphSpec
-from workbench.text_format import atomic_write_text
+from workbench.files import atomic_write_text
 from workbench import identity
 from workbench.datasets import evaluation_graphs
 from workbench.devices import resolve_device
@@ -174,7 +174,7 @@ def _is_current(done_file: Path, key: list) -> bool:
 
 def run_probe_stage(checkpoints: list[Checkpoint], out: Path, probe_graphs: tuple[int, int], progress: bool = True) -> pd.DataFrame:
     """The default probe sweep over ``checkpoints``, reusing ``probes.csv`` when it is current."""
-    from workbench.analyses.run import stage_key
+    from workbench.identity import stage_key
     from workbench.probes import plot_probe_heatmaps, probe_sweep
     from workbench.probes.activations import RESIDUAL_HOOKS
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from workbench.text_format import atomic_write_text
+from workbench.files import atomic_write_text
 
 SOURCE_ROOT = Path(__file__).resolve().parents[1]  # the checkout the package runs from (editable install)
 
@@ -68,7 +68,7 @@ def provenance(started: float, seeds: list[int], threads: float, device: str, ru
     this invocation trained it or found it finished)."""
     import torch
 
-    from workbench import __version__
+    from workbench._version import __version__
 
     return {
         "command": " ".join(["workbench", *sys.argv[1:]]) if Path(sys.argv[0]).name == "workbench" else " ".join(sys.argv),

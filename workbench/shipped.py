@@ -25,7 +25,7 @@ import pandas as pd
 
 from workbench.identity import weights_sha256
 from workbench.publish import SOURCE_ROOT
-from workbench.text_format import atomic_write_text
+from workbench.files import atomic_write_text
 
 MANIFEST = "manifest.csv"
 COLUMNS = ("name", "untrained_twin_of", "arch", "objective", "graph", "n_layers", "seed", "step", "command", "run", "commit",
@@ -53,6 +53,17 @@ def reference_file(graph) -> Path:
     return REFERENCE_DATA / f"deg_{graph.degree}_path_{graph.path_length}_nodes_{graph.num_nodes}_test_20000.txt"
 
 
+def load(path_or_name: str | Path, device: str = "auto"):
+    """A checkpoint directory, or a shipped checkpoint by its manifest name (its sha256 checked):
+    ``workbench.load``, and what every verb that takes a checkpoint opens."""
+    from workbench.checkpoint import load as load_directory
+
+    path = Path(path_or_name)
+    if not path.exists() and str(path_or_name) == path.name:  # not a path: a manifest name
+        path = resolve(path.name)
+    return load_directory(path, device=device)
+
+
 def resolve(name: str) -> Path:
     """The checked directory of a manifest name (rebuilding an untrained twin on first use).
     Raises ``FileNotFoundError`` listing the names that exist, ``ValueError`` naming a file
@@ -74,7 +85,8 @@ def resolve(name: str) -> Path:
 
 def _twin(folder: Path, row: pd.Series) -> Path:
     """Build (once) the untrained twin of ``row['untrained_twin_of']``: its config at step 0."""
-    from workbench.checkpoint import build_model_and_parts, read_config, save_checkpoint
+    from workbench.factory import build_model_and_parts
+    from workbench.checkpoint import read_config, save_checkpoint
 
     target = folder.parent / "runs" / "untrained" / row["name"]
     if not (target / "model.safetensors").exists():

@@ -10,13 +10,12 @@ gives the same bytes back.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import torch
 
+from workbench.files import atomic_write_text
 from workbench.task import GraphSpec, PathStarData, structure_problem
 
 LINE_FORM = "a,b|a,b|...|a,b/source,goal=n1,n2,...,nl"
@@ -139,24 +138,3 @@ def write_graphs(data: PathStarData, path: str | Path) -> None:
     template = "|".join(["%d,%d"] * spec.num_edges) + "/%d,%d=" + ",".join(["%d"] * spec.path_length) + "\n"
     table = torch.cat([data.edges.flatten(1), data.source[:, None], data.goal[:, None], data.path], dim=1)
     atomic_write_text(Path(path), "".join([template % tuple(row) for row in table.tolist()]))
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_text(path: Path, text: str, encoding: str = "ascii") -> None:
-    """Write a whole file so that readers see either the old or the new content, never half.
-    ASCII by default: the tables and pages the workbench writes hold no other characters."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding=encoding) as f:
-            f.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide a report from a web server
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -25,7 +25,6 @@ from tqdm.auto import tqdm
 from workbench.checkpoint import (
     Checkpoint,
     CheckpointError,
-    build_model_and_parts,
     load,
     load_optimizer_state,
     read_metrics,
@@ -38,6 +37,7 @@ from workbench.checkpoint import (
 )
 from workbench.config import RunConfig, TaskConfig, TrainConfig, objective_of
 from workbench.datasets import evaluation_graphs, training_graphs
+from workbench.factory import build_model_and_parts
 from workbench.devices import resolve_device
 from workbench.identity import comparable_settings, incidental_changes, same_run, setting_changes
 from workbench.evaluate import evaluate

@@ -26,7 +26,7 @@ import seaborn as sns
 import torch
 from torch import nn
 
-from workbench.analyses.figures import save_grid, with_panel
+from workbench.figures import save_grid, with_panel
 from workbench.evaluate import model_device
 from workbench.objectives import Objective, answer_logits
 from workbench.task import PathStarData, arm_paths, goal_arm_rank

@@ -7,7 +7,7 @@
     analyses/gradient_shares.{csv,png}     per-position gradient along snapshots
     analyses/cka.{csv,png}                 layer x layer CKA across objectives, archs, seeds
     analyses/patching.{csv,png}            goal patching at eq and r1
-    analyses/probes_over_training.{csv,png}
+    analyses/probes_over_training.{csv,png}   the probe table along snapshots (workbench.probes.over_training)
 
 Every table carries the identity columns (arch, objective, seed, step) of what it measured.
 """
@@ -22,10 +22,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from workbench.analyses import cka, clever_hans, patching, probes_over_training, supervision
+from workbench.analyses import cka, clever_hans, patching, supervision
+from workbench.probes import over_training as probes_over_training
 from workbench.checkpoint import Checkpoint
-from workbench.identity import weights_sha256
-from workbench.text_format import atomic_write_text
+from workbench.identity import stage_key
+from workbench.files import atomic_write_text
 from workbench.datasets import evaluation_graphs
 
 
@@ -132,21 +133,3 @@ def analysis_stage_key(checkpoints: list[Checkpoint], n_graphs: int, probe_graph
 
 
 ANALYSES = ("accuracy_gap", "cheat_test", "edge_lookup", "loss_curves", "gradient_shares", "cka", "patching", "probes_over_training")
-
-
-def checkpoint_fingerprint(checkpoint: Checkpoint) -> dict:
-    """What a checkpoint's results depend on: its weights and its whole config, not its path."""
-    return {"weights_sha256": weights_sha256(checkpoint.path), "step": checkpoint.step, "config": checkpoint.config.to_dict()}
-
-
-def stage_key(checkpoints: list[Checkpoint], settings: dict, seed_pairs: list[tuple[Checkpoint, Checkpoint]] = ()) -> dict:
-    """What a stage was computed from, as JSON gives it back: every checkpoint's weights and
-    config (in order), the seed pairs, and the stage's own settings (graph counts, the list
-    of analyses, ...). The stage is reused only if all of it is unchanged, so retraining a
-    run under another setting reruns exactly the stages that read it."""
-    key = {
-        "checkpoints": [checkpoint_fingerprint(c) for c in checkpoints],
-        "seed_pairs": [[weights_sha256(a.path), weights_sha256(b.path)] for a, b in seed_pairs],
-        "settings": settings,
-    }
-    return json.loads(json.dumps(key))

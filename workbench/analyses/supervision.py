@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workbench.analyses.figures import save_grid, with_panel
+from workbench.figures import save_grid, with_panel
 from workbench.evaluate import metrics_frame
 from workbench.objectives import Objective, step_generator
 from workbench.task import PathStarData

@@ -10,8 +10,6 @@ committed results folder (``results/{job}/*.csv`` + ``provenance.json``, written
 """
 
 from workbench.findings.blocks import BLOCKS, Results
-from workbench.findings.render import Stale, check, render
+from workbench.findings.render import DOCUMENTS, Stale, check, render
 
-__all__ = ["BLOCKS", "Results", "Stale", "check", "render", "DOCUMENTS"]
-
-DOCUMENTS = ("README.md", "docs/findings.md")  # relative to the repository root
+__all__ = ["BLOCKS", "DOCUMENTS", "Results", "Stale", "check", "render"]

@@ -99,7 +99,9 @@ def spread(values: pd.Series | list[float], digits: int = 3) -> str:
         return "n/a"
     if len(values) == 1:
         return f"{values.iloc[0]:.{digits}f} (1 seed)"
-    return f"{values.mean():.{digits}f} ± {values.std():.{digits}f} ({len(values)})"
+    sd = values.std()
+    sd_digits = digits if sd == 0 or round(sd, digits) > 0 else digits + 1  # a small spread still shows
+    return f"{values.mean():.{digits}f} ± {sd:.{sd_digits}f} ({len(values)})"
 
 
 def duration(seconds: float) -> str:
@@ -218,12 +220,14 @@ def main_cheat(results: Results) -> str:
     """The cheat test (a wrong arm fed as the answer so far), the strongest edge-lookup head
     and r2's share of the training gradient, per model that feeds answer tokens."""
     cheat = _first_seed(results.table("main_job", "cheat_test"))
+    last = f"r{int(_main_results(results)['path_length'].iloc[0])}"
+    cheat = cheat[~cheat["position"].isin(["r1", last])]  # decisions only: r1 (the source) and rl (the goal) are copies
     lookup = results.table("main_job", "edge_lookup")
     shares = results.table("main_job", "gradient_shares")
     rows = []
     for (arch, objective), run in cheat.groupby(["arch", "objective"], sort=False):
         follow = run[run["outcome"] == "follow"].set_index("position")["rate"]
-        row = {"model": model_label(arch, objective), "follows the fed wrong arm": ", ".join(f"{p} {pct(r)}" for p, r in follow.items())}
+        row = {"model": model_label(arch, objective), "follows the fed wrong arm": ", ".join(f"{p} {pct(r)}" for p, r in sorted(follow.items()))}
         mine = lookup[(lookup["arch"] == arch) & (lookup["objective"] == objective)]
         if len(mine):
             mass = mine.groupby(["position", "layer", "head"])["mass"].sum()
@@ -292,7 +296,7 @@ def main_patching(results: Results) -> str:
         best = _best(run, "recovered")
         row["best site: recovered"] = "undefined (r2 ignores the goal)" if best is None else f"{best['site']} L{best['layer']} @ {best['position']}: {pct(best['recovered'])}"
         at_eq = _best(run[run["position"] == "eq"], "recovered")
-        row["best at =: recovered"] = "undefined" if at_eq is None else f"{at_eq['site']} L{at_eq['layer']}: {pct(at_eq['recovered'])}"
+        row["at =, best layer: recovered"] = "undefined" if at_eq is None else f"{pct(at_eq['recovered'])} ({at_eq['site']} L{at_eq['layer']})"
         rows.append(row)
     return markdown(pd.DataFrame(rows))
 
@@ -420,12 +424,13 @@ def remedies_summary(results: Results) -> str:
     rows = []
     for (objective, arch, graph, overrides), model in seeds.groupby(["objective", "arch", "graph", "overrides"], sort=False):
         defined = model["patching_recovered"].notna().any()
+        show = spread if len(model) > 1 else (lambda values, digits=3: num(pd.Series(values).iloc[0], digits))  # one seed: its number, the seeds column says so
         rows.append({
             "model": model_label(arch, objective, overrides), "graph": graph, "seeds": len(model),
-            "r2 accuracy": spread(model["r2_accuracy"]), "r2 loss": spread(model["r2_loss"], 2), "path (greedy)": spread(model["path_accuracy"]),
-            "goal arm at = (control task / untrained)": f"{spread(model['arm_probe'])} ({num(model['arm_probe_control'].mean())} / {num(model['arm_probe_untrained'].mean())})",
-            "goal node at =": spread(model["goal_at_eq"]),
-            "patching: best site / at =": f"{spread(model['patching_recovered'])} / {spread(model['patching_at_eq'])}" if defined else "undefined (r2 ignores the goal)",
+            "r2 accuracy": show(model["r2_accuracy"]), "r2 loss": show(model["r2_loss"], 2), "path (greedy)": show(model["path_accuracy"]),
+            "goal arm at = (control task / untrained)": f"{show(model['arm_probe'])} ({num(model['arm_probe_control'].mean())} / {num(model['arm_probe_untrained'].mean())})",
+            "goal node at =": show(model["goal_at_eq"]),
+            "patching: best site / at =": f"{show(model['patching_recovered'])} / {show(model['patching_at_eq'])}" if defined else "undefined (r2 ignores the goal)",
         })
     return markdown(pd.DataFrame(rows))
 
@@ -461,3 +466,19 @@ def depth_table(results: Results) -> str:
             row[f"l = {run['path_length']} ({run['path_length'] - 2} hops)"] = f"{num(run['r2'])} ({num(run['r2_loss'], 2)})"
         rows.append(row)
     return markdown(pd.DataFrame(rows))
+
+
+@block("checkpoints.manifest")
+def shipped_manifest(results: Results) -> str:
+    """The shipped reference checkpoints (``checkpoints/manifest.csv`` of this checkout)."""
+    from workbench.shipped import manifest, store
+
+    table = manifest(store())
+    trained = table[table["untrained_twin_of"].isna()]
+    rows = [{
+        "name": row["name"], "graph": row["graph"], "layers": row["n_layers"], "steps": row["step"],
+        "trained by (run)": f"`{row['command'].split(' --no-progress')[0]}` ({row['run']})",
+        "training": duration(row["train_seconds"]), "r2 tf / greedy": f"{num(row['r2_tf'])} / {num(row['r2_greedy'])}",
+        "path greedy": num(row["path_greedy"]), "untrained twin: r2 tf": num(table.set_index("name")["r2_tf"].get(row["name"] + "-untrained")),
+    } for _, row in trained.iterrows()]
+    return markdown(pd.DataFrame(rows)) + f"\n\nOn the paper's test files (20,000 graphs each); sha256 of every file in `checkpoints/manifest.csv`."

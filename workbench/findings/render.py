@@ -23,6 +23,8 @@ from pathlib import Path
 
 from workbench.findings.blocks import BLOCKS, Results
 
+DOCUMENTS = ("README.md", "docs/findings.md", "docs/checkpoints.md")  # relative to the repository root
+
 MARKER = re.compile(r"<!-- findings:(?P<name>[\w.-]+) -->(?P<body>.*?)<!-- /findings:(?P=name) -->", re.DOTALL)
 OPENING = re.compile(r"<!-- findings:(?P<name>[\w.-]+) -->")
 

@@ -1,5 +1,6 @@
 """Model architectures. Each module holds a config dataclass and a ``build_*`` function that
-returns a hooked model mapping tokens (batch, pos) to logits (batch, pos, d_vocab).
+returns a hooked model mapping tokens (batch, pos) to logits (batch, pos, d_vocab);
+``workbench.factory`` builds the one a run config asks for.
 
 The helpers below give objectives what they need of any model without knowing its arch:
 the final residual stream and the token embeddings of a forward pass (read through the
@@ -12,29 +13,6 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # torch is imported by the model modules, not here: configs stay light
     from torch import Tensor, nn
-
-    from workbench.config import RunConfig
-
-
-def build_model(config: RunConfig, seed: int) -> nn.Module:
-    """A freshly initialised model of ``config.arch`` for the run's graph; its vocabulary is
-    the task's plus the objective's own tokens (``Objective.extra_tokens``: none for most, so
-    their weights are those of every earlier version)."""
-    from workbench.config import objective_of
-
-    objective = objective_of(config)
-    if config.arch not in objective.archs:
-        raise ValueError(f"objective {objective.name!r} does not apply to arch {config.arch!r} (it needs {objective.attention} attention; applies to {', '.join(objective.archs)})")
-    if config.arch == "gpt":
-        from workbench.models.gpt import build_gpt
-
-        spec = config.task.graph
-        return build_gpt(config.model, spec, seed, objective.attention, objective.vocab_size(spec), objective.slot_count(spec.path_length))
-    if config.arch == "mamba":
-        from workbench.models.mamba import build_mamba
-
-        return build_mamba(config.model, objective.vocab_size(config.task.graph), seed)
-    raise ValueError(f"unknown arch {config.arch!r}")
 
 
 def d_model_of(model: nn.Module) -> int:

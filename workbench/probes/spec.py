@@ -249,7 +249,7 @@ def run_spec(spec: ProbeSpec, progress: bool = True) -> pd.DataFrame:
     from workbench.data_files import load_data
     from workbench.probes.plots import plot_probe_heatmaps
     from workbench.probes.sweep import probe_sweep
-    from workbench.text_format import atomic_write_text
+    from workbench.files import atomic_write_text
 
     paths = resolve_checkpoints(spec)
     out = Path(spec.out)
@@ -264,7 +264,7 @@ def run_spec(spec: ProbeSpec, progress: bool = True) -> pd.DataFrame:
     tables = []
     for path in paths:
         if spec.snapshots:
-            from workbench.analyses.probes_over_training import training_checkpoints
+            from workbench.probes.over_training import training_checkpoints
 
             checkpoints = training_checkpoints(path)
         else:
@@ -286,7 +286,7 @@ def run_spec(spec: ProbeSpec, progress: bool = True) -> pd.DataFrame:
     atomic_write_text(out / "probes.csv", table.to_csv(index=False))
     atomic_write_text(out / "spec.toml", spec.to_toml())
     if spec.snapshots:
-        from workbench.analyses.probes_over_training import plot_probes_over_training
+        from workbench.probes.over_training import plot_probes_over_training
 
         figures = [plot_probes_over_training(table, out / "probes_over_training.png")]
     else:

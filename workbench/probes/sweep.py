@@ -29,10 +29,11 @@ import pandas as pd
 import torch
 from joblib import Parallel, delayed
 
-from workbench.checkpoint import Checkpoint, load
+from workbench.checkpoint import Checkpoint
+from workbench.shipped import load
 from workbench.devices import resolve_device
 from workbench.evaluate import model_device
-from workbench.models import build_model
+from workbench.factory import build_model
 from workbench.probes.activations import DEFAULT_POSITIONS, collect_activations, default_hooks, expand_hooks, hook_layer, slot_token
 from workbench.probes.linear import DEFAULT_CS, bootstrap_interval, score_probe
 from workbench.probes.targets import Target, probe_targets

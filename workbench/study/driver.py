@@ -26,7 +26,7 @@ import pandas as pd
 from workbench.study.estimate import calibrate, calibration, estimate, format_duration, logged_progress, wall_seconds
 from workbench.study.run import ROW_COLUMNS, checkpoint_dir, execute_run, is_done, result_dir
 from workbench.study.spec import IDENTITY, Study, StudyRun
-from workbench.text_format import atomic_write_text
+from workbench.files import atomic_write_text
 
 MAX_RETRIES = 2  # a task whose worker process dies (OOM, a killed node) runs again, resuming
 

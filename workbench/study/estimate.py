@@ -32,7 +32,7 @@ from pathlib import Path
 from workbench.config import RunConfig
 from workbench.study.run import checkpoint_dir, result_dir
 from workbench.study.spec import ProbeSettings, StudyRun
-from workbench.text_format import atomic_write_text
+from workbench.files import atomic_write_text
 
 # Training steps per second (evaluations included) of one cpu-preset run, from the main job's
 # measured times on this project's 2-core CPU (README, 2026-11-25: G(2,5,50), two torch
@@ -114,7 +114,7 @@ def time_training_steps(config: RunConfig, steps: int = 5, warmup: int = 2) -> f
     graphs, timed after ``warmup`` steps."""
     import torch
 
-    from workbench.checkpoint import build_model_and_parts
+    from workbench.factory import build_model_and_parts
     from workbench.config import objective_of
     from workbench.task import generate
     from workbench.devices import resolve_device

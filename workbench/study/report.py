@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from workbench.analyses.report import STYLE, details, img, table_html
+from workbench.pages import STYLE, details, img, table_html
 from workbench.study.figures import mean_pm, per_seed, plot_depth, plot_remedies, plot_solvers, summary
 from workbench.study.spec import Study
-from workbench.text_format import atomic_write_text
+from workbench.files import atomic_write_text
 
 INTRO = {
     "remedies": "Which remedy creates which internal variable: every objective on each arch and graph. "

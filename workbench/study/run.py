@@ -69,8 +69,8 @@ def execute_run(
     rows.csv and done.json; returns a summary (name, steps, training rate, seconds, rows)."""
     import torch
 
-    from workbench.analyses.run import checkpoint_fingerprint, stage_key
-    from workbench.text_format import atomic_write_text
+    from workbench.identity import checkpoint_fingerprint, stage_key
+    from workbench.files import atomic_write_text
     from workbench.identity import comparable_settings
     from workbench.train import train
 

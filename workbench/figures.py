@@ -1,4 +1,4 @@
-"""What every analysis figure shares: one panel per (arch, objective), and the same finish."""
+"""What every figure of the analyses and the probes shares: one panel per (arch, objective), and the same finish."""
 
 from __future__ import annotations
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import pandas as pd
 import seaborn as sns
 
-from workbench.analyses.figures import save_grid
+from workbench.figures import save_grid
 from workbench.checkpoint import Checkpoint, load
-from workbench.models import build_model
-from workbench.probes import probe_sweep
+from workbench.factory import build_model
+from workbench.probes.sweep import probe_sweep
 from workbench.probes.plots import row_label
 
 DEFAULT_TARGETS = ("arm", "node_r2", "goal")  # the plan, the first decision, and the goal it needs
@@ -32,7 +32,7 @@ def run_snapshots(run_dir: str | Path) -> list[Path]:
 def training_checkpoints(run_dir: str | Path) -> list[Checkpoint]:
     """The run's model before training (step 0), at every snapshot, and at its end (loaded)."""
     final = load(run_dir)
-    from workbench.checkpoint import build_model_and_parts
+    from workbench.factory import build_model_and_parts
 
     untrained, parts = build_model_and_parts(final.config)  # the objective's parts too, as initialised
     snapshots = [load(p) for p in run_snapshots(run_dir)[:-1] if p.name != f"step_{final.step:07d}"]
