@@ -32,7 +32,7 @@ import os
 SMOKE = os.environ.get("WORKBENCH_NOTEBOOK_SMOKE") == "1"  # CI: few graphs (seconds); tiny models if TRAIN
 TRAIN = os.environ.get("WORKBENCH_NOTEBOOK_TRAIN") == "1"  # train small models here instead of the shipped ones
 STEPS = 20 if SMOKE else 1_000  # steps of a GPT trained here (with TRAIN)
-N_TRAIN, N_TEST = (150, 60) if SMOKE else (2_000, 1_000)  # graphs to fit each probe on / to score it on
+N_TRAIN, N_TEST = (600, 400) if SMOKE else (2_000, 1_000)  # graphs to fit each probe on / to score it on
 CS = (1.0,) if SMOKE else (0.1, 1.0, 10.0)  # probe regularisation; with several, 3-fold CV picks one
 JOBS = 1 if SMOKE else -1  # worker processes fitting probes in workbench.probes (-1: one per core)
 
@@ -139,7 +139,8 @@ columns = ["objective", "target", "position", "site", "layer", "accuracy", "rand
            "chance"]
 print(table[columns].round(3).to_string(index=False))
 if not TRAIN:  # what docs/findings.md reports: the goal arm nowhere (chance 0.5), the goal node at '=' in reverse (the positive control)
-    assert table[table["target"] == "arm"]["accuracy"].max() < 0.6
+    arm = table[table["target"] == "arm"]
+    assert (arm["accuracy"] - arm["random_init_accuracy"]).max() < 0.1, "no probe finds the goal arm beyond the untrained model"
     goal = table[(table["target"] == "goal") & (table["position"] == "eq")].groupby("objective")["accuracy"].max()
     assert goal["reverse"] > 0.95 and goal["next_token"] < 0.3, goal
 
