@@ -482,3 +482,13 @@ def shipped_manifest(results: Results) -> str:
         "path greedy": num(row["path_greedy"]), "untrained twin: r2 tf": num(table.set_index("name")["r2_tf"].get(row["name"] + "-untrained")),
     } for _, row in trained.iterrows()]
     return markdown(pd.DataFrame(rows)) + f"\n\nOn the paper's test files (20,000 graphs each); sha256 of every file in `checkpoints/manifest.csv`."
+
+
+def seeds_above(results: Results, job: str, objective: str, metric: str, position: str, threshold: float) -> str:
+    """How many seeds' best value of ``metric`` at ``position`` (any hook) exceeds ``threshold``,
+    and the per-seed values: a bimodal outcome is said as a count, not hidden in a mean."""
+    values = study_value(results, job, objective, metric, position, True)
+    return f"{int((values > threshold).sum())} of {len(values)} seeds ({' / '.join(pct(v) for v in values)})"
+
+
+BLOCKS["mamba_solvers.reverse.seeds_reading_eq"] = lambda results: seeds_above(results, "mamba_solvers", "reverse", "patching_recovered", "eq", 0.5)
