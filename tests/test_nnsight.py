@@ -24,25 +24,21 @@ def traced_residuals(hf, blocks: str, n_layers: int, tokens: torch.Tensor) -> li
     return [s[0] if isinstance(s, tuple) else s for s in saved]
 
 
-def test_gpt_export_residual_stream_at_eq_in_nnsight_equals_our_hooks():
-    from workbench.models.gpt_hf import to_hf
+@pytest.mark.parametrize("arch", ["gpt", "mamba"])
+def test_the_export_residual_stream_at_eq_in_nnsight_equals_our_hooks(arch):
+    if arch == "gpt":
+        from workbench.models.gpt_hf import to_hf
 
-    config, model = gpt_with_biases()
+        config, model = gpt_with_biases()
+        blocks = "transformer.h"
+    else:
+        from workbench.models.mamba_hf import to_hf
+
+        config = tiny_mamba_config()
+        model, _ = build_model_and_parts(config)
+        blocks = "backbone.layers"
     tokens, eq = teacher_forced_tokens(config), config.task.graph.eq_position
-    residuals = traced_residuals(to_hf(model), "transformer.h", config.model.n_layers, tokens)
-    _, cache = model.run_with_cache(tokens)
-    assert len(residuals) == config.model.n_layers
-    for layer, residual in enumerate(residuals):
-        torch.testing.assert_close(residual[:, eq], cache[f"blocks.{layer}.hook_resid_post"][:, eq], rtol=0, atol=1e-5)
-
-
-def test_mamba_export_residual_stream_at_eq_in_nnsight_equals_our_hooks():
-    from workbench.models.mamba_hf import to_hf
-
-    config = tiny_mamba_config()
-    model, _ = build_model_and_parts(config)
-    tokens, eq = teacher_forced_tokens(config), config.task.graph.eq_position
-    residuals = traced_residuals(to_hf(model), "backbone.layers", config.model.n_layers, tokens)
+    residuals = traced_residuals(to_hf(model), blocks, config.model.n_layers, tokens)
     _, cache = model.run_with_cache(tokens)
     assert len(residuals) == config.model.n_layers
     for layer, residual in enumerate(residuals):

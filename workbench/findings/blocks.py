@@ -442,7 +442,7 @@ def remedies_arm_max(results: Results) -> str:
     return num(per_seed(_study(results, "remedies_quick"))["arm_probe"].max())
 
 
-def _depth_frame(results: Results) -> pd.DataFrame:
+def depth_frame(results: Results) -> pd.DataFrame:
     """One row per depth-study run: layers (from its overrides), path length (from its graph), r2 accuracy and loss."""
     frame = _study(results, "depth_hour")
     rows = []
@@ -458,7 +458,7 @@ def _depth_frame(results: Results) -> pd.DataFrame:
 @block("depth_hour.table")
 def depth_table(results: Results) -> str:
     """r2 accuracy (and its loss) by layers x path length, one row per (arch, objective, layers)."""
-    frame = _depth_frame(results)
+    frame = depth_frame(results)
     rows = []
     for (arch, objective, layers), group in frame.groupby(["arch", "objective", "layers"], sort=True):
         row = {"model": model_label(arch, objective), "layers": layers}

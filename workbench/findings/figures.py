@@ -6,71 +6,46 @@ again from the published CSVs, so the docs show what the tables hold.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from pathlib import Path
 
-from workbench.findings.blocks import Results, _depth_frame
-
-FIGURES: dict[str, Callable[[Results, Path], Path]] = {}
+from workbench.findings.blocks import Results, depth_frame
 
 
-def figure(name: str) -> Callable[[Callable[[Results, Path], Path]], Callable[[Results, Path], Path]]:
-    def register(function: Callable[[Results, Path], Path]) -> Callable[[Results, Path], Path]:
-        FIGURES[name] = function
-        return function
+def _plot(module: str, function: str, job: str, table: str, prepare: Callable | None = None) -> Callable[[Results, Path], Path]:
+    """A figure drawn by ``module.function`` from one published table (``prepare`` reduces it first)."""
+    def draw_one(results: Results, path: Path) -> Path:
+        plot = getattr(importlib.import_module(module), function)
+        frame = results.table(job, table)
+        return plot(prepare(frame) if prepare else frame, path)
 
-    return register
-
-
-@figure("main_job_accuracy")
-def _accuracy(results: Results, path: Path) -> Path:
-    from workbench.analyses.clever_hans import plot_accuracy_gap
-
-    return plot_accuracy_gap(results.table("main_job", "accuracy_gap"), path)
+    return draw_one
 
 
-@figure("main_job_cheat_test")
-def _cheat(results: Results, path: Path) -> Path:
-    from workbench.analyses.clever_hans import plot_cheat_test
+def _per_seed(frame):
+    from workbench.study.figures import per_seed
 
-    return plot_cheat_test(results.table("main_job", "cheat_test"), path)
-
-
-@figure("main_job_patching")
-def _patching(results: Results, path: Path) -> Path:
-    from workbench.analyses.patching import plot_patching
-
-    return plot_patching(results.table("main_job", "patching"), path)
+    return per_seed(frame)
 
 
-@figure("remedies_quick")
-def _remedies(results: Results, path: Path) -> Path:
-    from workbench.study.figures import per_seed, plot_remedies
-
-    return plot_remedies(per_seed(results.table("remedies_quick", "study")), path)
-
-
-@figure("solvers")
-def _solvers(results: Results, path: Path) -> Path:
-    from workbench.study.figures import plot_solvers
-
-    return plot_solvers(results.table("solvers", "study"), path)
-
-
-@figure("mamba_solvers")
-def _mamba_solvers(results: Results, path: Path) -> Path:
-    from workbench.study.figures import plot_solvers
-
-    return plot_solvers(results.table("mamba_solvers", "study"), path)
-
-
-@figure("depth_hour")
 def _depth(results: Results, path: Path) -> Path:
+    """The depth heatmap needs each run's layer count and path length, read off its row."""
     from workbench.study.figures import per_seed, plot_depth
 
-    table = results.table("depth_hour", "study")
-    runs = _depth_frame(results)
-    return plot_depth(per_seed(table), dict(zip(runs["run"], runs["layers"])), dict(zip(runs["run"], runs["path_length"])), path)
+    runs = depth_frame(results)
+    return plot_depth(per_seed(results.table("depth_hour", "study")), dict(zip(runs["run"], runs["layers"])), dict(zip(runs["run"], runs["path_length"])), path)
+
+
+FIGURES: dict[str, Callable[[Results, Path], Path]] = {  # docs/figures/{name}.png
+    "main_job_accuracy": _plot("workbench.analyses.clever_hans", "plot_accuracy_gap", "main_job", "accuracy_gap"),
+    "main_job_cheat_test": _plot("workbench.analyses.clever_hans", "plot_cheat_test", "main_job", "cheat_test"),
+    "main_job_patching": _plot("workbench.analyses.patching", "plot_patching", "main_job", "patching"),
+    "remedies_quick": _plot("workbench.study.figures", "plot_remedies", "remedies_quick", "study", _per_seed),
+    "solvers": _plot("workbench.study.figures", "plot_solvers", "solvers", "study"),
+    "mamba_solvers": _plot("workbench.study.figures", "plot_solvers", "mamba_solvers", "study"),
+    "depth_hour": _depth,
+}
 
 
 def draw(results: Results, folder: Path) -> tuple[list[Path], list[str]]:
