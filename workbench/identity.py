@@ -37,6 +37,7 @@ class Checkpoint(Protocol):
     step: int
     config: RunConfig
 
+
 # Where and how it computes (the device; Mamba's scan implementation computes the same
 # function), and what it writes on the way (evaluation and checkpoint intervals, snapshots;
 # evaluation draws no randomness training uses, as the exact-resume tests show).

@@ -77,8 +77,9 @@ def resolve(name: str) -> Path:
     row = rows.iloc[0]
     path = folder / name if pd.isna(row["untrained_twin_of"]) else _twin(folder, row)
     weights = path / "model.safetensors"
-    if weights_sha256(weights) != row["weights_sha256"]:
-        raise ValueError(f"{weights}: sha256 {weights_sha256(weights)[:16]}... differs from its row in {folder / MANIFEST} "
+    found = weights_sha256(weights)
+    if found != row["weights_sha256"]:
+        raise ValueError(f"{weights}: sha256 {found[:16]}... differs from its row in {folder / MANIFEST} "
                          f"({row['weights_sha256'][:16]}...); refusing a changed shipped checkpoint")
     return path
 
@@ -132,12 +133,10 @@ def ship(source: Path, name: str, results: Path, folder: Path | None = None) -> 
     twin_name = name + TWIN_SUFFIX
     table = manifest(folder)
     table = table[~table["name"].isin([name, twin_name])]
-    rows = pd.concat([table, pd.DataFrame([trained])], ignore_index=True)
-    atomic_write_text(folder / MANIFEST, rows.reindex(columns=COLUMNS).to_csv(index=False))  # the twin's row reads this one
     twin_path = _twin(folder, pd.Series({"name": twin_name, "untrained_twin_of": name}))
     twin = load(twin_path)
     untrained = {"name": twin_name, "untrained_twin_of": name, **shared, "step": 0, "train_seconds": 0.0,
                  "weights_sha256": weights_sha256(twin_path / "model.safetensors"), **evaluate_on_reference(twin, data_file)}
-    rows = pd.concat([rows, pd.DataFrame([untrained])], ignore_index=True).reindex(columns=COLUMNS)
+    rows = pd.concat([table, pd.DataFrame([trained, untrained])], ignore_index=True).reindex(columns=COLUMNS)
     atomic_write_text(folder / MANIFEST, rows.to_csv(index=False))
     return rows[rows["name"].isin([name, twin_name])]

@@ -15,6 +15,7 @@ missing says so and names that command.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -150,11 +151,10 @@ def _first_seed(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[frame["seed"] == first]
 
 
-def main_value(results: Results, arch: str, objective: str, metric: str, position: str, seed: int | None = None) -> pd.Series:
+def main_value(results: Results, arch: str, objective: str, metric: str, position: str) -> pd.Series:
+    """One value of the main job's results per seed of the model."""
     frame = _main_results(results)
     rows = frame[(frame["arch"] == arch) & (frame["objective"] == objective) & (frame["metric"] == metric) & (frame["position"] == position)]
-    if seed is not None:
-        rows = rows[rows["seed"] == seed]
     return rows.set_index("seed")["value"]
 
 
@@ -308,11 +308,11 @@ def _study(results: Results, job: str) -> pd.DataFrame:
 
 
 def _residual_layer(hook: str) -> int | None:
-    """0 for the embedding, i+1 after block i; None for other hooks (the SSM state)."""
-    if hook == "hook_embed":
-        return 0
-    parts = hook.split(".")
-    return int(parts[1]) + 1 if len(parts) == 3 and parts[0] == "blocks" and parts[2] == "hook_resid_post" else None
+    """The residual stream's layer (``probes.activations.hook_layer``: 0 for the embedding,
+    i+1 after block i); None for other hooks (the SSM state)."""
+    from workbench.probes.activations import hook_layer
+
+    return hook_layer(hook) if hook == "hook_embed" or re.fullmatch(r"blocks\.\d+\.hook_resid_post", hook) else None
 
 
 def _per_run_best(frame: pd.DataFrame, metric: str, position: str, residual_only: bool = True) -> pd.Series:
@@ -360,10 +360,12 @@ def solvers_layers(results: Results, job: str, objectives: tuple[str, ...] | Non
     for (arch, objective, graph, overrides), model in _models(frame):
         if objectives and objective not in objectives:
             continue
+        from workbench.probes.activations import hook_layer
+
         model = model.assign(layer=model["hook"].map(_residual_layer))
         means = model.dropna(subset=["layer"]).groupby(["metric", "position", "layer"])["value"].mean()
         ssm = model[model["hook"].str.endswith("hook_ssm_state") & (model["metric"] == "patching_recovered")]
-        ssm_means = ssm.assign(layer=ssm["hook"].str.split(".").str[1].astype(int) + 1).groupby(["position", "layer"])["value"].mean() if len(ssm) else None
+        ssm_means = ssm.assign(layer=ssm["hook"].map(hook_layer)).groupby(["position", "layer"])["value"].mean() if len(ssm) else None
         for layer in sorted(model["layer"].dropna().unique()):
             row = {"model": model_label(arch, objective, overrides), "after": "embedding" if layer == 0 else f"block {int(layer) - 1}"}
             for position, label in (("eq", "="), ("r1", "r1")):
