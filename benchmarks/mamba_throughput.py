@@ -1,5 +1,6 @@
 """Mamba training throughput next to Hugging Face's slow path and a GPT of the same width,
 measured back to back in one process (sequences/s, AdamW step on real G(2,5,50) batches).
+Each model is called the way training calls it (``workbench.models.logits_of``).
 
     python benchmarks/mamba_throughput.py                       # 4 layers x 128, batch 256
     python benchmarks/mamba_throughput.py --layers 2 --batch 128 --steps 10
@@ -13,6 +14,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from workbench.models import logits_of
 from workbench.models.gpt import GPTConfig, build_gpt
 from workbench.models.mamba import HookedMamba, MambaConfig
 from workbench.objectives import answer_logits, get_objective
@@ -66,7 +68,7 @@ def main() -> None:
     rates = {
         "HookedMamba (compiled scan)": throughput(ours, ours.parameters(), args.batch, args.steps),
         "HookedMamba (eager scan)": throughput(eager, eager.parameters(), args.batch, args.steps),
-        "GPT (TransformerLens native)": throughput(gpt, gpt.parameters(), args.batch, args.steps),
+        "GPT (TransformerLens native)": throughput(lambda tokens: logits_of(gpt, tokens), gpt.parameters(), args.batch, args.steps),
         "HF MambaForCausalLM slow path": throughput(forward, hf.parameters(), args.batch, args.hf_steps),
     }
     for name, rate in rates.items():

@@ -11,7 +11,7 @@ evaluations every ``eval_every`` steps are not part of it. The plain loop is a n
 GPT of the same shape (pre-LN, learned positions, tanh-GELU, biases, untied head) with
 ``F.scaled_dot_product_attention``, fed the same token tensors, with the same loss, clip and
 AdamW. Rounds of ``--steps`` steps alternate between the two, so a slow phase of the machine
-falls on both; the figure is the median round. Run it alone: two processes using both cores
+falls on both; the figure is the median of the per-round ratios, with its quartiles. Run it alone: two processes using both cores
 slow each other many times over.
 """
 
@@ -79,8 +79,10 @@ def trainer_rounds(config, compiled: bool, rounds: int, steps: int) -> list[floa
     data = training_graphs(config.task)
     order = BatchOrder(len(data), graphs_per_step(config), config.train.seed)
     running = _RunningLoss(device)
-    if compiled:
-        model.compile()
+    if compiled:  # what training runs: the unhooked forward (workbench.models.logits_of)
+        import workbench.models.gpt as gpt
+
+        gpt.unhooked_forward = torch.compile(gpt.unhooked_forward)
     step = 0
     for _ in range(3):  # warm-up (and the compile)
         running.add(training_step(config, objective, model, parts, optimizer, params, data[order.indices(step)], step, device))
@@ -127,24 +129,30 @@ def plain_rounds(config, compiled: bool, steps: int):
 
 
 def compare(objectives: list[str], compiled: bool, rounds: int, steps: int) -> None:
+    """Rounds alternate between the plain loop and each objective's trainer; each round of an
+    objective is divided by the plain round just before it, and the median of those ratios
+    (with the quartiles: a shared machine's speed drifts by 10-20% between rounds) is the figure."""
     base = preset_config("cpu", objective="next_token")
     plain = plain_rounds(base, compiled, steps)
     trainers = {o: trainer_rounds(apply_overrides(preset_config("cpu", objective=o), ["train.device=cpu"]), compiled, rounds, steps) for o in objectives}
-    rates: dict[str, list[float]] = {"plain SDPA GPT": [], **{o: [] for o in objectives}}
+    rates: dict[str, list[float]] = {"plain": [], **{o: [] for o in objectives}}
     for _ in range(rounds):  # interleaved
-        rates["plain SDPA GPT"].append(next(plain))
+        rates["plain"].append(next(plain))
         for objective, rounds_of in trainers.items():
             rates[objective].append(next(rounds_of))
-    reference = statistics.median(rates["plain SDPA GPT"])
     mode = "compiled" if compiled else "eager"
     print(f"\n{mode}: GPT cpu preset (2 x 128), batch {base.train.batch_size} of G(2,5,50), {torch.get_num_threads()} threads, "
-          f"{rounds} interleaved rounds of {steps} steps (median)")
-    print(f"  {'plain SDPA GPT loop':<34} {reference:8,.0f} sequences/s   1.00x")
-    next_token = statistics.median(rates["next_token"]) if "next_token" in rates else None
+          f"{rounds} interleaved rounds of {steps} steps; ratio: median over rounds [quartiles]")
+    print(f"  {'plain SDPA GPT loop':<34} {statistics.median(rates['plain']):8,.0f} sequences/s   1.00x")
     for objective in objectives:
-        rate = statistics.median(rates[objective])
-        versus = f"   {next_token / rate:.2f}x next_token's step time" if next_token and objective != "next_token" else ""
-        print(f"  {'workbench trainer, ' + objective:<34} {rate:8,.0f} sequences/s   {rate / reference:.2f}x the plain loop{versus}")
+        ratios = [mine / theirs for mine, theirs in zip(rates[objective], rates["plain"])]
+        q1, q2, q3 = statistics.quantiles(ratios, n=4)
+        versus = ""
+        if "next_token" in rates and objective != "next_token":
+            slower = statistics.median(nt / mine for nt, mine in zip(rates["next_token"], rates[objective]))
+            versus = f"   {slower:.2f}x next_token's step time"
+        print(f"  {'workbench trainer, ' + objective:<34} {statistics.median(rates[objective]):8,.0f} sequences/s   "
+              f"{statistics.median(ratios):.2f}x [{q1:.2f}, {q3:.2f}] the plain loop{versus}")
 
 
 def profile(objective: str, steps: int) -> None:
@@ -161,8 +169,8 @@ def profile(objective: str, steps: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--objectives", nargs="+", default=["next_token"])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-compile", action="store_true", help="eager only")
     parser.add_argument("--profile", action="store_true", help="profile the trainer's step of the first objective instead")

@@ -16,7 +16,9 @@ from safetensors.torch import load_file
 from conftest import tiny_config
 import workbench
 from workbench import checkpoint as ckpt_module
-from workbench.checkpoint import CheckpointError, RunLockedError, run_lock, save_checkpoint
+from workbench import run_folder
+from workbench.checkpoint import CheckpointError, save_checkpoint
+from workbench.run_folder import RunLockedError, run_lock
 from workbench.config import apply_overrides
 from workbench.factory import build_model
 from workbench.train import train
@@ -55,8 +57,8 @@ def fault_at(monkeypatch, n: int) -> list[str]:
         step(f"save_file {Path(filename).name}")
         real_save(tensors, filename, metadata=metadata)
 
-    monkeypatch.setattr(ckpt_module.os, "replace", replace)
-    monkeypatch.setattr(ckpt_module.shutil, "rmtree", partial_rmtree)
+    monkeypatch.setattr(run_folder.os, "replace", replace)  # the swap; checkpoint.py's snapshots share the os module
+    monkeypatch.setattr(run_folder.shutil, "rmtree", partial_rmtree)
     monkeypatch.setattr(ckpt_module, "save_file", save)
     return events
 
@@ -100,7 +102,7 @@ def test_a_partly_deleted_old_copy_does_not_block_resuming(tmp_path):
 def test_a_second_process_on_the_same_run_folder_is_refused_at_once(tmp_path):
     run = tmp_path / "run"
     holder = subprocess.Popen(
-        [sys.executable, "-c", f"from workbench.checkpoint import run_lock\nimport time\nwith run_lock({str(run)!r}):\n    print('locked', flush=True)\n    time.sleep(30)"],
+        [sys.executable, "-c", f"from workbench.run_folder import run_lock\nimport time\nwith run_lock({str(run)!r}):\n    print('locked', flush=True)\n    time.sleep(30)"],
         stdout=subprocess.PIPE, text=True,
     )
     try:

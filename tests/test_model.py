@@ -1,6 +1,9 @@
+import pytest
 import torch
 
-from workbench.models.gpt import GPTConfig, build_gpt, context_length
+from workbench import models
+
+from workbench.models.gpt import GPTConfig, build_gpt, context_length, unhooked_forward
 from workbench.task import GraphSpec, generate
 
 SPEC = GraphSpec(2, 5, 50)
@@ -38,3 +41,43 @@ def test_seeded_init_with_small_positions():
     assert not torch.equal(a["embed.weight"], c["embed.weight"])
     assert a["pos_embed.weight"].shape == (context_length(SPEC), 128)
     assert 0.015 < a["pos_embed.weight"].std() < 0.025  # not the paper code's N(0, 1)
+
+
+def _grads(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: p.grad.clone() for name, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("attention", ["causal", "bidirectional"])
+def test_unhooked_path_is_bit_identical_to_the_hooked_model(attention):
+    """Training and decoding skip the bridge when no hook is attached: the logits, the final
+    residual, the embeddings and every gradient must equal the hooked forward's exactly."""
+    model = build_gpt(GPTConfig(n_layers=2, d_model=64, n_heads=4), SPEC, seed=0, attention=attention)
+    model.train()
+    tokens = generate(SPEC, 8, seed=3).prompt_tokens()
+    hooked_logits, cache = model.run_with_cache(tokens, names_filter=["hook_embed", "blocks.1.hook_resid_post"])
+    model(tokens).square().mean().backward()
+    hooked_grads = _grads(model)
+    model.zero_grad()
+
+    assert not models._hooked(model)
+    logits, resid, embed = unhooked_forward(model, tokens)
+    assert torch.equal(logits, hooked_logits)
+    assert torch.equal(resid, cache["blocks.1.hook_resid_post"])
+    assert torch.equal(embed, cache["hook_embed"])
+    models.logits_of(model, tokens).square().mean().backward()
+    assert all(torch.equal(hooked_grads[name], grad) for name, grad in _grads(model).items())
+
+
+def test_logits_of_honours_hooks():
+    """A hook attached by the user must see (and may change) what training computes."""
+    model = build_gpt(GPTConfig(n_layers=2, d_model=64, n_heads=4), SPEC, seed=0)
+    tokens = generate(SPEC, 4, seed=1).prompt_tokens()
+    clean = models.logits_of(model, tokens)
+    zero_mlp = lambda tensor, hook: torch.zeros_like(tensor)
+    with model.hooks(fwd_hooks=[("blocks.0.hook_mlp_out", zero_mlp)]):
+        patched = models.logits_of(model, tokens)
+        _, resid, _ = models.forward_with_residual(model, tokens)
+    assert (patched - clean).abs().max() > 1e-4
+    torch.testing.assert_close(patched, model.run_with_hooks(tokens, fwd_hooks=[("blocks.0.hook_mlp_out", zero_mlp)]))
+    assert not models._hooked(model)  # the context removed it
+    torch.testing.assert_close(models.residual_to_logits(model, resid), patched)

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import torch
 
+from workbench.config import preset_config
 from workbench.study import dry_run, load_study, run_study
 from workbench.study.spec import IDENTITY
 
@@ -232,3 +233,21 @@ def test_the_main_report_links_the_study_pages_beside_it(tmp_path):
     section = studies_section(run_dir)
     assert "Study depth: 2 run(s), 2 seed(s)" in section
     assert 'href="../studies/depth/report.html"' in section and section.count("data:image/png;base64,") == 1
+
+
+STUDY_FILES = sorted((Path(__file__).resolve().parents[1] / "studies").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", STUDY_FILES, ids=[p.stem for p in STUDY_FILES])
+def test_every_study_file_loads_and_trains_on_the_preset_schedule_unless_it_says_otherwise(path):
+    """The schedule is stated once, in the cpu presets: a study run trains for the preset's
+    steps unless its file sets train.steps for that run's arch, objective or variant."""
+    study = load_study(path)
+    runs, _ = study.runs()
+    assert runs, path
+    for run in runs:
+        items = [*study.sets.get("all", ()), *study.sets.get(run.arch, ()), *study.sets.get(run.objective, ()), *run.overrides.split()]
+        preset = preset_config(run.preset, objective=run.objective, arch=run.arch).train
+        if not any(item.startswith("train.steps=") for item in items):
+            assert (run.config.train.steps, run.config.train.eval_every) == (preset.steps, preset.eval_every), run.name
+        assert run.config.train.seed == run.seed

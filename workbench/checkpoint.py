@@ -10,21 +10,16 @@
       trainer_state.json      step and optimizer hyper-parameters, for exact resume
       snapshots/step_0001000/ config.json + model.safetensors kept along training (optional)
 
-A save writes a complete new directory beside the old one and swaps the two with renames,
-so a save killed at any point leaves a complete checkpoint: ``recover`` puts the previous one
-back if the swap was cut between its renames and clears what a killed save left behind.
-Training holds a lock on the run (``run_lock``), so two processes never write one folder.
+This module is the format: what is written, how it is read back and upgraded, and the checks
+that the files agree. How a folder is replaced without ever leaving a half-written one, and
+the lock that keeps two trainers out of one folder, are ``workbench.run_folder``'s job.
 """
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import json
 import os
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +34,7 @@ from workbench.factory import build_model_and_parts
 from workbench.identity import setting_changes, without_incidental
 from workbench.objectives import Objective
 from workbench.task import GraphSpec
+from workbench.run_folder import carry_over, new_version, present, recover, swap_in
 from workbench.files import atomic_write_text
 
 FORMAT = "workbench-checkpoint/2"
@@ -118,15 +114,13 @@ def save_checkpoint(
     parts: nn.Module | None = None,
     trainer_state: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a checkpoint atomically: build ``.{name}.tmp``, then swap it in by renames.
+    """Write a checkpoint atomically: a complete new folder, swapped in by renames
+    (``run_folder``).
 
     ``trainer_state`` holds what the trainer needs besides the optimizer to resume exactly
     (e.g. the running loss sums since the last evaluation)."""
     run_dir = Path(run_dir)
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
-    recover(run_dir)
-    tmp, old = _tmp_path(run_dir), _old_path(run_dir)
-    tmp.mkdir()
+    tmp = new_version(run_dir)
     (tmp / "config.json").write_text(config_json(config, step))
     save_file(_state_tensors(model, parts), str(tmp / "model.safetensors"), metadata=_weights_metadata(config, step))
     write_metrics(tmp, metrics)
@@ -135,13 +129,8 @@ def save_checkpoint(
         save_file(tensors, str(tmp / "optimizer.safetensors"), metadata={"step": str(step)})
         state = {"step": step, "param_groups": groups, **(trainer_state or {})}
         (tmp / "trainer_state.json").write_text(json.dumps(state, indent=2) + "\n")
-    if (run_dir / "snapshots").exists():  # carried over by hard links: cheap, and the old dir keeps its own
-        shutil.copytree(run_dir / "snapshots", tmp / "snapshots", copy_function=_link_or_copy)
-    _fsync_dir(tmp)
-    if run_dir.exists():
-        os.replace(run_dir, old)
-    os.replace(tmp, run_dir)
-    shutil.rmtree(old, ignore_errors=True)
+    carry_over(run_dir, tmp, "snapshots")
+    swap_in(tmp, run_dir)
     return run_dir
 
 
@@ -178,67 +167,6 @@ def _check_against_weights(config: RunConfig, file: Path) -> None:
     changed = [f"{key}={a!r} (the weights were saved with {b!r})" for key, a, b in setting_changes(now, then)]
     if changed:
         raise CheckpointError(f"{file.parent / 'config.json'}: edited after the weights were saved: {'; '.join(changed[:4])}")
-
-
-def _tmp_path(run_dir: Path) -> Path:
-    return run_dir.with_name(f".{run_dir.name}.tmp")
-
-
-def _old_path(run_dir: Path) -> Path:
-    return run_dir.with_name(f".{run_dir.name}.old")
-
-
-def recover(run_dir: str | Path) -> None:
-    """Bring a run folder back to one complete checkpoint after a save killed at any point.
-
-    A save's steps: write ``.tmp``; rename the run to ``.old``; rename ``.tmp`` to the run;
-    delete ``.old``. The run folder only ever appears by the second rename, complete, so:
-    no run folder but an ``.old`` -> the kill fell between the renames, ``.old`` is the last
-    complete checkpoint and goes back; a run folder and an ``.old`` -> the kill fell in the
-    final deletion, ``.old`` is a partly deleted copy of the previous checkpoint and goes; a
-    ``.tmp`` is an unfinished new checkpoint and goes (the run keeps the previous one).
-    """
-    run_dir = Path(run_dir)
-    old, tmp = _old_path(run_dir), _tmp_path(run_dir)
-    if old.exists() and not run_dir.exists():
-        os.replace(old, run_dir)
-    if old.exists():
-        shutil.rmtree(old)
-    if tmp.exists():
-        shutil.rmtree(tmp)
-
-
-class RunLockedError(ValueError):
-    """Another live process is training into the same run folder."""
-
-
-@contextmanager
-def run_lock(run_dir: str | Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``run_dir`` while training into it.
-
-    An ``flock`` on ``.{name}.lock`` beside the run: the kernel drops it when the holder
-    exits, however it exits, so a crashed process never leaves the run locked.
-    """
-    run_dir = Path(run_dir)
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
-    lock_file = run_dir.with_name(f".{run_dir.name}.lock")
-    with open(lock_file, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as error:
-            if error.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                raise
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            raise RunLockedError(f"{run_dir}: another process (pid {holder}) is training into this folder; wait for it or choose another --out") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def read_config(path: str | Path) -> tuple[RunConfig, int]:
@@ -317,7 +245,7 @@ def load(path: str | Path, device: str | torch.device = "auto") -> Checkpoint:
     snapshot from its files alone, checking config.json against the weights' shapes.
     (``workbench.load`` also opens a shipped checkpoint by name: ``workbench.shipped.load``.)"""
     path = Path(path)
-    if not path.is_dir() and not _old_path(path).is_dir():
+    if not present(path):
         raise CheckpointError(f"{path}: not a checkpoint directory")
     recover(path)
     config, step = read_config(path)
@@ -376,17 +304,3 @@ def read_trainer_state(path: str | Path) -> dict[str, Any]:
         return json.loads(file.read_text())
     except (OSError, json.JSONDecodeError) as error:
         raise CheckpointError(f"{file}: unreadable ({error})") from None
-
-
-def _link_or_copy(src: str, dst: str) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
-
-
-def _fsync_dir(path: Path) -> None:
-    for file in path.iterdir():
-        if file.is_file():
-            with open(file, "rb") as f:
-                os.fsync(f.fileno())

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 # Only light modules at the top: `workbench --help` must answer at once, so torch,
 # TransformerLens and pandas are imported inside the verbs that need them.
-from workbench.config import ARCHS, DEFAULT_JOBS, DEFAULT_OBJECTIVES, PRESETS, apply_overrides, preset_config
+from workbench.config import ARCHS, DEFAULT_JOBS, DEFAULT_OBJECTIVES, PRESETS, PROBE_GRAPHS, apply_overrides, preset_config
 from workbench.objectives import OBJECTIVES
 
 if TYPE_CHECKING:
@@ -363,8 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--targets", help="comma-separated targets: arm, node_r2..node_r{l}, goal, source, on_path (default all)")
     pr.add_argument("--data", help="probe on this graph file instead of the checkpoint's held-out graphs")
     pr.add_argument("--num-nodes", type=int, help="number of node labels, when the --data file name does not say")
-    pr.add_argument("--n-train", type=int, help="graphs to fit each probe on (default 3000)")
-    pr.add_argument("--n-test", type=int, help="held-out graphs to score it on (default 2000)")
+    pr.add_argument("--n-train", type=int, help=f"graphs to fit each probe on (default {PROBE_GRAPHS[0]})")
+    pr.add_argument("--n-test", type=int, help=f"held-out graphs to score it on (default {PROBE_GRAPHS[1]})")
     pr.add_argument("--seed", type=int, help="seed of CV folds, bootstrap and control tasks (default 0)")
     pr.add_argument("--controls", action=argparse.BooleanOptionalAction, help="the control task and the untrained model beside every probe (default on; --no-controls is about 3x faster)")
     pr.add_argument("--cache", action=argparse.BooleanOptionalAction, help="cache activations under OUT/activation_cache (default on)")

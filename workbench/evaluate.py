@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from workbench.devices import resolve_device
+from workbench.models import logits_of
 from workbench.objectives import Objective, answer_logits
 from workbench.task import PathStarData
 
@@ -58,7 +59,7 @@ def predictions(
         chunk = data[start : start + batch_size]
         prompt, answer = chunk.prompt_tokens().to(device), chunk.answer_tokens().to(device)
         targets = objective.targets(answer)
-        logits = answer_logits(model(objective.inputs(prompt, targets, spec)), spec).float()
+        logits = answer_logits(logits_of(model, objective.inputs(prompt, targets, spec)), spec).float()
         loss = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
         tf_pred = logits.argmax(-1)
         greedy, fill_step = objective.decode_with_order(model, prompt, spec, teacher_forced=(targets, tf_pred))

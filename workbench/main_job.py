@@ -30,7 +30,7 @@ from pathlib import Path
 import pandas as pd
 
 from workbench.checkpoint import Checkpoint
-from workbench.config import DEFAULT_JOBS, DEFAULT_OBJECTIVES, MAIN_JOB_SCHEDULE, RunConfig, apply_overrides, preset_config  # noqa: F401 (re-exported)
+from workbench.config import DEFAULT_JOBS, DEFAULT_OBJECTIVES, LIGHT_PROBE_GRAPHS, PROBE_GRAPHS, RunConfig, apply_overrides, preset_config  # noqa: F401 (re-exported)
 from workbench.evaluate import evaluate, format_table
 from workbench.objectives import objective_class
 from workbench.task import GraphSpec
@@ -49,8 +49,8 @@ ANALYSIS_GRAPHS = 2_000  # held-out graphs of the analyses (cheat test, CKA; sub
 def default_configs(
     jobs: tuple[tuple[str, str], ...] = DEFAULT_JOBS, graph: GraphSpec = GraphSpec(2, 5, 50), overrides: tuple[str, ...] = ()
 ) -> list[RunConfig]:
-    """The ``cpu`` preset of every (arch, objective) job on ``graph``, on the main job's
-    schedule, evaluating and keeping a snapshot along it (``MAIN_JOB_SCHEDULE``), then
+    """The ``cpu`` preset of every (arch, objective) job on ``graph`` (its schedule is the
+    main job's), keeping a snapshot at every evaluation, then
     ``overrides`` (``section.field=value``, as ``--set``). A job whose objective does not apply
     to its arch (mlm_u on Mamba) is left out, and says so."""
     configs = []
@@ -59,8 +59,7 @@ def default_configs(
             print(f"skipped {arch}-{objective}: the objective does not apply to {arch} (applies to {', '.join(objective_class(objective).archs)})", flush=True)
             continue
         config = preset_config("cpu", objective=objective, arch=arch, degree=graph.degree, path_length=graph.path_length, num_nodes=graph.num_nodes)
-        steps, every = MAIN_JOB_SCHEDULE[arch]
-        config.train = replace(config.train, steps=steps, eval_every=every, snapshot_every=every, save_every=every)
+        config.train = replace(config.train, snapshot_every=config.train.eval_every)
         configs.append(apply_overrides(config, list(overrides)))
     return configs
 
@@ -76,8 +75,8 @@ def run_main_job(
     seed_reference: bool = True,
     probes: bool = True,
     analyses: bool = True,
-    probe_graphs: tuple[int, int] = (3_000, 2_000),
-    training_probe_graphs: tuple[int, int] = (2_000, 1_000),
+    probe_graphs: tuple[int, int] = PROBE_GRAPHS,
+    training_probe_graphs: tuple[int, int] = LIGHT_PROBE_GRAPHS,
     progress: bool = True,
     results_dir: str | Path | None = None,
 ) -> pd.DataFrame:

@@ -25,6 +25,7 @@ import pandas as pd
 from workbench.analyses import cka, clever_hans, patching, supervision
 from workbench.probes import over_training as probes_over_training
 from workbench.checkpoint import Checkpoint
+from workbench.config import LIGHT_PROBE_GRAPHS
 from workbench.identity import stage_key
 from workbench.files import atomic_write_text
 from workbench.datasets import evaluation_graphs
@@ -46,7 +47,7 @@ def _save(frame: pd.DataFrame, out: Path, name: str) -> None:
 
 def run_analyses(
     checkpoints: list[Checkpoint], results: pd.DataFrame, out: str | Path, seed_pairs: list[tuple[Checkpoint, Checkpoint]] = (),
-    n_graphs: int = 2_000, probe_graphs: tuple[int, int] = (2_000, 1_000), cache_dir: str | Path | None = None, progress: bool = True,
+    n_graphs: int = 2_000, probe_graphs: tuple[int, int] = LIGHT_PROBE_GRAPHS, cache_dir: str | Path | None = None, progress: bool = True,
 ) -> None:
     """All analyses for ``checkpoints`` (one per arch x objective) into ``out``.
 

@@ -15,6 +15,44 @@ if TYPE_CHECKING:  # torch is imported by the model modules, not here: configs s
     from torch import Tensor, nn
 
 
+def logits_of(model: nn.Module, tokens: Tensor) -> Tensor:
+    """``model(tokens)``, the way training and decoding call a model.
+
+    A GPT (a TransformerBridge of ``build_gpt``) with no hook attached anywhere is run by
+    ``gpt.unhooked_forward``: the bridge's hook points are identities then, so the logits
+    and their gradients are bit-identical and the step skips the bridge's dispatch. Any
+    hook, a processed (compatibility-mode) bridge or another model takes the ordinary call.
+    """
+    if not _runs_unhooked(model):
+        return model(tokens)
+    from workbench.models.gpt import unhooked_forward
+
+    return unhooked_forward(model, tokens)[0]
+
+
+def _runs_unhooked(model: nn.Module) -> bool:
+    """A native GPT that no hook, processing or patch would see bypassed."""
+    native = getattr(getattr(model, "cfg", None), "architecture", None) == "TransformerLensNative"
+    return native and not getattr(model, "compatibility_mode", True) and not _hooked(model)
+
+
+def _hooked(model: nn.Module) -> bool:
+    """Whether any hook could see a forward pass: torch's global hooks, or a hook on any
+    module, except the capture hooks a TransformerBridge's blocks install for themselves on
+    first use (they feed ``hook_mlp_in`` and the split-qkv fork; a hook there is a hook on
+    a HookPoint, seen here)."""
+    from torch.nn.modules import module as torch_module
+
+    if torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks or torch_module._global_backward_hooks:
+        return True
+    own = {handle.id for block in getattr(model, "blocks", []) for handle in getattr(block, "_capture_hook_handles", [])}
+    return any(
+        set(hooks) - own
+        for m in model.modules()
+        for hooks in (m._forward_hooks, m._forward_pre_hooks, m._backward_hooks, m._backward_pre_hooks)
+    )
+
+
 def d_model_of(model: nn.Module) -> int:
     return model.cfg.d_model
 
@@ -43,7 +81,13 @@ def unembed(model: nn.Module, normed: Tensor) -> Tensor:
 
 def forward_with_residual(model: nn.Module, tokens: Tensor, embed: bool = False) -> tuple[Tensor, Tensor, Tensor | None]:
     """(logits, final residual stream, token embeddings or None) of one forward pass, with
-    gradients: the hooks read the tensors, they change nothing."""
+    gradients: the hooks read the tensors, they change nothing (an unhooked GPT computes the
+    same tensors without them, see ``logits_of``)."""
+    if _runs_unhooked(model):
+        from workbench.models.gpt import unhooked_forward
+
+        logits, resid, embedded = unhooked_forward(model, tokens)
+        return logits, resid, embedded if embed else None
     seen: dict[str, Tensor] = {}
 
     def keeper(name: str):

@@ -7,18 +7,29 @@ The architecture is the paper's GPT: pre-LayerNorm blocks, learned positions, ta
 of width 4*d_model, biases everywhere, causal attention scaled by 1/sqrt(d_head). One
 difference: the unembedding is untied (the native model has no tying); imported paper
 checkpoints copy their tied matrix into both.
+
+Speed. The bridge computes LayerNorm from its formula in Python by default (so hooks on the
+scale can edit it); ours runs torch's fused ``layer_norm`` (hooks on ``hook_scale`` and
+``hook_normalized`` still fire; an editing hook falls back to the formula). With no hook
+attached, ``unhooked_forward`` computes the same function from the same parameters without
+the bridge's dispatch, bit for bit (tested): training and decoding use it. Together they
+bring the trainer's step level with a plain PyTorch GPT (benchmarks/trainer_step.py).
 """
 
 from __future__ import annotations
 
+import torch
+import torch.nn.functional as F
 import transformer_lens.model_bridge.sources  # noqa: F401  (attaches TransformerBridge.boot_native)
+from torch import Tensor
 from transformer_lens import TransformerBridgeConfig
 from transformer_lens.model_bridge import TransformerBridge
+from transformer_lens.model_bridge.generalized_components import NormalizationBridge
 
 from workbench.models.configs import GPTConfig
 from workbench.task import GraphSpec
 
-__all__ = ["GPTConfig", "build_gpt", "context_length"]
+__all__ = ["GPTConfig", "build_gpt", "context_length", "unhooked_forward"]
 
 
 def context_length(spec: GraphSpec, slots: int | None = None) -> int:
@@ -49,4 +60,37 @@ def build_gpt(
         seed=seed,
         attention_dir=attention,
     )
-    return TransformerBridge.boot_native(bridge_config)
+    model = TransformerBridge.boot_native(bridge_config)
+    for module in model.modules():
+        if isinstance(module, NormalizationBridge):
+            module.use_native_layernorm_autograd = True  # torch's layer_norm, see the module docstring
+    return model
+
+
+def unhooked_forward(model: TransformerBridge, tokens: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(logits, final residual stream, token embeddings) of ``model(tokens)`` for a model of
+    ``build_gpt`` with no hook attached, from the modules the bridge wraps: the same
+    operations in the same order as the native model's forward (embeddings, pre-LN blocks
+    with the causal mask applied by ``masked_fill``, final norm, head), so every output and
+    gradient is bit-identical to the hooked call, without the bridge's per-module dispatch.
+    Callers go through ``workbench.models.logits_of`` or ``forward_with_residual``, which
+    check for hooks."""
+    batch, seq = tokens.shape
+    positions = torch.arange(seq, device=tokens.device).unsqueeze(0).expand(batch, -1)
+    embed = model.embed.original_component(tokens)
+    x = embed + model.pos_embed.original_component(positions)
+    for block in model.blocks:
+        attn = block.attn.original_component
+        normed = block.ln1.original_component(x)
+        q, k, v = (getattr(block.attn, name).original_component(normed).view(batch, seq, attn.n_heads, attn.d_head).transpose(1, 2) for name in "qkv")
+        scores = torch.matmul(q, k.transpose(-2, -1)) / attn.scale
+        if attn.causal:
+            mask = attn.causal_mask[:seq, :seq]
+            pattern = F.softmax(scores.masked_fill(mask, float("-inf")), dim=-1).masked_fill(mask, 0.0)
+        else:
+            pattern = F.softmax(scores, dim=-1)
+        attended = torch.matmul(pattern, v).transpose(1, 2).contiguous().view(batch, seq, -1)
+        x = x + block.attn.o.original_component(attended)
+        hidden = F.gelu(block.mlp.fc_in.original_component(block.ln2.original_component(x)), approximate="tanh")
+        x = x + block.mlp.fc_out.original_component(hidden)
+    return model.unembed.original_component(model.ln_final.original_component(x)), x, embed

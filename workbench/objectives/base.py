@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
+from workbench.models import logits_of
 from workbench.task import GraphSpec, PathStarData
 
 Model = Callable[[Tensor], Tensor]  # tokens (batch, pos) -> logits (batch, pos, d_vocab)
@@ -161,7 +162,7 @@ class Objective:
         return {"inputs": self.inputs(graphs.prompt_tokens(), targets, graphs.spec), "targets": targets}
 
     def loss(self, model: nn.Module, parts: nn.Module | None, batch: Batch, spec: GraphSpec) -> LossTerms:
-        logits = answer_logits(model(batch["inputs"]), spec).float()
+        logits = answer_logits(logits_of(model, batch["inputs"]), spec).float()
         return self.next_token_terms(logits, batch["targets"], spec)
 
     def next_token_terms(self, logits: Tensor, targets: Tensor, spec: GraphSpec) -> LossTerms:
@@ -202,7 +203,7 @@ class Objective:
                 emitted[:, k] = tf_pred[:, k]
             if rerun.any():
                 tokens = torch.cat([prompt[rerun], emitted[rerun, :k]], dim=1)
-                emitted[rerun, k] = model(tokens)[:, -1].argmax(dim=-1)
+                emitted[rerun, k] = logits_of(model, tokens)[:, -1].argmax(dim=-1)
         return emitted
 
     def decode_with_order(

@@ -7,6 +7,7 @@ import torch
 from torch import Tensor
 
 from workbench.objectives.base import Model, Objective, answer_logits
+from workbench.models import logits_of
 from workbench.task import GraphSpec
 
 
@@ -40,7 +41,7 @@ class Teacherless(Objective):
         if teacher_forced is not None:  # its teacher-forced pass is the free-running pass
             return teacher_forced[1]
         slots = torch.full((prompt.shape[0], spec.path_length - 1), spec.filler, dtype=prompt.dtype, device=prompt.device)
-        return answer_logits(model(torch.cat([prompt, slots], dim=1)), spec).argmax(dim=-1)
+        return answer_logits(logits_of(model, torch.cat([prompt, slots], dim=1)), spec).argmax(dim=-1)
 
 
 class FirstDecisionOnly(Objective):

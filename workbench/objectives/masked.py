@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from workbench.objectives.base import Batch, LossTerms, Model, Objective, answer_logits, check_choice
+from workbench.models import logits_of
 from workbench.task import GraphSpec, PathStarData
 
 ORDERS = ("confidence", "left_to_right")
@@ -101,7 +102,7 @@ class MaskedLanguageModel(Objective):
         return masked, masked.sum().clamp_min(1.0)
 
     def loss(self, model: nn.Module, parts: nn.Module | None, batch: Batch, spec: GraphSpec) -> LossTerms:
-        logits = answer_logits(model(batch["inputs"]), spec).float()
+        logits = answer_logits(logits_of(model, batch["inputs"]), spec).float()
         losses = F.cross_entropy(logits.transpose(1, 2), batch["targets"], reduction="none")  # (batch, l)
         weights, divisor = self.token_weights(batch)
         per_term = (losses * weights).sum(0) / divisor  # each position's share of the total
@@ -126,7 +127,7 @@ class MaskedLanguageModel(Objective):
         emitted = torch.zeros(batch, length, dtype=prompt.dtype, device=prompt.device)
         fill_step = torch.zeros(batch, length, dtype=torch.long, device=prompt.device)
         for step in range(1, length + 1):
-            logits = answer_logits(model(torch.cat([prompt, slots], dim=1)), spec)[..., : spec.vocab_size].float()
+            logits = answer_logits(logits_of(model, torch.cat([prompt, slots], dim=1)), spec)[..., : spec.vocab_size].float()
             confidence, predicted = logits.softmax(-1).max(-1)  # (batch, l)
             open_ = fill_step == 0
             if self.params.order == "confidence":

@@ -55,6 +55,7 @@ from typing import Any
 
 import pandas as pd
 
+from workbench.config import PROBE_GRAPHS
 from workbench.devices import DEVICE_PATTERN, DEVICES
 from workbench.probes.activations import DEFAULT_POSITIONS
 
@@ -74,8 +75,8 @@ class ProbeSpec:
     positions: tuple[str, ...] = tuple(DEFAULT_POSITIONS)
     targets: tuple[str, ...] | None = None  # None: every target
     controls: bool = True
-    n_train: int = 3_000
-    n_test: int = 2_000
+    n_train: int = PROBE_GRAPHS[0]
+    n_test: int = PROBE_GRAPHS[1]
     seed: int = 0
     data: str | None = None
     num_nodes: int | None = None

@@ -30,6 +30,7 @@ import torch
 from joblib import Parallel, delayed
 
 from workbench.checkpoint import Checkpoint
+from workbench.config import PROBE_GRAPHS
 from workbench.shipped import load
 from workbench.devices import resolve_device
 from workbench.evaluate import model_device
@@ -71,8 +72,8 @@ def probe_checkpoint(
     positions: list[str] = list(DEFAULT_POSITIONS),
     targets: list[str] | None = None,
     data: PathStarData | None = None,
-    n_train: int = 3_000,
-    n_test: int = 2_000,
+    n_train: int = PROBE_GRAPHS[0],
+    n_test: int = PROBE_GRAPHS[1],
     controls: bool = True,
     Cs: tuple[float, ...] = DEFAULT_CS,
     seed: int = 0,

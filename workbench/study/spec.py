@@ -12,8 +12,8 @@
     stages = ["evaluate", "probes", "patching"]
 
     [set]                               # --set items for every run ("all"), per arch, per objective
-    all = ["train.eval_every=500"]
-    gpt = ["train.steps=1500"]
+    all = ["train.eval_every=500"]      # (the preset's schedule otherwise: the main job's)
+    mamba = ["train.lr=3e-3"]
     mtp = ["objective.k=3"]
 
     [subsets]                           # named --subset selections
@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workbench.config import ARCHS, RunConfig, apply_overrides, preset_config
+from workbench.config import ARCHS, LIGHT_PROBE_GRAPHS, RunConfig, apply_overrides, preset_config
 from workbench.identity import run_name
 from workbench.objectives import OBJECTIVES, objective_class
 
@@ -50,8 +50,8 @@ SUBSET_KEYS = ("objectives", "archs", "graphs", "presets", "overrides", "seeds",
 
 @dataclass(frozen=True)
 class ProbeSettings:
-    n_train: int = 2_000
-    n_test: int = 1_000
+    n_train: int = LIGHT_PROBE_GRAPHS[0]
+    n_test: int = LIGHT_PROBE_GRAPHS[1]
     hooks: tuple[str, ...] = ("embed", "resid_post")
     positions: tuple[str, ...] = ("eq",)
     targets: tuple[str, ...] = ("arm", "goal")
