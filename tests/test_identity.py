@@ -2,6 +2,7 @@
 same run; one weights hash; one naming scheme."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -84,3 +85,20 @@ def test_one_naming_scheme_gives_every_callers_names():
     assert run_name("gpt", "next_token", seed=1) == "gpt-next_token-s1"
     assert run_name("gpt", "mtp", graph=graph, seed=0) == "gpt-mtp-G2_5_50-s0"  # workbench train
     assert run_name("gpt", "bst", graph=GraphSpec(2, 3, 50), preset="cpu", overrides=("model.n_layers=4",), seed=2) == "gpt-bst-G2_3_50-cpu-n_layers4-s2"
+
+
+def test_published_tables_take_their_identity_columns_from_row_identity():
+    """One definition of "which model a row measures": the published tables' columns are it."""
+    from workbench.config import preset_config
+    from workbench.identity import row_identity
+
+    results = Path(__file__).resolve().parents[1] / "results" / "main_job"
+    config = preset_config("cpu")
+    with_graph = list(row_identity(config, 0, graph=config.task.graph))
+    plain = list(row_identity(config, 0))
+    assert with_graph == ["arch", "objective", "degree", "path_length", "num_nodes", "seed", "step"]
+    header = lambda name: (results / name).read_text().splitlines()[0].split(",")
+    assert header("results.csv")[: len(with_graph)] == with_graph
+    assert header("probes.csv")[1 : 1 + len(plain)] == plain  # after the checkpoint path
+    for name in ("cheat_test.csv", "patching.csv", "gradient_shares.csv", "edge_lookup.csv"):
+        assert header(name)[-len(plain):] == plain, name

@@ -81,6 +81,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from workbench.data_files import load_data
     from workbench.evaluate import evaluate, format_table
     from workbench.datasets import evaluation_graphs
+    from workbench.identity import row_identity
 
     frames = []
     for path in args.checkpoints:
@@ -92,11 +93,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
             frame = evaluate(checkpoint.model, data, checkpoint.objective, batch_size=args.batch_size, device=args.device)
             print(f"{path} on {name} ({len(data)} graphs), step {checkpoint.step}:\n{format_table(frame)}\n")
             config = checkpoint.config
-            identity = dict(
-                checkpoint=str(path), arch=config.arch, objective=config.objective, degree=data.spec.degree,
-                path_length=data.spec.path_length, num_nodes=data.spec.num_nodes, seed=config.train.seed,
-                step=checkpoint.step, data=name,
-            )
+            identity = dict(checkpoint=str(path), **row_identity(config, checkpoint.step, graph=data.spec), data=name)
             frames.append(frame.assign(**identity)[[*identity, *frame.columns]])
     if args.csv:
         pd.concat(frames).to_csv(args.csv, index=False)

@@ -120,6 +120,15 @@ def stage_key(checkpoints: list[Checkpoint], settings: dict, seed_pairs: list[tu
     return json.loads(json.dumps(key))
 
 
+def row_identity(config: RunConfig, step: int, graph: GraphSpec | None = None) -> dict[str, Any]:
+    """The columns that say which model a row of a results table measures: arch, objective,
+    (the graph's degree, path_length, num_nodes, in tables that span graphs), seed, step.
+    Every table of the main job, the probes and ``workbench eval`` takes them from here (the
+    study tables name grid points instead: ``workbench.study.spec.IDENTITY``)."""
+    graph_columns = {} if graph is None else dict(degree=graph.degree, path_length=graph.path_length, num_nodes=graph.num_nodes)
+    return dict(arch=config.arch, objective=config.objective, **graph_columns, seed=config.train.seed, step=step)
+
+
 def _slug(item: str) -> str:
     """``model.n_layers=2`` -> ``n_layers2``: a folder-safe tag of one override."""
     key, _, value = item.partition("=")

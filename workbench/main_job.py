@@ -153,10 +153,8 @@ def _evaluate_run(checkpoint: Checkpoint, device) -> pd.DataFrame:
     test = evaluation_graphs(config.task)
     frame = evaluate(checkpoint.model, test, checkpoint.objective, device=device)
     print(f"\n{run_name(config)}, step {checkpoint.step}, {len(test)} held-out graphs:\n{format_table(frame)}", flush=True)
-    spec = config.task.graph
-    identity = dict(arch=config.arch, objective=config.objective, degree=spec.degree, path_length=spec.path_length,
-                    num_nodes=spec.num_nodes, seed=config.train.seed, step=checkpoint.step)
-    return frame.assign(**identity)[[*identity, *frame.columns]]
+    columns = identity.row_identity(config, checkpoint.step, graph=config.task.graph)
+    return frame.assign(**columns)[[*columns, *frame.columns]]
 
 
 @contextmanager

@@ -26,14 +26,13 @@ from workbench.analyses import cka, clever_hans, patching, supervision
 from workbench.probes import over_training as probes_over_training
 from workbench.checkpoint import Checkpoint
 from workbench.config import LIGHT_PROBE_GRAPHS
-from workbench.identity import stage_key
+from workbench.identity import row_identity, stage_key
 from workbench.files import atomic_write_text
 from workbench.datasets import evaluation_graphs
 
 
 def _identity(checkpoint: Checkpoint) -> dict:
-    config = checkpoint.config
-    return dict(arch=config.arch, objective=config.objective, seed=config.train.seed, step=checkpoint.step)
+    return row_identity(checkpoint.config, checkpoint.step)
 
 
 def _label(checkpoint: Checkpoint) -> str:

@@ -35,6 +35,7 @@ from workbench.shipped import load
 from workbench.devices import resolve_device
 from workbench.evaluate import model_device
 from workbench.factory import build_model
+from workbench.identity import row_identity
 from workbench.probes.activations import DEFAULT_POSITIONS, collect_activations, default_hooks, expand_hooks, hook_layer, slot_token
 from workbench.probes.linear import DEFAULT_CS, bootstrap_interval, score_probe
 from workbench.probes.targets import Target, probe_targets
@@ -103,7 +104,7 @@ def probe_checkpoint(
         init = build_model(config, seed=config.train.seed).to(device)
         untrained = (activations(init, train_graphs), activations(init, evaluation_graphs))
 
-    identity = dict(checkpoint=str(checkpoint.path), arch=config.arch, objective=config.objective, seed=config.train.seed, step=checkpoint.step)
+    identity = dict(checkpoint=str(checkpoint.path), **row_identity(config, checkpoint.step))
     jobs = []
     for hook in hooks:
         for position in positions:
