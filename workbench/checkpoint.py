@@ -18,8 +18,6 @@ the lock that keeps two trainers out of one folder, are ``workbench.run_folder``
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,13 +135,10 @@ def save_checkpoint(
 def save_snapshot(run_dir: str | Path, config: RunConfig, model: nn.Module, step: int, parts: nn.Module | None = None) -> Path:
     """Keep a model-only checkpoint at ``run_dir/snapshots/step_{step:07d}`` (for analyses over training)."""
     target = Path(run_dir) / "snapshots" / f"step_{step:07d}"
-    tmp = target.with_name(f".{target.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp = new_version(target)
     (tmp / "config.json").write_text(config_json(config, step))
     save_file(_state_tensors(model, parts), str(tmp / "model.safetensors"), metadata=_weights_metadata(config, step))
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(tmp, target)
+    swap_in(tmp, target)
     return target
 
 
