@@ -17,7 +17,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -124,20 +124,27 @@ class _RunningLoss:
         self.sums = {k: torch.tensor(v, dtype=torch.float32, device=self.device) for k, v in state.get("loss_sums", {}).items()}
 
 
+StopRule = Callable[[list[dict[str, Any]]], "str | None"]
+
+
 def train(
-    config: RunConfig, run_dir: str | Path, resume: bool = True, until_step: int | None = None, progress: bool = True
+    config: RunConfig, run_dir: str | Path, resume: bool = True, until_step: int | None = None, progress: bool = True,
+    stop_when: StopRule | None = None,
 ) -> Checkpoint:
     """Train (or resume) the run in ``run_dir``; returns the final checkpoint.
 
     ``until_step`` stops early at that step (saving a resumable checkpoint) without changing
-    the schedule, which always spans ``config.train.steps``. The run folder is locked while
-    training (a second process training into it is refused at once).
+    the schedule, which always spans ``config.train.steps``. ``stop_when`` (e.g.
+    ``workbench.stopping.PlateauRule``) is asked after each evaluation, with the metrics so
+    far, whether to stop there; a reason ends training with a checkpoint at that step, and a
+    resumed run whose last evaluation already gives one trains no further. The run folder is
+    locked while training (a second process training into it is refused at once).
     """
     if until_step is not None and until_step < 0:
         raise ValueError(f"until_step={until_step}: expected a step >= 0")
     run_dir = Path(run_dir)
     with run_lock(run_dir):
-        return _train_locked(config, run_dir, resume, until_step, progress)
+        return _train_locked(config, run_dir, resume, until_step, progress, stop_when)
 
 
 def trainable(model: torch.nn.Module, parts: torch.nn.Module | None) -> list[tuple[str, torch.nn.Parameter]]:
@@ -191,7 +198,7 @@ def training_step(
     return terms
 
 
-def _train_locked(config: RunConfig, run_dir: Path, resume: bool, until_step: int | None, progress: bool) -> Checkpoint:
+def _train_locked(config: RunConfig, run_dir: Path, resume: bool, until_step: int | None, progress: bool, stop_when: StopRule | None) -> Checkpoint:
     cfg = config.train
     device = resolve_device(cfg.device)
     objective, spec = objective_of(config), config.task.graph
@@ -226,6 +233,8 @@ def _train_locked(config: RunConfig, run_dir: Path, resume: bool, until_step: in
     order = BatchOrder(len(train_data), graphs_per_step(config), cfg.seed)
 
     last = min(cfg.steps, until_step if until_step is not None else cfg.steps)
+    if stop_when is not None and step > 0 and metrics and metrics[-1]["step"] == step and stop_when(metrics):
+        last = step  # stopped here by the rule before
     started = time.time() - (metrics[-1]["elapsed_s"] if metrics else 0.0)
 
     def log_eval() -> None:
@@ -256,6 +265,8 @@ def _train_locked(config: RunConfig, run_dir: Path, resume: bool, until_step: in
                 running.reset()
                 test = metrics[-1]["test"]
                 bar.set_postfix(loss=f"{terms.total.item():.3f}", r2=f"{test['tf_accuracy']['r2']:.3f}", path=f"{test['greedy_accuracy']['path']:.3f}")
+                if stop_when is not None and step < last and stop_when(metrics):
+                    last = step
             if cfg.snapshot_every and step % cfg.snapshot_every == 0:
                 save_snapshot(run_dir, config, model, step, parts)
             if step % cfg.save_every == 0 or step == last:

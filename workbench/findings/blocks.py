@@ -29,6 +29,8 @@ JOBS = {
     "solvers": "workbench study studies/solvers.toml --results results/solvers",
     "mamba_solvers": "workbench study studies/mamba_solvers.toml --results results/mamba_solvers",
     "depth_hour": "workbench study studies/depth.toml --subset hour --results results/depth_hour",
+    "deep_solvers": "workbench study studies/deep_solvers.toml --subset cpu --results results/deep_solvers",
+    "depth_first_hops": "workbench study studies/depth.toml --subset first_hops --results results/depth_first_hops",
 }
 BLOCKS: dict[str, Callable[[Results], str]] = {}
 
@@ -380,7 +382,7 @@ def solvers_layers(results: Results, job: str, objectives: tuple[str, ...] | Non
     return markdown(pd.DataFrame(rows))
 
 
-for _job in ("solvers", "mamba_solvers"):
+for _job in ("solvers", "mamba_solvers", "deep_solvers"):
     BLOCKS[f"{_job}.summary"] = (lambda job: lambda results: solvers_summary(results, job))(_job)
     BLOCKS[f"{_job}.layers"] = (lambda job: lambda results: solvers_layers(results, job))(_job)
 
@@ -404,6 +406,12 @@ VALUES = {
     "mamba_solvers.bst.node_r2_eq": ("mamba_solvers", "bst", "probe_node_r2", "eq", True),
     "mamba_solvers.bst.patching_eq": ("mamba_solvers", "bst", "patching_recovered", "eq", True),
     "mamba_solvers.next_token.r2": ("mamba_solvers", "next_token", "tf_accuracy", "r2", False),
+    "deep_solvers.next_token.r2": ("deep_solvers", "next_token", "tf_accuracy", "r2", False),
+    "deep_solvers.next_token.path": ("deep_solvers", "next_token", "greedy_accuracy", "path", False),
+    "deep_solvers.next_token.node_r2_eq": ("deep_solvers", "next_token", "probe_node_r2", "eq", True),
+    "deep_solvers.next_token.node_r2_r1": ("deep_solvers", "next_token", "probe_node_r2", "r1", True),
+    "deep_solvers.next_token.patching_eq": ("deep_solvers", "next_token", "patching_recovered", "eq", True),
+    "deep_solvers.next_token.patching_r1": ("deep_solvers", "next_token", "patching_recovered", "r1", True),
 }
 for _name, (_job, _objective, _metric, _position, _best_hook) in VALUES.items():
     BLOCKS[_name] = (lambda j, o, m, p, b: lambda results: spread(study_value(results, j, o, m, p, b)))(_job, _objective, _metric, _position, _best_hook)
@@ -444,9 +452,11 @@ def remedies_arm_max(results: Results) -> str:
     return num(per_seed(_study(results, "remedies_quick"))["arm_probe"].max())
 
 
-def depth_frame(results: Results) -> pd.DataFrame:
-    """One row per depth-study run: layers (from its overrides), path length (from its graph), r2 accuracy and loss."""
-    frame = _study(results, "depth_hour")
+def depth_frame(results: Results, job: str = "depth_hour") -> pd.DataFrame:
+    """One row per depth-study run: layers (from its overrides), path length (from its graph),
+    r2 accuracy and loss, and, under a plateau rule, the steps trained and what ended training
+    ("plateau", "solved" or "cap")."""
+    frame = _study(results, job)
     rows = []
     for (run, objective, arch, graph, overrides), group in frame.groupby(["run", "objective", "arch", "graph", "overrides"], sort=False):
         settings = dict(item.split("=", 1) for item in overrides.split())
@@ -454,20 +464,30 @@ def depth_frame(results: Results) -> pd.DataFrame:
         rows.append({"run": run, "objective": objective, "arch": arch, "layers": int(settings["model.n_layers"]),
                      "path_length": int(graph.strip("G()").split(",")[1]),
                      "r2": value.get(("tf_accuracy", "r2")), "r2_loss": value.get(("tf_loss", "r2"))})
+        stopped = group[group["metric"] == "stopped_by_rule"]
+        if len(stopped):
+            rows[-1].update(train_steps=int(group.loc[group["metric"] == "train_steps", "value"].iloc[0]), stopped_by=stopped["position"].iloc[0])
     return pd.DataFrame(rows)
 
 
-@block("depth_hour.table")
-def depth_table(results: Results) -> str:
-    """r2 accuracy (and its loss) by layers x path length, one row per (arch, objective, layers)."""
-    frame = depth_frame(results)
+def depth_table(results: Results, job: str = "depth_hour") -> str:
+    """r2 accuracy (and its loss) by layers x path length, one row per (arch, objective,
+    layers, seed); under a plateau rule each cell also says how training ended and when."""
+    frame = depth_frame(results, job)
+    if "seed" not in frame:
+        frame = frame.assign(seed=frame["run"].str.extract(r"-s(\d+)$")[0].astype(int))
     rows = []
-    for (arch, objective, layers), group in frame.groupby(["arch", "objective", "layers"], sort=True):
-        row = {"model": model_label(arch, objective), "layers": layers}
+    for (arch, objective, layers, seed), group in frame.groupby(["arch", "objective", "layers", "seed"], sort=True):
+        row = {"model": model_label(arch, objective), "layers": layers, "seed": seed}
         for _, run in group.sort_values("path_length").iterrows():
-            row[f"l = {run['path_length']} ({run['path_length'] - 2} hops)"] = f"{num(run['r2'])} ({num(run['r2_loss'], 2)})"
+            ended = f", {run['stopped_by']} at {run['train_steps']:,}" if "stopped_by" in run and isinstance(run["stopped_by"], str) else ""
+            row[f"l = {run['path_length']} ({run['path_length'] - 2} hops)"] = f"{num(run['r2'])} ({num(run['r2_loss'], 2)}{ended})"
         rows.append(row)
     return markdown(pd.DataFrame(rows))
+
+
+BLOCKS["depth_hour.table"] = lambda results: depth_table(results, "depth_hour")
+BLOCKS["depth_first_hops.table"] = lambda results: depth_table(results, "depth_first_hops")
 
 
 @block("checkpoints.manifest")

@@ -29,12 +29,15 @@ def _per_seed(frame):
     return per_seed(frame)
 
 
-def _depth(results: Results, path: Path) -> Path:
+def _depth(job: str) -> Callable[[Results, Path], Path]:
     """The depth heatmap needs each run's layer count and path length, read off its row."""
-    from workbench.study.figures import per_seed, plot_depth
+    def draw_one(results: Results, path: Path) -> Path:
+        from workbench.study.figures import per_seed, plot_depth
 
-    runs = depth_frame(results)
-    return plot_depth(per_seed(results.table("depth_hour", "study")), dict(zip(runs["run"], runs["layers"])), dict(zip(runs["run"], runs["path_length"])), path)
+        runs = depth_frame(results, job)
+        return plot_depth(per_seed(results.table(job, "study")), dict(zip(runs["run"], runs["layers"])), dict(zip(runs["run"], runs["path_length"])), path)
+
+    return draw_one
 
 
 FIGURES: dict[str, Callable[[Results, Path], Path]] = {  # docs/figures/{name}.png
@@ -44,7 +47,9 @@ FIGURES: dict[str, Callable[[Results, Path], Path]] = {  # docs/figures/{name}.p
     "remedies_quick": _plot("workbench.study.figures", "plot_remedies", "remedies_quick", "study", _per_seed),
     "solvers": _plot("workbench.study.figures", "plot_solvers", "solvers", "study"),
     "mamba_solvers": _plot("workbench.study.figures", "plot_solvers", "mamba_solvers", "study"),
-    "depth_hour": _depth,
+    "deep_solvers": _plot("workbench.study.figures", "plot_solvers", "deep_solvers", "study"),
+    "depth_hour": _depth("depth_hour"),
+    "depth_first_hops": _depth("depth_first_hops"),
 }
 
 

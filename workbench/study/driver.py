@@ -52,7 +52,7 @@ def dry_run(study: Study, out: Path, subset: list[str] | None = None, cpus: int 
     lines = [f"study {study.name}: {len(selected)} runs ({', '.join(study.stages)}), output {out}", *notes]
     known, unknown, todo = [], 0, 0
     for run, guess in zip(selected, estimates):
-        if is_done(out, run, study.stages):
+        if is_done(out, run, study.stages, study.plateau):
             state, seconds = "done", 0.0
         else:
             todo += 1
@@ -101,7 +101,7 @@ def run_study(
     runs, selected, notes = plan(study, subset)
     for note in notes:
         print(note, flush=True)
-    todo = [run for run in selected if not is_done(out, run, study.stages)]
+    todo = [run for run in selected if not is_done(out, run, study.stages, study.plateau)]
     print(f"study {study.name}: {len(selected) - len(todo)} of {len(selected)} selected runs already finished, {len(todo)} to run", flush=True)
     failed: dict[str, str] = {}
     if todo:
@@ -162,7 +162,7 @@ def _run_tasks(study: Study, out: Path, todo: list[StudyRun], address: str | Non
         guesses = {g.run: g for g in estimate(study.runs()[0], out, study.stages, study.probes, calibration(out, study.cpus_per_run)) if g.run in names}
         ordered = longest_first(todo, guesses)
         pending = {
-            task.remote(run, str(out.resolve()), study.stages, study.probes, study.eval_graphs, study.patching_graphs, threads): run
+            task.remote(run, str(out.resolve()), study.stages, study.probes, study.eval_graphs, study.patching_graphs, threads, study.plateau): run
             for run in ordered
         }
         slots = max(1, int(ray.cluster_resources().get("CPU", 1) // max(study.cpus_per_run, 1e-9)))
@@ -238,7 +238,7 @@ def _progress_line(out: Path, running: list[StudyRun], finished: int, total: int
 def gather(study: Study, out: Path, runs: list[StudyRun]) -> pd.DataFrame:
     """``study.csv``: the rows of every finished run of the grid, in grid order; one row per
     measurement, with the identity columns of ``workbench.study.spec.IDENTITY``."""
-    frames = [pd.read_csv(result_dir(out, run) / "rows.csv", keep_default_na=False, na_values=[""]) for run in runs if is_done(out, run, study.stages)]
+    frames = [pd.read_csv(result_dir(out, run) / "rows.csv", keep_default_na=False, na_values=[""]) for run in runs if is_done(out, run, study.stages, study.plateau)]
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*IDENTITY, *ROW_COLUMNS])
     table["hook"] = table["hook"].fillna("")
     table["overrides"] = table["overrides"].fillna("")

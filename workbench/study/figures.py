@@ -47,6 +47,9 @@ def per_seed(table: pd.DataFrame) -> pd.DataFrame:
         row["r2_accuracy"] = value.get(("tf_accuracy", "r2", ""), np.nan)
         row["r2_loss"] = value.get(("tf_loss", "r2", ""), np.nan)
         row["path_accuracy"] = value.get(("greedy_accuracy", "path", ""), np.nan)
+        stopped = run[run["metric"] == "stopped_by_rule"]  # only in studies with a plateau rule
+        if len(stopped):
+            row.update(train_steps=run.loc[run["metric"] == "train_steps", "value"].iloc[0], stopped_by=stopped["position"].iloc[0])
         arm = run[(run["metric"] == "probe_arm") & (run["position"] == "eq")]
         if len(arm):
             best = arm.loc[arm["value"].idxmax()]
@@ -63,7 +66,7 @@ def per_seed(table: pd.DataFrame) -> pd.DataFrame:
             at_eq = patched[patched["position"] == "eq"]
             row["patching_at_eq"] = at_eq["value"].max() if len(at_eq) else np.nan
         rows.append(row)
-    return pd.DataFrame(rows).reindex(columns=[*identity, *MEASURES, "arm_probe_hook", "patching_site"])
+    return pd.DataFrame(rows).reindex(columns=[*identity, *MEASURES, "arm_probe_hook", "patching_site", "train_steps", "stopped_by"])
 
 
 def summary(seeds: pd.DataFrame) -> pd.DataFrame:
@@ -122,24 +125,50 @@ def plot_remedies(seeds: pd.DataFrame, path: str | Path) -> Path:
     return Path(path)
 
 
+def depth_cell_notes(frame: pd.DataFrame) -> pd.Series:
+    """Per (arch, objective, layers, path_length): how training ended under the plateau rule,
+    e.g. "plateau 3k" (every seed stopped by the rule, by 3,000 steps at most), "solved 1k" or
+    "cap 8k" (at least one seed reached the step cap: a budget limit, not a capacity one)."""
+    def note(cell: pd.DataFrame) -> str:
+        steps = f"{cell['train_steps'].max() / 1000:g}k"
+        if (cell["stopped_by"] == "cap").any():
+            return f"cap {steps}"
+        return f"{'solved' if (cell['stopped_by'] == 'solved').all() else 'plateau'} {steps}"
+    return frame.groupby(["arch", "objective", "layers", "path_length"])[["train_steps", "stopped_by"]].apply(note)
+
+
 def plot_depth(seeds: pd.DataFrame, layers: dict[str, int], path_lengths: dict[str, int], path: str | Path) -> Path:
     """Heatmap of r2 accuracy (mean over seeds) over layers x path length, one panel per
-    (arch, objective); ``layers`` and ``path_lengths`` map run names to their settings."""
+    (arch, objective); ``layers`` and ``path_lengths`` map run names to their settings. With a
+    plateau rule, each cell also says how its runs ended (``depth_cell_notes``)."""
     frame = seeds.assign(layers=seeds["run"].map(layers), path_length=seeds["run"].map(path_lengths))
+    ruled = "stopped_by" in frame and frame["stopped_by"].notna().all()
+    notes = depth_cell_notes(frame) if ruled else None
     panels = list(frame.groupby(["arch", "objective"], sort=False))
     columns = min(2, len(panels))
     rows = -(-len(panels) // columns)
     figure, axes = plt.subplots(rows, columns, figsize=(max(6.5, 5.2 * columns), 3.6 * rows), squeeze=False)
     for ax, ((arch, objective), panel) in zip(axes.flat, panels):
         grid = panel.pivot_table(index="layers", columns="path_length", values="r2_accuracy", aggfunc="mean").sort_index(ascending=False)
-        sns.heatmap(grid, ax=ax, vmin=0, vmax=1, cmap="viridis", annot=True, fmt=".2f", cbar_kws={"label": "r2 accuracy"})
+        if ruled:
+            text = grid.copy().astype(object)
+            for layer in grid.index:
+                for length in grid.columns:
+                    if not np.isnan(grid.loc[layer, length]):
+                        text.loc[layer, length] = f"{grid.loc[layer, length]:.2f}\n{notes[(arch, objective, layer, length)]}"
+            sns.heatmap(grid, ax=ax, vmin=0, vmax=1, cmap="viridis", annot=text.fillna("").values, fmt="", annot_kws={"fontsize": 7},
+                        cbar_kws={"label": "r2 accuracy"})
+        else:
+            sns.heatmap(grid, ax=ax, vmin=0, vmax=1, cmap="viridis", annot=True, fmt=".2f", cbar_kws={"label": "r2 accuracy"})
         ax.set_title(f"{arch} / {objective}")
         ax.set_xlabel("path length l (hops from goal to r2: l - 2)")
         ax.set_ylabel("layers")
     for ax in axes.flat[len(panels):]:
         ax.set_visible(False)
     figure.suptitle("Depth: first-decision (r2) accuracy over layers x path length\n(degree 2, mean over seeds; 0.5 = a blind pick "
-                    "between the source's two children, below it r2 is not yet known to be one)", fontsize=10)
+                    "between the source's two children, below it r2 is not yet known to be one)"
+                    + ("\nunder each value: how training ended (plateau: r2 loss stopped falling; solved; cap: step cap reached) "
+                       "and the most steps of any seed" if ruled else ""), fontsize=10)
     figure.tight_layout()
     figure.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(figure)

@@ -23,6 +23,7 @@ from typing import Any
 
 import pandas as pd
 
+from workbench.stopping import PlateauRule
 from workbench.study.spec import ProbeSettings, StudyRun
 
 ROW_COLUMNS = ("metric", "hook", "position", "value")
@@ -45,9 +46,10 @@ def stage_settings(stage: str, probes: ProbeSettings, eval_graphs: int | None, p
     return {"stage": stage, "n_graphs": patching_graphs}
 
 
-def is_done(out: Path, run: StudyRun, stages: tuple[str, ...]) -> bool:
-    """Whether the run's rows are current: done.json names these stages and a checkpoint with
-    the run's config and the weights now in its folder (checked by hash)."""
+def is_done(out: Path, run: StudyRun, stages: tuple[str, ...], plateau: PlateauRule | None = None) -> bool:
+    """Whether the run's rows are current: done.json names these stages, the same stopping
+    rule, and a checkpoint with the run's config and the weights now in its folder (checked by
+    hash)."""
     from workbench.identity import same_run, weights_sha256
 
     done_file = result_dir(out, run) / "done.json"
@@ -56,17 +58,31 @@ def is_done(out: Path, run: StudyRun, stages: tuple[str, ...]) -> bool:
     done = json.loads(done_file.read_text())
     return (
         set(stages) <= set(done.get("stages", {}))
+        and done.get("plateau") == _rule_dict(plateau)
         and same_run(done.get("config") or {}, json.loads(json.dumps(run.config.to_dict())))
         and done.get("weights_sha256") == weights_sha256(checkpoint_dir(out, run))
     )
 
 
+def _rule_dict(plateau: PlateauRule | None) -> dict[str, Any] | None:
+    return None if plateau is None else asdict(plateau)
+
+
+def training_rows(checkpoint, plateau: PlateauRule) -> pd.DataFrame:
+    """Where training ended under the plateau rule: ``train_steps`` (steps trained) and
+    ``stopped_by_rule`` (1: the rule stopped it, its reason in ``position``; 0: the cap)."""
+    reason = plateau(checkpoint.metrics) if checkpoint.step < checkpoint.config.train.steps else None
+    return pd.DataFrame({"metric": ["train_steps", "stopped_by_rule"], "hook": "", "position": ["", reason or "cap"],
+                         "value": [float(checkpoint.step), float(reason is not None)]})
+
+
 def execute_run(
     run: StudyRun, out: str | Path, stages: tuple[str, ...], probes: ProbeSettings, eval_graphs: int | None = None,
-    patching_graphs: int = 1_000, threads: int = 1,
+    patching_graphs: int = 1_000, threads: int = 1, plateau: PlateauRule | None = None,
 ) -> dict[str, Any]:
-    """Train ``run`` into ``out`` (resuming), compute its stages (reusing current ones), write
-    rows.csv and done.json; returns a summary (name, steps, training rate, seconds, rows)."""
+    """Train ``run`` into ``out`` (resuming; stopped early by ``plateau`` where given, with
+    ``train.steps`` the cap), compute its stages (reusing current ones), write rows.csv and
+    done.json; returns a summary (name, steps, training rate, seconds, rows)."""
     import torch
 
     from workbench.identity import checkpoint_fingerprint, stage_key
@@ -77,7 +93,7 @@ def execute_run(
     torch.set_num_threads(max(1, int(threads)))
     out = Path(out)
     started = time.perf_counter()
-    checkpoint = train(run.config, checkpoint_dir(out, run), progress=False)
+    checkpoint = train(run.config, checkpoint_dir(out, run), progress=False, stop_when=plateau)
     trained_s = time.perf_counter() - started
     log = checkpoint.metrics[-1] if checkpoint.metrics else {"step": checkpoint.step, "elapsed_s": float("nan")}
     folder = result_dir(out, run)
@@ -97,6 +113,8 @@ def execute_run(
             times[stage] = time.perf_counter() - clock
             atomic_write_text(key_file, json.dumps({"key": key, "seconds": times[stage]}) + "\n")
         frames.append(frame)
+    if plateau is not None:
+        frames.insert(0, training_rows(checkpoint, plateau))
     rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=ROW_COLUMNS)
     rows = rows.assign(**run.identity())[[*run.identity(), *ROW_COLUMNS]]
     atomic_write_text(folder / "rows.csv", rows.to_csv(index=False))
@@ -104,7 +122,7 @@ def execute_run(
     done = {
         "run": run.name, "weights_sha256": fingerprint["weights_sha256"], "step": checkpoint.step,
         "config": json.loads(json.dumps(comparable_settings(run.config))), "stages": times,
-        "train_elapsed_s": log["elapsed_s"], "train_steps": log["step"],
+        "train_elapsed_s": log["elapsed_s"], "train_steps": log["step"], "plateau": _rule_dict(plateau),
     }
     atomic_write_text(folder / "done.json", json.dumps(done, indent=1) + "\n")
     return {"run": run.name, "rows": len(rows), "seconds": time.perf_counter() - started, "train_seconds": trained_s,

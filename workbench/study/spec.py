@@ -23,6 +23,11 @@
     cpus_per_run = 1
     gpus_per_run = "auto"               # 1 where the Ray cluster has a GPU, else 0
 
+    [plateau]                           # optional: stop a run before train.steps (then the cap) by
+    window = 1000                       # the plateau rule of workbench.stopping: r2's held-out loss
+    min_fall = 0.02                     # fell by less than 2% over the last 1,000 steps,
+    solved = 0.99                       # or r2 accuracy reached 0.99
+
     [probes]    n_train, n_test, hooks, positions, targets
     [evaluate]  n_graphs (default: the run's task.num_test)
     [patching]  n_graphs
@@ -41,6 +46,7 @@ from typing import Any
 from workbench.config import ARCHS, LIGHT_PROBE_GRAPHS, RunConfig, apply_overrides, preset_config
 from workbench.identity import run_name
 from workbench.objectives import OBJECTIVES, objective_class
+from workbench.stopping import PlateauRule
 
 STAGES = ("evaluate", "probes", "patching")
 FIGURES = ("remedies", "depth", "solvers", "none")
@@ -94,6 +100,7 @@ class Study:
     probes: ProbeSettings = field(default_factory=ProbeSettings)
     eval_graphs: int | None = None
     patching_graphs: int = 1_000
+    plateau: PlateauRule | None = None
     source: Path | None = None
 
     def runs(self) -> tuple[list[StudyRun], list[str]]:
@@ -136,6 +143,8 @@ class Study:
         name = run_name(arch, objective, graph=spec, preset=preset, overrides=variant, seed=seed)
         try:
             config = apply_overrides(config, items)
+            if self.plateau is not None:
+                self.plateau.check_schedule(config.train.eval_every, "[plateau]")
         except ValueError as error:
             raise ValueError(f"{self.source}: run {name}: {error}") from None
         return StudyRun(self.name, objective, arch, str(spec), preset, " ".join(variant), seed, name, config)
@@ -201,7 +210,7 @@ def load_study(path: str | Path) -> Study:
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as error:
         raise ValueError(f"{path}: not valid TOML ({error})") from None
-    known = {"study", "set", "subsets", "resources", "probes", "evaluate", "patching"}
+    known = {"study", "set", "subsets", "resources", "probes", "evaluate", "patching", "plateau"}
     if set(raw) - known:
         raise ValueError(f"{path}: unknown table(s) {sorted(set(raw) - known)}; expected {sorted(known)}")
     head = raw.get("study")
@@ -256,6 +265,12 @@ def load_study(path: str | Path) -> Study:
         probe_settings = ProbeSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in probes.items()})
     except TypeError as error:
         raise ValueError(f"{path}: [probes]: {error}") from None
+    plateau = raw.get("plateau")
+    if plateau is not None:
+        try:
+            plateau = PlateauRule(**plateau)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{path}: [plateau]: {error}") from None
     if figure == "solvers" and not ({"probes", "patching"} <= set(stages) and "node_r2" in probe_settings.targets):
         raise ValueError(f"{path}: figure = \"solvers\" sets the r2 node probe beside goal patching: it needs stages "
                          f"\"probes\" and \"patching\" and [probes] targets with \"node_r2\" (has stages {list(stages)}, targets {list(probe_settings.targets)})")
@@ -264,7 +279,7 @@ def load_study(path: str | Path) -> Study:
         graphs=strings(head, "graphs", ["2,5,50"]), presets=strings(head, "presets", ["cpu"]), seeds=tuple(seeds),
         overrides=tuple(tuple(v) for v in overrides), stages=stages, sets=sets, subsets=subsets,
         cpus_per_run=resources.get("cpus_per_run", 1), gpus_per_run=gpus, probes=probe_settings,
-        eval_graphs=raw.get("evaluate", {}).get("n_graphs"), patching_graphs=raw.get("patching", {}).get("n_graphs", 1_000), source=path,
+        eval_graphs=raw.get("evaluate", {}).get("n_graphs"), patching_graphs=raw.get("patching", {}).get("n_graphs", 1_000), plateau=plateau, source=path,
     )
     for subset in study.subsets.values():
         parse_subset(list(subset))
