@@ -81,6 +81,10 @@ def test_a_four_run_study_on_local_ray_writes_the_table_figure_and_page(tmp_path
     assert set(saved["graph"]) == {"G(2,3,10)"} and set(saved["preset"]) == {"cpu"}
     metrics = set(saved["metric"])
     assert {"tf_accuracy", "greedy_accuracy", "probe_arm", "probe_arm_control", "probe_arm_untrained", "probe_goal", "patching_recovered"} <= metrics
+    assert {"patching_recovered_untrained", "patching_ld_clean_untrained", "patching_ld_corrupted_untrained"} <= metrics
+    ends = saved[saved["metric"].str.startswith("patching_ld_")].pivot_table(index="run", columns="metric", values="value")
+    untrained_gap = (ends["patching_ld_clean_untrained"] - ends["patching_ld_corrupted_untrained"]).abs()
+    assert (untrained_gap < 0.05).all()  # an untrained twin's r2 does not follow the goal: the control of "used"
     for run in saved["run"].unique():  # each run in the workbench's own layout, with its own table
         assert (out / "checkpoints" / run / "model.safetensors").exists()
         assert len(pd.read_csv(out / "results" / run / "rows.csv")) == (saved["run"] == run).sum()

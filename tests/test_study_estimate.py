@@ -187,3 +187,25 @@ def test_a_run_finished_before_a_setting_became_incidental_still_reads_done(tmp_
     done["config"]["train"]["lr"] = 0.5
     done_file.write_text(json.dumps(done))
     assert not is_done(out, run, study.stages)
+
+
+def test_a_changed_stage_setting_reopens_the_run_and_recomputes_only_that_stage(tmp_path):
+    from workbench.study.driver import current_settings
+    from workbench.study.run import execute_run, is_done, result_dir
+
+    path = tiny_study(tmp_path, objectives='["next_token"]', stages='["evaluate", "patching"]')
+    study = load_study(path)
+    run = study.runs()[0][0]
+    out = tmp_path / "out"
+    execute_run(run, out, study.stages, study.probes, patching_graphs=study.patching_graphs)
+    assert is_done(out, run, study.stages, study.plateau, current_settings(study, run))
+    evaluated = (result_dir(out, run) / "evaluate.key.json").stat().st_mtime_ns
+
+    path.write_text(path.read_text().replace("[patching]\nn_graphs = 64", "[patching]\nn_graphs = 32"))
+    changed = load_study(path)
+    assert not is_done(out, run, changed.stages, changed.plateau, current_settings(changed, run))
+    execute_run(run, out, changed.stages, changed.probes, patching_graphs=changed.patching_graphs)
+    assert is_done(out, run, changed.stages, changed.plateau, current_settings(changed, run))
+    assert (result_dir(out, run) / "evaluate.key.json").stat().st_mtime_ns == evaluated  # evaluate reused
+    key = json.loads((result_dir(out, run) / "patching.key.json").read_text())["key"]["settings"]
+    assert key == {"stage": "patching", "n_graphs": 32, "untrained_twin": True}

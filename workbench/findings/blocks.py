@@ -337,7 +337,9 @@ def _models(frame: pd.DataFrame) -> list[tuple[tuple[str, str, str, str], pd.Dat
 def solvers_summary(results: Results, job: str) -> str:
     """Per model, mean ± sd over seeds: r2 accuracy; r2's node at '=' and at r1 (best residual
     layer), each beside the untrained model; the share of r2's logit difference that patching
-    restores at '=' and at r1 (best layer; residual stream and, for Mamba, the SSM state)."""
+    restores at '=' and at r1 (best layer; residual stream and, for Mamba, the SSM state); and,
+    where the study patched the untrained twin too, how far moving the goal moves r2's logit
+    difference in the model and in its twin (the control of "used")."""
     frame = _study(results, job)
     rows = []
     for (arch, objective, graph, overrides), model in _models(frame):
@@ -350,6 +352,10 @@ def solvers_summary(results: Results, job: str) -> str:
         for position in ("eq", "r1"):
             recovered = _per_run_best(model, "patching_recovered", position, residual_only=False).reindex(r2.index)
             row[f"patching recovers at {'=' if position == 'eq' else position}"] = "undefined" if recovered.isna().all() else spread(recovered)
+        if (model["metric"] == "patching_ld_clean_untrained").any():  # studies run since the patching stage patches the twin too
+            gap = {suffix: (_per_run(model, f"patching_ld_clean{suffix}", "r2") - _per_run(model, f"patching_ld_corrupted{suffix}", "r2")).abs()
+                   for suffix in ("", "_untrained")}
+            row["moving the goal moves r2's logit difference by (untrained)"] = f"{spread(gap[''], 2)} ({spread(gap['_untrained'], 2)})"
         rows.append(row)
     return markdown(pd.DataFrame(rows))
 

@@ -24,12 +24,17 @@ from pathlib import Path
 import pandas as pd
 
 from workbench.study.estimate import calibrate, calibration, estimate, format_duration, logged_progress, wall_seconds
-from workbench.study.run import ROW_COLUMNS, checkpoint_dir, execute_run, is_done, result_dir
+from workbench.study.run import ROW_COLUMNS, checkpoint_dir, execute_run, is_done, result_dir, stage_settings
 from workbench.study.spec import IDENTITY, Study, StudyRun
 from workbench.files import atomic_write_text
 
 MAX_RETRIES = 2  # a task whose worker process dies (OOM, a killed node) runs again, resuming
 
+
+
+def current_settings(study: Study, run: StudyRun) -> dict[str, dict]:
+    """Each stage's settings as the study file asks for them now (``stage_settings``)."""
+    return {stage: stage_settings(stage, study.probes, study.eval_graphs, study.patching_graphs, run.config.task.num_test) for stage in study.stages}
 
 def plan(study: Study, subset: list[str] | None = None) -> tuple[list[StudyRun], list[StudyRun], list[str]]:
     """(every run of the grid, the runs selected by ``subset``, notes on skipped grid points)."""
@@ -52,7 +57,7 @@ def dry_run(study: Study, out: Path, subset: list[str] | None = None, cpus: int 
     lines = [f"study {study.name}: {len(selected)} runs ({', '.join(study.stages)}), output {out}", *notes]
     known, unknown, todo = [], 0, 0
     for run, guess in zip(selected, estimates):
-        if is_done(out, run, study.stages, study.plateau):
+        if is_done(out, run, study.stages, study.plateau, current_settings(study, run)):
             state, seconds = "done", 0.0
         else:
             todo += 1
@@ -101,7 +106,7 @@ def run_study(
     runs, selected, notes = plan(study, subset)
     for note in notes:
         print(note, flush=True)
-    todo = [run for run in selected if not is_done(out, run, study.stages, study.plateau)]
+    todo = [run for run in selected if not is_done(out, run, study.stages, study.plateau, current_settings(study, run))]
     print(f"study {study.name}: {len(selected) - len(todo)} of {len(selected)} selected runs already finished, {len(todo)} to run", flush=True)
     failed: dict[str, str] = {}
     if todo:
@@ -238,7 +243,7 @@ def _progress_line(out: Path, running: list[StudyRun], finished: int, total: int
 def gather(study: Study, out: Path, runs: list[StudyRun]) -> pd.DataFrame:
     """``study.csv``: the rows of every finished run of the grid, in grid order; one row per
     measurement, with the identity columns of ``workbench.study.spec.IDENTITY``."""
-    frames = [pd.read_csv(result_dir(out, run) / "rows.csv", keep_default_na=False, na_values=[""]) for run in runs if is_done(out, run, study.stages, study.plateau)]
+    frames = [pd.read_csv(result_dir(out, run) / "rows.csv", keep_default_na=False, na_values=[""]) for run in runs if is_done(out, run, study.stages, study.plateau, current_settings(study, run))]
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*IDENTITY, *ROW_COLUMNS])
     table["hook"] = table["hook"].fillna("")
     table["overrides"] = table["overrides"].fillna("")

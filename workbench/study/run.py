@@ -43,18 +43,26 @@ def stage_settings(stage: str, probes: ProbeSettings, eval_graphs: int | None, p
         return {"stage": stage, "n_graphs": eval_graphs or num_test}
     if stage == "probes":
         return {"stage": stage, **json.loads(json.dumps(asdict(probes)))}
-    return {"stage": stage, "n_graphs": patching_graphs}
+    return {"stage": stage, "n_graphs": patching_graphs, "untrained_twin": True}
 
 
-def is_done(out: Path, run: StudyRun, stages: tuple[str, ...], plateau: PlateauRule | None = None) -> bool:
+def is_done(out: Path, run: StudyRun, stages: tuple[str, ...], plateau: PlateauRule | None = None,
+            settings: dict[str, dict[str, Any]] | None = None) -> bool:
     """Whether the run's rows are current: done.json names these stages, the same stopping
     rule, and a checkpoint with the run's config and the weights now in its folder (checked by
-    hash)."""
+    hash); with ``settings`` (stage -> ``stage_settings``), each stage's table was also computed
+    under those settings (its key file says so), so a study file whose [probes] or [patching]
+    changed recomputes those stages."""
     from workbench.identity import same_run, weights_sha256
 
-    done_file = result_dir(out, run) / "done.json"
-    if not done_file.exists() or not (checkpoint_dir(out, run) / "model.safetensors").exists() or not (result_dir(out, run) / "rows.csv").exists():
+    folder = result_dir(out, run)
+    done_file = folder / "done.json"
+    if not done_file.exists() or not (checkpoint_dir(out, run) / "model.safetensors").exists() or not (folder / "rows.csv").exists():
         return False
+    for stage, wanted in (settings or {}).items():
+        key_file = folder / f"{stage}.key.json"
+        if not key_file.exists() or json.loads(key_file.read_text()).get("key", {}).get("settings") != json.loads(json.dumps(wanted)):
+            return False
     done = json.loads(done_file.read_text())
     return (
         set(stages) <= set(done.get("stages", {}))
@@ -155,17 +163,23 @@ def _probes(checkpoint, settings: dict, threads: int) -> pd.DataFrame:
 
 
 def _patching(checkpoint, settings: dict, threads: int) -> pd.DataFrame:
-    """``recovered`` per (hook, position), and the clean and goal-moved logit differences of r2."""
+    """``recovered`` per (hook, position), and the clean and goal-moved logit differences of r2;
+    the same for the untrained twin (same architecture and seed), as ``..._untrained``: moving
+    the goal should not move an untrained model's r2, so its recovery is mostly undefined."""
     from workbench.analyses.patching import goal_patching
     from workbench.datasets import evaluation_graphs
+    from workbench.factory import build_model
 
     data = evaluation_graphs(checkpoint.config.task, settings["n_graphs"])
-    table = goal_patching(checkpoint.model, data, checkpoint.objective)
-    first = table.iloc[0]
-    ends = pd.DataFrame({"metric": ["patching_ld_clean", "patching_ld_corrupted"], "hook": "", "position": "r2",
-                         "value": [first["ld_clean"], first["ld_corrupted"]]})
-    recovered = pd.DataFrame({"metric": "patching_recovered", "hook": table["hook"], "position": table["position"], "value": table["recovered"]})
-    return pd.concat([ends, recovered], ignore_index=True)
+    twin = build_model(checkpoint.config, seed=checkpoint.config.train.seed).to(next(checkpoint.model.parameters()).device)
+    frames = []
+    for model, suffix in ((checkpoint.model, ""), (twin, "_untrained")):
+        table = goal_patching(model, data, checkpoint.objective)
+        first = table.iloc[0]
+        frames.append(pd.DataFrame({"metric": [f"patching_ld_clean{suffix}", f"patching_ld_corrupted{suffix}"], "hook": "", "position": "r2",
+                                    "value": [first["ld_clean"], first["ld_corrupted"]]}))
+        frames.append(pd.DataFrame({"metric": f"patching_recovered{suffix}", "hook": table["hook"], "position": table["position"], "value": table["recovered"]}))
+    return pd.concat(frames, ignore_index=True)
 
 
 STAGES = {"evaluate": _evaluate, "probes": _probes, "patching": _patching}
