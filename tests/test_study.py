@@ -115,6 +115,13 @@ def test_a_four_run_study_on_local_ray_writes_the_table_figure_and_page(tmp_path
     pd.testing.assert_frame_equal(rows[ROW_KEY], expected[ROW_KEY])
     assert ((rows["value"] - expected["value"]).abs().fillna(0) < 1e-5).all()  # written at 6 significant digits
     assert len(pd.read_csv(published / "summary.csv")) == 2
+    curves = pd.read_csv(published / "curves.csv", keep_default_na=False, na_values=[""])  # the runs' metrics.jsonl, tidy
+    assert set(curves["run"]) == set(expected["run"]) and sorted(curves["step"].unique()) == [0, 20, 40]
+    final = curves[(curves["step"] == 40) & (curves["split"] == "test") & (curves["metric"] == "tf_accuracy") & (curves["position"] == "r2")]
+    assert len(final) == 2 and final["value"].between(0, 1).all()
+    from workbench.study.figures import plot_r2_curves
+
+    assert plot_r2_curves(curves, tmp_path / "curves.png").stat().st_size > 10_000
     record = json.loads((published / "provenance.json").read_text())
     assert record["seeds"] == [0] and record["n_seeds"] == 1 and record["subset"] == ["one"] and record["study"] == "tiny"
     assert len(record["commit"]) == 40 and record["torch"] == torch.__version__ and record["wall_seconds"] >= 0

@@ -423,6 +423,20 @@ for _name, (_job, _objective, _metric, _position, _best_hook) in VALUES.items():
     BLOCKS[_name] = (lambda j, o, m, p, b: lambda results: spread(study_value(results, j, o, m, p, b)))(_job, _objective, _metric, _position, _best_hook)
 
 
+def r2_curve(results: Results, job: str, every: int = 1_000) -> str:
+    """Held-out r2 accuracy (teacher-forced) every ``every`` steps, one row per run
+    (``curves.csv``: each run's metrics.jsonl)."""
+    curves = results.table(job, "curves")
+    r2 = curves[(curves["split"] == "test") & (curves["metric"] == "tf_accuracy") & (curves["position"] == "r2") & (curves["step"] % every == 0)]
+    table = r2.pivot_table(index=["arch", "objective", "graph", "overrides", "seed"], columns="step", values="value", sort=False)
+    rows = [{"model": model_label(arch, objective, overrides), "graph": graph, "seed": seed, **{f"step {step:,}": num(v) for step, v in values.items()}}
+            for (arch, objective, graph, overrides, seed), values in table.iterrows()]
+    return markdown(pd.DataFrame(rows))
+
+
+BLOCKS["deep_solvers.curve"] = lambda results: r2_curve(results, "deep_solvers")
+
+
 @block("solvers.mtp.seeds_solved")
 def mtp_seeds_solved(results: Results) -> str:
     r2 = study_value(results, "solvers", "mtp", "tf_accuracy", "r2", False)

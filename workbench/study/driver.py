@@ -126,7 +126,8 @@ def run_study(
 def publish_study(study: Study, out: Path, table: pd.DataFrame, selected: list[StudyRun], trained: set[str],
                   results_dir: str | Path, started: float, subset: list[str] | None) -> Path:
     """The selected runs' rows (``study.csv``), their mean and spread over seeds
-    (``summary.csv``) and the provenance, into ``results_dir``. Each run's training time and
+    (``summary.csv``), their training curves (``curves.csv``) and the provenance, into
+    ``results_dir``. Each run's training time and
     steps are those its own ``done.json`` recorded when it was trained."""
     import json
 
@@ -146,7 +147,18 @@ def publish_study(study: Study, out: Path, table: pd.DataFrame, selected: list[S
     device = "cuda" if study.gpus_per_run and torch.cuda.is_available() else "cpu"  # the driver's machine
     record = provenance(started, [run.seed for run in selected], study.cpus_per_run, device, runs,
                         study=study.name, study_file=str(study.source), subset=subset or [], parallel_runs=_slots(study))
-    return publish(results_dir, {"study": rows, "summary": summary(per_seed(rows))}, record)
+    return publish(results_dir, {"study": rows, "summary": summary(per_seed(rows)), "curves": training_curves(out, selected)}, record)
+
+
+def training_curves(out: Path, runs: list[StudyRun]) -> pd.DataFrame:
+    """Each run's ``metrics.jsonl`` as tidy rows (identity, step, split, metric, position,
+    value): how r2 was learned, not only where it ended."""
+    from workbench.checkpoint import read_metrics
+    from workbench.evaluate import metrics_frame
+
+    frames = [metrics_frame(read_metrics(checkpoint_dir(out, run))).assign(**run.identity()) for run in runs]
+    columns = [*IDENTITY, "step", "split", "metric", "position", "value"]
+    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
 
 
 def _slots(study: Study) -> int:

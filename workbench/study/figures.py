@@ -232,3 +232,28 @@ def plot_solvers(table: pd.DataFrame, path: str | Path, positions: tuple[str, ..
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return Path(path)
+
+
+def plot_r2_curves(curves: pd.DataFrame, path: str | Path) -> Path:
+    """How each run learned the first decision: held-out r2 accuracy and loss over training
+    steps, one line per seed, one column per model (``curves.csv`` of a published study)."""
+    curves = curves.fillna({"overrides": ""})
+    held_out = curves[(curves["split"] == "test") & (curves["position"] == "r2") & curves["metric"].isin(["tf_accuracy", "tf_loss"])].copy()
+    held_out["model"] = held_out["arch"] + " " + held_out["objective"] + " " + held_out["graph"]
+    held_out["measure"] = held_out["metric"].map({"tf_accuracy": "r2 accuracy (teacher-forced)", "tf_loss": "r2 loss (teacher-forced)"})
+    held_out["seed"] = held_out["seed"].astype(str)
+    grid = sns.relplot(held_out, x="step", y="value", hue="seed", row="measure", col="model", kind="line", marker="o", markersize=3,
+                       height=2.8, aspect=1.6, facet_kws={"sharey": "row", "margin_titles": True})
+    for (measure, _), ax in grid.axes_dict.items():
+        if measure.startswith("r2 accuracy"):
+            ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+            ax.set_ylim(0, 1.02)
+        else:
+            ax.axhline(np.log(2), color="grey", lw=0.8, ls=":")
+            ax.set_ylim(bottom=0)
+    grid.set_titles(row_template="{row_name}", col_template="{col_name}")
+    grid.set_axis_labels("training step", "")
+    grid.figure.suptitle("How the first decision was learned, on held-out graphs (one line per seed; dashed: chance 1/2; dotted: ln 2)", y=1.02)
+    grid.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(grid.figure)
+    return Path(path)
