@@ -85,3 +85,26 @@ def test_findings_rewrites_a_stale_document_and_draws_the_figures(tmp_path, caps
     assert "0%<" not in document.read_text() and "rewritten" in capsys.readouterr().out
     assert (tmp_path / "figures" / "main_job_accuracy.png").stat().st_size > 10_000
     assert run_findings("--check", "--results", str(ROOT / "results"), "--docs", str(document)) == 0
+
+
+def test_hops_learned_names_how_the_first_unlearned_path_length_ended(tmp_path):
+    """The depth table under a plateau rule: hops learned per layer count, and whether the next
+    hop failed on a plateau (the model's limit) or at the cap (the budget's)."""
+    from workbench.findings.blocks import depth_hops
+
+    rows = []
+    for layers, cells in ((1, [(2, 1.0, 500, "solved"), (3, 0.50, 3000, "plateau"), (4, 0.30, 2500, "plateau")]),
+                          (2, [(2, 1.0, 500, "solved"), (3, 0.97, 4000, "plateau"), (4, 0.52, 8000, "cap")])):
+        for length, r2, steps, ended in cells:
+            run = f"gpt-first_decision_only-G2_{length}_50-cpu-n_layers{layers}-s0"
+            identity = dict(study="depth", objective="first_decision_only", arch="gpt", graph=f"G(2,{length},50)", preset="cpu",
+                            overrides=f"model.n_layers={layers}", seed=0, run=run)
+            rows += [identity | dict(metric="train_steps", hook="", position="", value=steps),
+                     identity | dict(metric="stopped_by_rule", hook="", position=ended, value=float(ended != "cap")),
+                     identity | dict(metric="tf_accuracy", hook="", position="r2", value=r2),
+                     identity | dict(metric="tf_loss", hook="", position="r2", value=0.7)]
+    (tmp_path / "depth").mkdir()
+    pd.DataFrame(rows).to_csv(tmp_path / "depth" / "study.csv", index=False)
+    table = depth_hops(Results(tmp_path), "depth").splitlines()
+    assert table[2] == "| gpt first_decision_only | 1 | 0 | 0 | 0-2 | 0.500 at 1 hops, plateau at 3,000 steps |"
+    assert table[3] == "| gpt first_decision_only | 2 | 0 | 1 | 0-2 | 0.520 at 2 hops, cap at 8,000 steps |"

@@ -506,6 +506,33 @@ def depth_table(results: Results, job: str = "depth_hour") -> str:
     return markdown(pd.DataFrame(rows))
 
 
+LEARNED = 0.9  # r2 accuracy from which a cell of the depth grid counts as learned
+
+
+def depth_hops(results: Results, job: str) -> str:
+    """Hops learned per (arch, objective, layers, seed): the most hops (l - 2) at which r2 is
+    learned (accuracy >= ``LEARNED``), and how the first unlearned path length ended: a plateau
+    (r2's loss stopped falling: a limit of this model) or the cap (a limit of the budget)."""
+    frame = depth_frame(results, job)
+    frame = frame.assign(seed=frame["run"].str.extract(r"-s(\d+)$")[0].astype(int), hops=frame["path_length"] - 2)
+    rows = []
+    for (arch, objective, layers, seed), group in frame.groupby(["arch", "objective", "layers", "seed"], sort=True):
+        group = group.sort_values("hops")
+        learned = group[group["r2"] >= LEARNED]["hops"]
+        beyond = group[(group["r2"] < LEARNED) & (group["hops"] > (learned.max() if len(learned) else -1))]
+        first_fail = beyond.iloc[0] if len(beyond) else None
+        rows.append({
+            "model": model_label(arch, objective), "layers": layers, "seed": seed,
+            "hops learned": int(learned.max()) if len(learned) else "none",
+            "hops tried": f"{int(group['hops'].min())}-{int(group['hops'].max())}",
+            "next hop: r2, how training ended": "all tried learned" if first_fail is None else
+            f"{num(first_fail['r2'])} at {int(first_fail['hops'])} hops, " + (
+                f"{first_fail['stopped_by']} at {int(first_fail['train_steps']):,} steps" if isinstance(first_fail.get("stopped_by"), str) else "a fixed budget"),
+        })
+    return markdown(pd.DataFrame(rows))
+
+
+BLOCKS["depth_first_hops.hops"] = lambda results: depth_hops(results, "depth_first_hops")
 BLOCKS["depth_hour.table"] = lambda results: depth_table(results, "depth_hour")
 BLOCKS["depth_first_hops.table"] = lambda results: depth_table(results, "depth_first_hops")
 
