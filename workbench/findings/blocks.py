@@ -53,7 +53,7 @@ class Results:
             frame = pd.read_csv(path, keep_default_na=False, na_values=[""])
             for column in ("hook", "overrides"):
                 if column in frame:
-                    frame[column] = frame[column].fillna("")
+                    frame[column] = frame[column].astype(object).fillna("")  # an all-empty column reads as float NaN
             self._tables[(job, name)] = frame
         return self._tables[(job, name)]
 

@@ -257,8 +257,8 @@ def gather(study: Study, out: Path, runs: list[StudyRun]) -> pd.DataFrame:
     measurement, with the identity columns of ``workbench.study.spec.IDENTITY``."""
     frames = [pd.read_csv(result_dir(out, run) / "rows.csv", keep_default_na=False, na_values=[""]) for run in runs if is_done(out, run, study.stages, study.plateau, current_settings(study, run))]
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*IDENTITY, *ROW_COLUMNS])
-    table["hook"] = table["hook"].fillna("")
-    table["overrides"] = table["overrides"].fillna("")
+    for column in ("hook", "overrides"):  # an all-empty column reads as float NaN
+        table[column] = table[column].astype(object).fillna("")
     atomic_write_text(out / "study.csv", table.to_csv(index=False))
     missing = len(runs) - len(frames)
     print(f"wrote {out / 'study.csv'}: {len(frames)} of {len(runs)} runs of the grid" + (f" ({missing} not finished)" if missing else ""), flush=True)

@@ -38,7 +38,7 @@ MEASURE_TARGET = {"arm_probe": "arm", "arm_probe_control": "arm", "arm_probe_unt
 def per_seed(table: pd.DataFrame) -> pd.DataFrame:
     """One row per run: its identity and the measures of ``MEASURES`` (NaN where the study did
     not compute that stage or the value is undefined)."""
-    table = table.fillna({"hook": "", "overrides": ""})  # as pd.read_csv gives study.csv back: empty cells are NaN
+    table = table.astype({"hook": object, "overrides": object}).fillna({"hook": "", "overrides": ""})  # as pd.read_csv gives study.csv back: empty cells are NaN
     identity = [c for c in ("study", "objective", "arch", "graph", "preset", "overrides", "seed", "run") if c in table.columns]
     rows = []
     for key, run in table.groupby(identity, sort=False, dropna=False):
@@ -182,7 +182,7 @@ def solver_lines(table: pd.DataFrame, positions: tuple[str, ...] = ("eq", "r1"))
     has several)."""
     from workbench.probes.activations import hook_layer
 
-    table = table.fillna({"hook": "", "overrides": ""})
+    table = table.astype({"hook": object, "overrides": object}).fillna({"hook": "", "overrides": ""})
     keep = table["metric"].str.startswith("probe_node_r2") | (table["metric"] == "patching_recovered")
     residual = (table["hook"] == "hook_embed") | table["hook"].str.fullmatch(r"blocks\.\d+\.hook_resid_post")
     lines = table[keep & residual & table["position"].isin(positions)].copy()
