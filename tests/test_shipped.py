@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pandas as pd
+import torch
 import pytest
 
 import workbench
@@ -90,7 +91,26 @@ def test_a_shipped_checkpoint_reproduces_its_manifest_row_on_the_reference_file(
     monkeypatch.chdir(ROOT)
     checkpoint = workbench.load(name)  # checks the sha256
     assert checkpoint.step == row["step"] and f"{checkpoint.config.task.graph}" == row["graph"]
-    scores = evaluate_on_reference(checkpoint, reference_file(checkpoint.config.task.graph))
+    scores = evaluate_on_reference(checkpoint)
+    assert scores["reference_file"] == row["reference_file"]
     assert scores["n_graphs"] == row["n_graphs"]
     for column in ("r2_tf", "r2_greedy", "path_tf", "path_greedy"):
         assert abs(scores[column] - row[column]) * row["n_graphs"] <= GRAPH_TOLERANCE, column
+
+
+def test_a_graph_without_a_paper_test_file_is_scored_on_its_held_out_stream():
+    """G(2,4,50) has no test file from the paper: its checkpoints are scored on the first 20,000
+    graphs of the run's held-out stream, which is never its training set."""
+    from workbench.config import apply_overrides
+    from workbench.datasets import held_out_graphs, training_graphs
+    from workbench.shipped import reference_set
+
+    config = apply_overrides(tiny_config(), ["task.path_length=4", "task.num_nodes=50"])
+    assert not reference_file(config.task.graph).exists()
+    name, data = reference_set(config)
+    assert name == "held-out:20000" and len(data) == 20_000 and data.spec == config.task.graph
+    assert torch.equal(data.edges[:100], held_out_graphs(config.task, 100).edges)
+    train = {tuple(row) for row in training_graphs(config.task).edges.flatten(1).tolist()}
+    assert not train & {tuple(row) for row in data.edges[:2000].flatten(1).tolist()}
+    paper_name, paper = reference_set(tiny_config())
+    assert paper_name == reference_file(tiny_config().task.graph).name and len(paper) == 20_000

@@ -2,7 +2,7 @@
 
     checkpoints/manifest.csv      one row per checkpoint: name, what trained it (the recorded
                                   command, commit, steps, seconds), sha256 of its weights (``identity.weights_sha256``), and
-                                  its accuracy on the paper's test file of its graph
+                                  its accuracy on the paper's test file of its graph (``reference_set``)
     checkpoints/{name}/           config.json, model.safetensors, metrics.jsonl (no optimizer)
 
 ``workbench.load("gpt-next_token-G2_5_50")`` resolves a manifest name as well as a path, and
@@ -12,7 +12,7 @@ is not stored: initialisation is a pure function of the config and seed, so it i
 first use into ``runs/untrained/{name}`` (beside ``checkpoints/``) and checked against its row's sha256 like any other.
 
 ``ship`` writes a trained run in (weights, config and metrics; no optimizer), evaluates it on the reference
-file and writes its row; the command, commit and training time come from the provenance the
+file of its graph (or, where the paper has none, on 20,000 graphs of its held-out stream) and writes its row; the command, commit and training time come from the provenance the
 job recorded when it trained the run (``workbench.publish``), never typed.
 """
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -32,6 +33,9 @@ COLUMNS = ("name", "untrained_twin_of", "arch", "objective", "graph", "n_layers"
            "train_seconds", "weights_sha256", "reference_file", "n_graphs", "r2_tf", "r2_greedy", "path_tf", "path_greedy")
 REFERENCE_DATA = SOURCE_ROOT.parent / "shared" / "reference-data"
 TWIN_SUFFIX = "-untrained"
+
+if TYPE_CHECKING:
+    from workbench.task import PathStarData
 
 
 def store() -> Path:
@@ -97,15 +101,32 @@ def _twin(folder: Path, row: pd.Series) -> Path:
     return target
 
 
-def evaluate_on_reference(checkpoint, data_file: Path) -> dict:
-    """r2 and path accuracy, teacher-forced and greedy, on ``data_file`` (the manifest's columns)."""
+HELD_OUT_REFERENCE = 20_000  # graphs of the held-out stream that score a checkpoint of a graph the paper published no test file of
+
+
+def reference_set(config) -> tuple[str, PathStarData]:
+    """(its name in the manifest, the graphs) a shipped checkpoint is scored on: the paper's
+    test file of its graph where there is one; else (G(2,4,50) has none) the first 20,000
+    graphs of the run's held-out stream (``workbench.datasets``: never its training set),
+    named ``held-out:20000``."""
     from workbench.data_files import load_data
+    from workbench.datasets import held_out_graphs
+
+    data_file = reference_file(config.task.graph)
+    if data_file.exists():
+        return data_file.name, load_data(data_file)
+    return f"held-out:{HELD_OUT_REFERENCE}", held_out_graphs(config.task, HELD_OUT_REFERENCE)
+
+
+def evaluate_on_reference(checkpoint) -> dict:
+    """r2 and path accuracy, teacher-forced and greedy, on the checkpoint's ``reference_set``
+    (the manifest's columns)."""
     from workbench.evaluate import evaluate
 
-    data = load_data(data_file)
+    name, data = reference_set(checkpoint.config)
     frame = evaluate(checkpoint.model, data, checkpoint.objective).set_index(["metric", "position"])["value"]
     scores = {"r2_tf": ("tf_accuracy", "r2"), "r2_greedy": ("greedy_accuracy", "r2"), "path_tf": ("tf_accuracy", "path"), "path_greedy": ("greedy_accuracy", "path")}
-    return {"reference_file": data_file.name, "n_graphs": len(data), **{column: round(float(frame[key]), 6) for column, key in scores.items()}}
+    return {"reference_file": name, "n_graphs": len(data), **{column: round(float(frame[key]), 6) for column, key in scores.items()}}
 
 
 def ship(source: Path, name: str, results: Path, folder: Path | None = None) -> pd.DataFrame:
@@ -127,16 +148,15 @@ def ship(source: Path, name: str, results: Path, folder: Path | None = None) -> 
     config, run = checkpoint.config, runs[source.name]
     shared = dict(arch=config.arch, objective=config.objective, graph=str(config.task.graph), n_layers=config.model.n_layers,
                   seed=config.train.seed, command=record["command"], run=source.name, commit=record.get("commit"))
-    data_file = reference_file(config.task.graph)
     trained = {"name": name, **shared, "step": checkpoint.step, "train_seconds": run.get("train_seconds"),
-               "weights_sha256": weights_sha256(target / "model.safetensors"), **evaluate_on_reference(checkpoint, data_file)}
+               "weights_sha256": weights_sha256(target / "model.safetensors"), **evaluate_on_reference(checkpoint)}
     twin_name = name + TWIN_SUFFIX
     table = manifest(folder)
     table = table[~table["name"].isin([name, twin_name])]
     twin_path = _twin(folder, pd.Series({"name": twin_name, "untrained_twin_of": name}))
     twin = load(twin_path)
     untrained = {"name": twin_name, "untrained_twin_of": name, **shared, "step": 0, "train_seconds": 0.0,
-                 "weights_sha256": weights_sha256(twin_path / "model.safetensors"), **evaluate_on_reference(twin, data_file)}
+                 "weights_sha256": weights_sha256(twin_path / "model.safetensors"), **evaluate_on_reference(twin)}
     rows = pd.concat([table, pd.DataFrame([trained, untrained])], ignore_index=True).reindex(columns=COLUMNS)
     atomic_write_text(folder / MANIFEST, rows.to_csv(index=False))
     return rows[rows["name"].isin([name, twin_name])]
