@@ -547,10 +547,12 @@ def shipped_manifest(results: Results) -> str:
     rows = [{
         "name": row["name"], "graph": row["graph"], "layers": row["n_layers"], "steps": row["step"],
         "trained by (run)": f"`{row['command'].split(' --no-progress')[0]}` ({row['run']})",
-        "training": duration(row["train_seconds"]), "r2 tf / greedy": f"{num(row['r2_tf'])} / {num(row['r2_greedy'])}",
+        "training": duration(row["train_seconds"]), "scored on": "the paper's test file" if row["reference_file"].endswith(".txt") else "held-out stream",
+        "r2 tf / greedy": f"{num(row['r2_tf'])} / {num(row['r2_greedy'])}",
         "path greedy": num(row["path_greedy"]), "untrained twin: r2 tf": num(table.set_index("name")["r2_tf"].get(row["name"] + "-untrained")),
     } for _, row in trained.iterrows()]
-    return markdown(pd.DataFrame(rows)) + f"\n\nOn the paper's test files (20,000 graphs each); sha256 of every file in `checkpoints/manifest.csv`."
+    return markdown(pd.DataFrame(rows)) + ("\n\n20,000 graphs each: the paper's test file of the graph, or where it has none, the run's "
+                                           "held-out stream; sha256 of every file in `checkpoints/manifest.csv`.")
 
 
 def seeds_above(results: Results, job: str, objective: str, metric: str, position: str, threshold: float) -> str:
