@@ -30,7 +30,9 @@ JOBS = {
     "mamba_solvers": "workbench study studies/mamba_solvers.toml --results results/mamba_solvers",
     "depth_hour": "workbench study studies/depth.toml --subset hour --results results/depth_hour",
     "deep_solvers": "workbench study studies/deep_solvers.toml --subset cpu --results results/deep_solvers",
-    "depth_first_hops": "workbench study studies/depth.toml --subset first_hops --results results/depth_first_hops",
+    "depth_first_hops": "workbench study studies/depth.toml --subset first_hops archs=gpt --results results/depth_first_hops",
+    "depth_first_hops_mamba": ("workbench study studies/depth.toml --subset archs=mamba objectives=first_decision_only graphs=2,2,50 "
+                               "graphs=2,3,50 graphs=2,4,50 overrides=model.n_layers=1 seeds=0 --results results/depth_first_hops_mamba"),
 }
 BLOCKS: dict[str, Callable[[Results], str]] = {}
 
@@ -532,9 +534,11 @@ def depth_hops(results: Results, job: str) -> str:
     return markdown(pd.DataFrame(rows))
 
 
-BLOCKS["depth_first_hops.hops"] = lambda results: depth_hops(results, "depth_first_hops")
+for _job in ("depth_first_hops", "depth_first_hops_mamba"):
+    BLOCKS[f"{_job}.hops"] = (lambda job: lambda results: depth_hops(results, job))(_job)
 BLOCKS["depth_hour.table"] = lambda results: depth_table(results, "depth_hour")
 BLOCKS["depth_first_hops.table"] = lambda results: depth_table(results, "depth_first_hops")
+BLOCKS["depth_first_hops_mamba.table"] = lambda results: depth_table(results, "depth_first_hops_mamba")
 
 
 @block("checkpoints.manifest")
