@@ -362,14 +362,22 @@ def solvers_summary(results: Results, job: str) -> str:
     return markdown(pd.DataFrame(rows))
 
 
-def solvers_layers(results: Results, job: str, objectives: tuple[str, ...] | None = None) -> str:
+def solvers_layers(results: Results, job: str, objectives: tuple[str, ...] | None = None, solved: float | None = None) -> str:
     """Layer by layer (mean over seeds): r2's node decodable at '=' and at r1 (untrained in
-    brackets), and patching recovery there, for each model."""
+    brackets), and patching recovery there, for each model. With ``solved``, only the seeds
+    whose r2 accuracy reaches it (where the model is a solver), and the model says how many."""
     frame = _study(results, job)
     rows = []
     for (arch, objective, graph, overrides), model in _models(frame):
         if objectives and objective not in objectives:
             continue
+        shown = model_label(arch, objective, overrides)
+        if solved is not None:
+            r2 = _per_run(model, "tf_accuracy", "r2")
+            model = model[model["run"].isin(r2[r2 >= solved].index)]
+            shown += f", the {len(model['run'].unique())} of {len(r2)} seeds with r2 >= {solved:g}"
+            if model.empty:
+                continue
         from workbench.probes.activations import hook_layer
 
         model = model.assign(layer=model["hook"].map(_residual_layer))
@@ -377,7 +385,7 @@ def solvers_layers(results: Results, job: str, objectives: tuple[str, ...] | Non
         ssm = model[model["hook"].str.endswith("hook_ssm_state") & (model["metric"] == "patching_recovered")]
         ssm_means = ssm.assign(layer=ssm["hook"].map(hook_layer)).groupby(["position", "layer"])["value"].mean() if len(ssm) else None
         for layer in sorted(model["layer"].dropna().unique()):
-            row = {"model": model_label(arch, objective, overrides), "after": "embedding" if layer == 0 else f"block {int(layer) - 1}"}
+            row = {"model": shown, "after": "embedding" if layer == 0 else f"block {int(layer) - 1}"}
             for position, label in (("eq", "="), ("r1", "r1")):
                 row[f"r2's node at {label} (untrained)"] = (f"{pct(means.get(('probe_node_r2', position, layer)))} "
                                                            f"({pct(means.get(('probe_node_r2_untrained', position, layer)))})")
@@ -393,6 +401,7 @@ def solvers_layers(results: Results, job: str, objectives: tuple[str, ...] | Non
 for _job in ("solvers", "mamba_solvers", "deep_solvers"):
     BLOCKS[f"{_job}.summary"] = (lambda job: lambda results: solvers_summary(results, job))(_job)
     BLOCKS[f"{_job}.layers"] = (lambda job: lambda results: solvers_layers(results, job))(_job)
+BLOCKS["deep_solvers.layers_solved"] = lambda results: solvers_layers(results, "deep_solvers", solved=0.9)
 
 
 def study_value(results: Results, job: str, objective: str, metric: str, position: str, best_over_hooks: bool, arch: str | None = None) -> pd.Series:
