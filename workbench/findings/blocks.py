@@ -429,6 +429,8 @@ VALUES = {
     "deep_solvers.next_token.node_r2_r1": ("deep_solvers", "next_token", "probe_node_r2", "r1", True),
     "deep_solvers.next_token.patching_eq": ("deep_solvers", "next_token", "patching_recovered", "eq", True),
     "deep_solvers.next_token.patching_r1": ("deep_solvers", "next_token", "patching_recovered", "r1", True),
+    "deep_solvers.next_token.goal_eq": ("deep_solvers", "next_token", "probe_goal", "eq", True),
+    "deep_solvers.next_token.goal_eq_untrained": ("deep_solvers", "next_token", "probe_goal_untrained", "eq", True),
 }
 for _name, (_job, _objective, _metric, _position, _best_hook) in VALUES.items():
     BLOCKS[_name] = (lambda j, o, m, p, b: lambda results: spread(study_value(results, j, o, m, p, b)))(_job, _objective, _metric, _position, _best_hook)
@@ -576,3 +578,25 @@ def seeds_above(results: Results, job: str, objective: str, metric: str, positio
 
 
 BLOCKS["mamba_solvers.reverse.seeds_reading_eq"] = lambda results: seeds_above(results, "mamba_solvers", "reverse", "patching_recovered", "eq", 0.5)
+BLOCKS["deep_solvers.next_token.seeds_solved"] = lambda results: seeds_above(results, "deep_solvers", "next_token", "tf_accuracy", "r2", 0.9)
+
+
+def still_falling(results: Results, job: str, window: int = 1_000, solved: float = 0.9) -> str:
+    """For each run that ended below ``solved`` on r2: its held-out r2 loss over the last
+    ``window`` steps and the relative fall (``curves.csv``), the test of a budget limit."""
+    curves = results.table(job, "curves")
+    loss = curves[(curves["split"] == "test") & (curves["metric"] == "tf_loss") & (curves["position"] == "r2")]
+    accuracy = curves[(curves["split"] == "test") & (curves["metric"] == "tf_accuracy") & (curves["position"] == "r2")]
+    parts = []
+    for run, group in loss.groupby("run", sort=False):
+        last = group["step"].max()
+        final = accuracy[(accuracy["run"] == run) & (accuracy["step"] == last)]["value"].iloc[0]
+        if final >= solved:
+            continue
+        by_step = group.set_index("step")["value"]
+        before, now = by_step[last - window], by_step[last]
+        parts.append(f"seed {group['seed'].iloc[0]}: {num(before)} -> {num(now)} ({pct((before - now) / before)} down)")
+    return "; ".join(parts) if parts else "every seed solved"
+
+
+BLOCKS["deep_solvers.still_falling"] = lambda results: still_falling(results, "deep_solvers")
