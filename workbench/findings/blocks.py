@@ -561,7 +561,7 @@ def shipped_manifest(results: Results) -> str:
     trained = table[table["untrained_twin_of"].isna()]
     rows = [{
         "name": row["name"], "graph": row["graph"], "layers": row["n_layers"], "steps": row["step"],
-        "trained by (run)": f"`{row['command'].split(' --no-progress')[0]}` ({row['run']})",
+        "trained by (run)": f"`{re.sub(r' --(no-progress|out [^ ]+)', '', row['command'])}` ({row['run']})",  # where its runs folder was: not part of what trained it
         "training": duration(row["train_seconds"]), "scored on": "the paper's test file" if row["reference_file"].endswith(".txt") else "held-out stream",
         "r2 tf / greedy": f"{num(row['r2_tf'])} / {num(row['r2_greedy'])}",
         "path greedy": num(row["path_greedy"]), "untrained twin: r2 tf": num(table.set_index("name")["r2_tf"].get(row["name"] + "-untrained")),
