@@ -42,6 +42,16 @@ def test_the_rule_stops_on_a_flat_or_rising_loss_and_on_a_solved_first_decision(
     assert rule(curve((0, 4.0, 0.0), (500, 0.05, 0.995))) == "solved"  # before a full window
     assert rule(curve((0, 4.0, 0.0), (500, 1.0, 0.6))) is None
     assert rule([]) is None
+    assert rule(curve((0, 4.0, 0.0), (500, float("nan"), 0.0))) == "diverged"  # not a plateau, nor a budget limit
+
+
+def test_first_stop_replays_the_rule_over_the_evaluations():
+    from workbench.stopping import first_stop
+
+    metrics = curve(*MAMBA_G24)
+    assert first_stop(PlateauRule(window=1000, min_fall=0.02), metrics) is None
+    assert first_stop(PlateauRule(window=1000, min_fall=0.10), metrics) == (2000, "plateau")  # though not at 2,500 nor later
+    assert first_stop(PlateauRule(window=1000, min_fall=0.02, solved=0.9), metrics) == (4000, "solved")
 
 
 def test_the_rule_checks_its_settings_and_the_evaluation_schedule():
@@ -63,6 +73,15 @@ def test_training_stops_where_the_rule_says_and_a_resume_trains_no_further(tmp_p
     assert [m["step"] for m in checkpoint.metrics] == [0, 10, 20, 30]
     again = train(config, tmp_path / "run", progress=False, stop_when=at_30)
     assert again.step == 30 and [m["step"] for m in again.metrics] == [0, 10, 20, 30]
+
+    # a rule that would have stopped it earlier refuses the folder rather than mislabel it
+    from workbench.checkpoint import CheckpointError
+
+    at_10 = lambda metrics: "sooner" if metrics[-1]["step"] >= 10 else None  # noqa: E731
+    with pytest.raises(CheckpointError, match="trained to step 30, past step 10, where the stopping rule stops it"):
+        train(config, tmp_path / "run", progress=False, stop_when=at_10)
+    with pytest.raises(ValueError, match="plateau window 25 is not a multiple of train.eval_every=10"):
+        train(config, tmp_path / "other", progress=False, stop_when=PlateauRule(window=25))
 
     # without the rule the same folder trains on to the cap, to the weights of a run never stopped:
     # the schedule always spans train.steps
@@ -134,3 +153,18 @@ def test_the_depth_figure_names_how_each_cell_ended(tmp_path):
     assert notes[("gpt", "first_decision_only", 1, 3)] == "cap 8k"  # one seed at the cap names the cell a budget limit
     assert notes[("gpt", "first_decision_only", 2, 3)] == "plateau 2.5k"
     assert plot_depth(seeds, layers, lengths, tmp_path / "depth.png").stat().st_size > 10_000
+
+
+def test_a_rule_that_fires_at_the_cap_is_named_not_the_cap(tmp_path):
+    """A run whose rule fires at its last evaluation ended on the rule's reason (a plateau is a
+    limit of the model), even though it also reached train.steps."""
+    from workbench.study.run import training_rows
+
+    checkpoint = train(tiny_config(steps=40, eval_every=20, save_every=20, device="cpu"), tmp_path / "run", progress=False)
+    fires_at_40 = PlateauRule(window=40, min_fall=0.999, solved=1.0)  # the first evaluation 40 steps back is step 0, at step 40
+    rows = training_rows(checkpoint, fires_at_40).set_index("metric")
+    assert (rows.loc["train_steps", "value"], rows.loc["stopped_by_rule", "position"], rows.loc["stopped_by_rule", "value"]) == (40, "plateau", 1)
+    never = PlateauRule(window=40, min_fall=0.0, solved=1.0)  # fires only on a rising loss
+    if never(checkpoint.metrics) is None:
+        rows = training_rows(checkpoint, never).set_index("metric")
+        assert (rows.loc["stopped_by_rule", "position"], rows.loc["stopped_by_rule", "value"]) == ("cap", 0)

@@ -85,6 +85,7 @@ def test_a_four_run_study_on_local_ray_writes_the_table_figure_and_page(tmp_path
     ends = saved[saved["metric"].str.startswith("patching_ld_")].pivot_table(index="run", columns="metric", values="value")
     untrained_gap = (ends["patching_ld_clean_untrained"] - ends["patching_ld_corrupted_untrained"]).abs()
     assert (untrained_gap < 0.05).all()  # an untrained twin's r2 does not follow the goal: the control of "used"
+    assert ((ends["patching_ld_clean"] - ends["patching_ld_clean_untrained"]).abs() > 0.01).all()  # two models, not one patched twice
     for run in saved["run"].unique():  # each run in the workbench's own layout, with its own table
         assert (out / "checkpoints" / run / "model.safetensors").exists()
         assert len(pd.read_csv(out / "results" / run / "rows.csv")) == (saved["run"] == run).sum()

@@ -9,11 +9,14 @@ falling slowly, then learns it. So the rule watches the held-out loss of the fir
 the cap whatever the rule does.
 
 The rule is a pure function of ``metrics.jsonl``, so a resumed run stops where an uninterrupted
-one did.
+one did (``first_stop`` replays it over the evaluations a resumed run brings; a run trained past
+where the rule stops, under another rule or none, is refused rather than mislabelled).
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,10 +42,13 @@ class PlateauRule:
             raise ValueError(f"{where}: plateau window {self.window} is not a multiple of train.eval_every={eval_every}")
 
     def __call__(self, metrics: list[dict[str, Any]]) -> str | None:
-        """"solved", "plateau", or None (go on), from the evaluations logged so far."""
+        """"solved", "plateau", "diverged" (a non-finite loss), or None (go on), from the
+        evaluations logged so far."""
         if not metrics or "test" not in metrics[-1]:
             return None
         last = metrics[-1]
+        if not math.isfinite(last["test"]["tf_loss"][self.position]):
+            return "diverged"
         if last["test"]["tf_accuracy"][self.position] >= self.solved:
             return "solved"
         earlier = [m for m in metrics if m["step"] == last["step"] - self.window and "test" in m]
@@ -50,3 +56,15 @@ class PlateauRule:
             return None
         before, now = earlier[-1]["test"]["tf_loss"][self.position], last["test"]["tf_loss"][self.position]
         return "plateau" if before - now < self.min_fall * before else None
+
+
+def first_stop(rule: Callable[[list[dict[str, Any]]], str | None], metrics: list[dict[str, Any]]) -> tuple[int, str] | None:
+    """(step, reason) of the first evaluation (after step 0) at which ``rule`` stops training,
+    replayed over the metrics logged so far; None if it never does. A resume asks this, not
+    only the last evaluation, so that a run trained past where the rule stops is caught."""
+    for end, record in enumerate(metrics):
+        if record["step"] > 0 and "test" in record:
+            reason = rule(metrics[: end + 1])
+            if reason:
+                return record["step"], reason
+    return None

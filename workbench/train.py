@@ -41,6 +41,7 @@ from workbench.devices import resolve_device
 from workbench.identity import comparable_settings, incidental_changes, same_run, setting_changes
 from workbench.evaluate import evaluate
 from workbench.objectives import LossTerms, Objective, step_generator
+from workbench.stopping import first_stop
 from workbench.task import PathStarData, arm_paths
 
 def learning_rate(step: int, train: TrainConfig) -> float:
@@ -233,8 +234,15 @@ def _train_locked(config: RunConfig, run_dir: Path, resume: bool, until_step: in
     order = BatchOrder(len(train_data), graphs_per_step(config), cfg.seed)
 
     last = min(cfg.steps, until_step if until_step is not None else cfg.steps)
-    if stop_when is not None and step > 0 and metrics and metrics[-1]["step"] == step and stop_when(metrics):
-        last = step  # stopped here by the rule before
+    if stop_when is not None:
+        if hasattr(stop_when, "check_schedule"):
+            stop_when.check_schedule(cfg.eval_every, "train.eval_every")
+        stopped = first_stop(stop_when, metrics)
+        if stopped is not None and stopped[0] < step:
+            raise CheckpointError(f"{run_dir}: trained to step {step}, past step {stopped[0]}, where the stopping rule stops it "
+                                  f"({stopped[1]}); train under this rule in a fresh folder")
+        if stopped is not None:
+            last = step  # stopped here by the rule before
     started = time.time() - (metrics[-1]["elapsed_s"] if metrics else 0.0)
 
     def log_eval() -> None:

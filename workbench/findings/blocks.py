@@ -513,7 +513,7 @@ def depth_table(results: Results, job: str = "depth_hour") -> str:
     for (arch, objective, layers, seed), group in frame.groupby(["arch", "objective", "layers", "seed"], sort=True):
         row = {"model": model_label(arch, objective), "layers": layers, "seed": seed}
         for _, run in group.sort_values("path_length").iterrows():
-            ended = f", {run['stopped_by']} at {run['train_steps']:,}" if "stopped_by" in run and isinstance(run["stopped_by"], str) else ""
+            ended = f", {run['stopped_by']} at {int(run['train_steps']):,}" if isinstance(run.get("stopped_by"), str) else ""
             row[f"l = {run['path_length']} ({run['path_length'] - 2} hops)"] = f"{num(run['r2'])} ({num(run['r2_loss'], 2)}{ended})"
         rows.append(row)
     return markdown(pd.DataFrame(rows))
@@ -590,10 +590,10 @@ def still_falling(results: Results, job: str, window: int = 1_000, solved: float
     parts = []
     for run, group in loss.groupby("run", sort=False):
         last = group["step"].max()
-        final = accuracy[(accuracy["run"] == run) & (accuracy["step"] == last)]["value"].iloc[0]
-        if final >= solved:
-            continue
+        final = accuracy[(accuracy["run"] == run) & (accuracy["step"] == last)]["value"]
         by_step = group.set_index("step")["value"]
+        if final.empty or final.iloc[0] >= solved or last - window not in by_step:
+            continue
         before, now = by_step[last - window], by_step[last]
         parts.append(f"seed {group['seed'].iloc[0]}: {num(before)} -> {num(now)} ({pct((before - now) / before)} down)")
     return "; ".join(parts) if parts else "every seed solved"

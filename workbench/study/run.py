@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from workbench.stopping import PlateauRule
+from workbench.stopping import PlateauRule, first_stop
 from workbench.study.spec import ProbeSettings, StudyRun
 
 ROW_COLUMNS = ("metric", "hook", "position", "value")
@@ -78,8 +78,10 @@ def _rule_dict(plateau: PlateauRule | None) -> dict[str, Any] | None:
 
 def training_rows(checkpoint, plateau: PlateauRule) -> pd.DataFrame:
     """Where training ended under the plateau rule: ``train_steps`` (steps trained) and
-    ``stopped_by_rule`` (1: the rule stopped it, its reason in ``position``; 0: the cap)."""
-    reason = plateau(checkpoint.metrics) if checkpoint.step < checkpoint.config.train.steps else None
+    ``stopped_by_rule`` (1: the rule stops it there, its reason in ``position``, also when that
+    is the cap's step; 0: the cap, the rule never firing)."""
+    stopped = first_stop(plateau, checkpoint.metrics)
+    reason = stopped[1] if stopped is not None and stopped[0] == checkpoint.step else None
     return pd.DataFrame({"metric": ["train_steps", "stopped_by_rule"], "hook": "", "position": ["", reason or "cap"],
                          "value": [float(checkpoint.step), float(reason is not None)]})
 
@@ -100,6 +102,7 @@ def execute_run(
 
     torch.set_num_threads(max(1, int(threads)))
     out = Path(out)
+    (result_dir(out, run) / "done.json").unlink(missing_ok=True)  # rows.csv is current again only when this run rewrites both
     started = time.perf_counter()
     checkpoint = train(run.config, checkpoint_dir(out, run), progress=False, stop_when=plateau)
     trained_s = time.perf_counter() - started
@@ -171,7 +174,7 @@ def _patching(checkpoint, settings: dict, threads: int) -> pd.DataFrame:
     from workbench.factory import build_model
 
     data = evaluation_graphs(checkpoint.config.task, settings["n_graphs"])
-    twin = build_model(checkpoint.config, seed=checkpoint.config.train.seed).to(next(checkpoint.model.parameters()).device)
+    twin = build_model(checkpoint.config, seed=checkpoint.config.train.seed).to(next(checkpoint.model.parameters()).device).eval()
     frames = []
     for model, suffix in ((checkpoint.model, ""), (twin, "_untrained")):
         table = goal_patching(model, data, checkpoint.objective)
