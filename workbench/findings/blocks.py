@@ -28,7 +28,6 @@ JOBS = {
     "remedies_quick": "workbench study studies/remedies.toml --subset quick --results results/remedies_quick",
     "solvers": "workbench study studies/solvers.toml --results results/solvers",
     "mamba_solvers": "workbench study studies/mamba_solvers.toml --results results/mamba_solvers",
-    "depth_hour": "workbench study studies/depth.toml --subset hour --results results/depth_hour",
     "deep_solvers": "workbench study studies/deep_solvers.toml --subset cpu --results results/deep_solvers",
     "depth_first_hops": "workbench study studies/depth.toml --subset first_hops archs=gpt --results results/depth_first_hops",
     "depth_first_hops_mamba": ("workbench study studies/depth.toml --subset archs=mamba objectives=first_decision_only graphs=2,2,50 "
@@ -485,7 +484,7 @@ def remedies_arm_max(results: Results) -> str:
     return num(per_seed(_study(results, "remedies_quick"))["arm_probe"].max())
 
 
-def depth_frame(results: Results, job: str = "depth_hour") -> pd.DataFrame:
+def depth_frame(results: Results, job: str) -> pd.DataFrame:
     """One row per depth-study run: layers (from its overrides), path length (from its graph),
     r2 accuracy and loss, and, under a plateau rule, the steps trained and what ended training
     ("plateau", "solved" or "cap")."""
@@ -503,7 +502,7 @@ def depth_frame(results: Results, job: str = "depth_hour") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def depth_table(results: Results, job: str = "depth_hour") -> str:
+def depth_table(results: Results, job: str) -> str:
     """r2 accuracy (and its loss) by layers x path length, one row per (arch, objective,
     layers, seed); under a plateau rule each cell also says how training ended and when."""
     frame = depth_frame(results, job)
@@ -547,7 +546,6 @@ def depth_hops(results: Results, job: str) -> str:
 
 for _job in ("depth_first_hops", "depth_first_hops_mamba"):
     BLOCKS[f"{_job}.hops"] = (lambda job: lambda results: depth_hops(results, job))(_job)
-BLOCKS["depth_hour.table"] = lambda results: depth_table(results, "depth_hour")
 BLOCKS["depth_first_hops.table"] = lambda results: depth_table(results, "depth_first_hops")
 BLOCKS["depth_first_hops_mamba.table"] = lambda results: depth_table(results, "depth_first_hops_mamba")
 
