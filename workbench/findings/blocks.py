@@ -30,8 +30,7 @@ JOBS = {
     "mamba_solvers": "workbench study studies/mamba_solvers.toml --results results/mamba_solvers",
     "deep_solvers": "workbench study studies/deep_solvers.toml --subset cpu --results results/deep_solvers",
     "depth_first_hops": "workbench study studies/depth.toml --subset first_hops archs=gpt --results results/depth_first_hops",
-    "depth_first_hops_mamba": ("workbench study studies/depth.toml --subset archs=mamba objectives=first_decision_only graphs=2,2,50 "
-                               "graphs=2,3,50 graphs=2,4,50 overrides=model.n_layers=1 seeds=0 --results results/depth_first_hops_mamba"),
+    "depth_first_hops_mamba": "workbench study studies/depth.toml --subset first_hops archs=mamba --results results/depth_first_hops_mamba",
 }
 BLOCKS: dict[str, Callable[[Results], str]] = {}
 
