@@ -484,15 +484,15 @@ def remedies_arm_max(results: Results) -> str:
 
 
 def depth_frame(results: Results, job: str) -> pd.DataFrame:
-    """One row per depth-study run: layers (from its overrides), path length (from its graph),
+    """One row per depth-study run: its seed, layers (from its overrides), path length (from its graph),
     r2 accuracy and loss, and, under a plateau rule, the steps trained and what ended training
     ("plateau", "solved" or "cap")."""
     frame = _study(results, job)
     rows = []
-    for (run, objective, arch, graph, overrides), group in frame.groupby(["run", "objective", "arch", "graph", "overrides"], sort=False):
+    for (run, objective, arch, graph, overrides, seed), group in frame.groupby(["run", "objective", "arch", "graph", "overrides", "seed"], sort=False):
         settings = dict(item.split("=", 1) for item in overrides.split())
         value = group[group["hook"] == ""].set_index(["metric", "position"])["value"]
-        rows.append({"run": run, "objective": objective, "arch": arch, "layers": int(settings["model.n_layers"]),
+        rows.append({"run": run, "objective": objective, "arch": arch, "seed": seed, "layers": int(settings["model.n_layers"]),
                      "path_length": int(graph.strip("G()").split(",")[1]),
                      "r2": value.get(("tf_accuracy", "r2")), "r2_loss": value.get(("tf_loss", "r2"))})
         stopped = group[group["metric"] == "stopped_by_rule"]
@@ -505,8 +505,6 @@ def depth_table(results: Results, job: str) -> str:
     """r2 accuracy (and its loss) by layers x path length, one row per (arch, objective,
     layers, seed); under a plateau rule each cell also says how training ended and when."""
     frame = depth_frame(results, job)
-    if "seed" not in frame:
-        frame = frame.assign(seed=frame["run"].str.extract(r"-s(\d+)$")[0].astype(int))
     rows = []
     for (arch, objective, layers, seed), group in frame.groupby(["arch", "objective", "layers", "seed"], sort=True):
         row = {"model": model_label(arch, objective), "layers": layers, "seed": seed}
@@ -525,7 +523,7 @@ def depth_hops(results: Results, job: str) -> str:
     learned (accuracy >= ``LEARNED``), and how the first unlearned path length ended: a plateau
     (r2's loss stopped falling: a limit of this model) or the cap (a limit of the budget)."""
     frame = depth_frame(results, job)
-    frame = frame.assign(seed=frame["run"].str.extract(r"-s(\d+)$")[0].astype(int), hops=frame["path_length"] - 2)
+    frame = frame.assign(hops=frame["path_length"] - 2)
     rows = []
     for (arch, objective, layers, seed), group in frame.groupby(["arch", "objective", "layers", "seed"], sort=True):
         group = group.sort_values("hops")
