@@ -33,17 +33,44 @@ def test_scan_backward_passes_gradcheck():
     assert torch.autograd.gradcheck(lambda *a: SelectiveScan.apply(*a, False), scan_inputs(2, 6, 4, 3, torch.float64))
 
 
-@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
-def test_fast_scan_equals_reference_values_and_gradients(compiled):
-    inputs = scan_inputs(3, 11, 8, 4, torch.float32, seed=1)
+@pytest.mark.parametrize("impl,shape", [
+    ("torch", (3, 11, 8, 4)), ("compiled", (3, 11, 8, 4)),
+    # the kernel works on blocks of 16 channels: one block, a partial one, two and a partial one
+    ("cpp", (3, 11, 8, 4)), ("cpp", (2, 7, 16, 16)), ("cpp", (4, 13, 37, 5)),
+])
+def test_fast_scan_equals_reference_values_and_gradients(impl, shape):
+    inputs = scan_inputs(*shape, torch.float32, seed=1)
     expected = selective_scan_ref(*inputs)
     upstream = torch.randn_like(expected)
     expected_grads = torch.autograd.grad(expected, inputs, upstream)
-    got = selective_scan(*inputs, compiled=compiled)
+    got = selective_scan(*inputs, impl=impl)
     got_grads = torch.autograd.grad(got, inputs, upstream)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
     for name, a, b in zip("u dt A B C D".split(), got_grads, expected_grads):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4, msg=name)
+
+
+def test_cpp_scan_gradients_do_not_depend_on_the_thread_count_and_nan_propagates():
+    inputs = scan_inputs(5, 9, 20, 4, torch.float32, seed=2)
+    upstream = torch.randn(5, 9, 20)
+
+    def grads():
+        return torch.autograd.grad(selective_scan(*inputs, impl="cpp"), inputs, upstream)
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = grads()
+        torch.set_num_threads(2)
+        two = grads()
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(one, two):
+        assert torch.equal(a, b)
+    u, *rest = (x.detach().clone() for x in inputs)
+    u[1, 3, 7] = float("nan")
+    y = selective_scan(u, *rest, impl="cpp")
+    assert y[1, 3:, 7].isnan().all() and not y[0].isnan().any() and not y[1, :3].isnan().any()
 
 
 def test_shifted_conv_equals_torch_depthwise_conv_values_and_gradients():

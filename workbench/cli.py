@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 # Only light modules at the top: `workbench --help` must answer at once, so torch,
 # TransformerLens and pandas are imported inside the verbs that need them.
 from workbench.config import ARCHS, DEFAULT_JOBS, DEFAULT_OBJECTIVES, PRESETS, PROBE_GRAPHS, apply_overrides, preset_config
+from workbench.models.configs import SCANS
 from workbench.objectives import OBJECTIVES
 
 if TYPE_CHECKING:
@@ -348,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     ihf.add_argument("hf_dir", help="directory with config.json and the weights")
     ihf.add_argument("--graph", type=_graph, required=True, help="degree,path_length,num_nodes the model works on")
     ihf.add_argument("--objective", choices=sorted(OBJECTIVES), default="next_token", help="objective it was trained with (decides decoding)")
-    ihf.add_argument("--scan", choices=["torch", "compiled", "mamba_ssm"], default="compiled", help="Mamba: the selective-scan implementation to use")
+    ihf.add_argument("--scan", choices=list(SCANS), default="cpp", help="Mamba: the selective-scan implementation to use")
     ihf.add_argument("--out", required=True, help="checkpoint directory")
     ihf.set_defaults(func=cmd_import_hf)
 

@@ -32,7 +32,7 @@ class GPTConfig:
 
 
 
-SCANS = ("torch", "compiled", "mamba_ssm")
+SCANS = ("torch", "compiled", "cpp", "mamba_ssm")
 
 
 @dataclass
@@ -46,7 +46,9 @@ class MambaConfig:
     tie_embeddings: bool = True
     init_std: float = 0.02  # token embedding
     norm_eps: float = 1e-5
-    scan: str = "compiled"  # torch (eager loop) | compiled (the loop's steps fused by torch.compile) | mamba_ssm (CUDA kernels)
+    # cpp (a C++ CPU kernel, built on first use; on a GPU tensor it runs "compiled") | torch (eager
+    # loop) | compiled (the loop's steps fused by torch.compile) | mamba_ssm (CUDA kernels)
+    scan: str = "cpp"
 
     def __post_init__(self) -> None:
         for name in ("n_layers", "d_model", "d_state", "expand", "d_conv"):

@@ -34,10 +34,11 @@ the ones the recurrence continues from, h_{t+1} = exp(dt A) h_t(patched) + dt B 
 y_t = C_t h_t + D x_t at every position, so a patched state reaches every later output, as
 the model's memory would. ``"local"`` (``model.ssm_state_patch = "local"``) instead uses the
 returned states only for the outputs at their own positions, as TransformerLens' Mamba
-bridge does; it isolates what h_t says to y_t alone. Otherwise the scan runs on
-``SelectiveScan`` (pure PyTorch; ``scan="compiled"``, the default, fuses its steps with
-``torch.compile``, ``scan="torch"`` runs them eagerly) or, with ``scan="mamba_ssm"``, on
-mamba-ssm's CUDA kernel. All three compute the same function (tested).
+bridge does; it isolates what h_t says to y_t alone. Otherwise the scan runs on a C++ CPU
+kernel (``scan="cpp"``, the default; ``selective_scan_cpu``), on ``SelectiveScan`` (pure
+PyTorch; ``scan="compiled"`` fuses its steps with ``torch.compile``, ``scan="torch"`` runs them
+eagerly; on a GPU "cpp" runs "compiled") or, with ``scan="mamba_ssm"``, on mamba-ssm's CUDA
+kernel. All compute the same function (tested).
 """
 
 from __future__ import annotations
@@ -101,8 +102,9 @@ class MambaMixer(nn.Module):
             y = self._hooked_scan(x, dt, A, B, C)
         elif cfg.scan == "mamba_ssm":
             y = _mamba_ssm_scan(x, dt, A, B, C, self.D)
-        else:
-            y = selective_scan(x, dt, A, B, C, self.D, compiled=cfg.scan == "compiled")
+        else:  # the C++ kernel is CPU-only: on a GPU "cpp" (the default) runs the compiled steps
+            impl = "compiled" if cfg.scan == "cpp" and x.device.type != "cpu" else cfg.scan
+            y = selective_scan(x, dt, A, B, C, self.D, impl=impl)
         y = self.hook_y(y)
         return self.hook_ssm_out(self.out_proj(y * F.silu(z)))
 

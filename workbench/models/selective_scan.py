@@ -20,7 +20,9 @@ reverse-time recurrence (optionally fused by ``torch.compile``):
     dA      = sum_{b,t} g_t dt_t exp(dt_t A) h_{t-1}
 
 ``selective_scan_ref`` is the same function written as the recurrence, differentiated by
-autograd; the tests hold the two together, values and gradients. ``propagate_patch`` reruns
+autograd; the tests hold it and the fast versions together, values and gradients. On a CPU
+the fastest is the C++ kernel of ``selective_scan_cpu`` (the same recurrences, one block of
+channels at a time with the state in registers); ``SelectiveScan`` is the portable one. ``propagate_patch`` reruns
 the recurrence after a patch of the states (HookedMamba's ``hook_ssm_state``), so a patched
 h_t is what h_{t+1} is computed from.
 """
@@ -170,10 +172,17 @@ class SelectiveScan(torch.autograd.Function):
         return grad_u, grad_dt, grad_A.sum(0), grad_B, grad_C, grad_D, None, None
 
 
-def selective_scan(u: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, compiled: bool = False) -> Float[Tensor, "batch pos d_inner"]:
-    """Fast pure-PyTorch selective scan (see ``SelectiveScan``); runs in float32."""
+def selective_scan(u: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, impl: str = "compiled") -> Float[Tensor, "batch pos d_inner"]:
+    """The selective scan in float32: ``impl`` "torch" or "compiled" (``SelectiveScan``, its steps
+    eager or fused by ``torch.compile``), or "cpp" (``selective_scan_cpu``, the C++ CPU kernel)."""
     dtype = u.dtype
     args = [x.float().contiguous() for x in (u, dt, A, B, C, D)]
+    if impl == "cpp":
+        from workbench.models.selective_scan_cpu import CppSelectiveScan
+
+        return CppSelectiveScan.apply(*args).to(dtype)
+    if impl not in ("torch", "compiled"):
+        raise ValueError(f"selective_scan(impl={impl!r}): expected 'torch', 'compiled' or 'cpp'")
     # grad mode is off inside Function.forward and needs_input_grad ignores no_grad: decide here
     keep_states = torch.is_grad_enabled() and any(x.requires_grad for x in args)
-    return SelectiveScan.apply(*args, compiled, keep_states).to(dtype)
+    return SelectiveScan.apply(*args, impl == "compiled", keep_states).to(dtype)
