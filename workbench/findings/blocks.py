@@ -29,8 +29,8 @@ JOBS = {
     "solvers": "workbench study studies/solvers.toml --results results/solvers",
     "mamba_solvers": "workbench study studies/mamba_solvers.toml --results results/mamba_solvers",
     "deep_solvers": "workbench study studies/deep_solvers.toml --subset cpu --results results/deep_solvers",
-    "depth_first_hops": "workbench study studies/depth.toml --subset first_hops archs=gpt --results results/depth_first_hops",
-    "depth_first_hops_mamba": "workbench study studies/depth.toml --subset first_hops archs=mamba --results results/depth_first_hops_mamba",
+    "depth_first_hops": "workbench study studies/depth.toml --subset first_hops_seeds archs=gpt --results results/depth_first_hops",
+    "depth_first_hops_mamba": "workbench study studies/depth.toml --subset first_hops_seeds archs=mamba --results results/depth_first_hops_mamba",
 }
 BLOCKS: dict[str, Callable[[Results], str]] = {}
 
@@ -50,11 +50,9 @@ class Results:
             path = self.path(job, f"{name}.csv")
             if not path.exists():
                 raise FileNotFoundError(f"{path}: not found; the job that writes it: {JOBS.get(job, 'unknown job')}")
-            frame = pd.read_csv(path, keep_default_na=False, na_values=[""])
-            for column in ("hook", "overrides"):
-                if column in frame:
-                    frame[column] = frame[column].astype(object).fillna("")  # an all-empty column reads as float NaN
-            self._tables[(job, name)] = frame
+            from workbench.study.figures import empty_as_blank
+
+            self._tables[(job, name)] = empty_as_blank(pd.read_csv(path, keep_default_na=False, na_values=[""]))
         return self._tables[(job, name)]
 
     def provenance(self, job: str) -> dict:
@@ -484,21 +482,17 @@ def remedies_arm_max(results: Results) -> str:
 
 
 def depth_frame(results: Results, job: str) -> pd.DataFrame:
-    """One row per depth-study run: its seed, layers (from its overrides), path length (from its graph),
-    r2 accuracy and loss, and, under a plateau rule, the steps trained and what ended training
-    ("plateau", "solved" or "cap")."""
-    frame = _study(results, job)
-    rows = []
-    for (run, objective, arch, graph, overrides, seed), group in frame.groupby(["run", "objective", "arch", "graph", "overrides", "seed"], sort=False):
-        settings = dict(item.split("=", 1) for item in overrides.split())
-        value = group[group["hook"] == ""].set_index(["metric", "position"])["value"]
-        rows.append({"run": run, "objective": objective, "arch": arch, "seed": seed, "layers": int(settings["model.n_layers"]),
-                     "path_length": int(graph.strip("G()").split(",")[1]),
-                     "r2": value.get(("tf_accuracy", "r2")), "r2_loss": value.get(("tf_loss", "r2"))})
-        stopped = group[group["metric"] == "stopped_by_rule"]
-        if len(stopped):
-            rows[-1].update(train_steps=int(group.loc[group["metric"] == "train_steps", "value"].iloc[0]), stopped_by=stopped["position"].iloc[0])
-    return pd.DataFrame(rows)
+    """One row per depth-study run (``per_seed``'s: seed, r2 accuracy and loss, and under a
+    plateau rule the steps trained and what ended training, "plateau", "solved" or "cap"),
+    with its layers (from its overrides) and path length (from its graph)."""
+    from workbench.study.figures import per_seed
+
+    frame = per_seed(_study(results, job)).rename(columns={"r2_accuracy": "r2"})
+    frame["layers"] = [int(dict(item.split("=", 1) for item in o.split())["model.n_layers"]) for o in frame["overrides"]]
+    frame["path_length"] = [int(graph.strip("G()").split(",")[1]) for graph in frame["graph"]]
+    if "train_steps" in frame:
+        frame["train_steps"] = frame["train_steps"].astype("Int64")
+    return frame
 
 
 def depth_table(results: Results, job: str) -> str:

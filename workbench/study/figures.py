@@ -35,7 +35,7 @@ MEASURES = {  # column of per_seed -> what the page calls it
 MEASURE_TARGET = {"arm_probe": "arm", "arm_probe_control": "arm", "arm_probe_untrained": "arm", "goal_at_eq": "goal", "node_r2_at_eq": "node_r2"}
 
 
-def _empty_as_blank(table: pd.DataFrame) -> pd.DataFrame:
+def empty_as_blank(table: pd.DataFrame) -> pd.DataFrame:
     """The hook and overrides cells pd.read_csv gives back as NaN, as "" (an all-empty column
     reads as float: made object first)."""
     columns = [c for c in ("hook", "overrides") if c in table]
@@ -45,7 +45,7 @@ def _empty_as_blank(table: pd.DataFrame) -> pd.DataFrame:
 def per_seed(table: pd.DataFrame) -> pd.DataFrame:
     """One row per run: its identity and the measures of ``MEASURES`` (NaN where the study did
     not compute that stage or the value is undefined)."""
-    table = _empty_as_blank(table)  # as pd.read_csv gives study.csv back: empty cells are NaN
+    table = empty_as_blank(table)  # as pd.read_csv gives study.csv back: empty cells are NaN
     identity = [c for c in ("study", "objective", "arch", "graph", "preset", "overrides", "seed", "run") if c in table.columns]
     rows = []
     for key, run in table.groupby(identity, sort=False, dropna=False):
@@ -189,7 +189,7 @@ def solver_lines(table: pd.DataFrame, positions: tuple[str, ...] = ("eq", "r1"))
     has several)."""
     from workbench.probes.activations import hook_layer
 
-    table = _empty_as_blank(table)
+    table = empty_as_blank(table)
     keep = table["metric"].str.startswith("probe_node_r2") | (table["metric"] == "patching_recovered")
     residual = (table["hook"] == "hook_embed") | table["hook"].str.fullmatch(r"blocks\.\d+\.hook_resid_post")
     lines = table[keep & residual & table["position"].isin(positions)].copy()
