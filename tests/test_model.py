@@ -68,6 +68,33 @@ def test_unhooked_path_is_bit_identical_to_the_hooked_model(attention):
     assert all(torch.equal(hooked_grads[name], grad) for name, grad in _grads(model).items())
 
 
+@pytest.mark.parametrize("attention", ["causal", "bidirectional"])
+@pytest.mark.parametrize("n_layers", [1, 2])
+def test_answer_rows_alone_match_the_full_forward(attention, n_layers):
+    """``first`` spares the last block the rows before it: its rows of the logits and the
+    residual, and every gradient of a loss on them, must match the full forward's (up to the
+    rounding of matrix products of another shape), and the hooked path must slice the same."""
+    model = build_gpt(GPTConfig(n_layers=n_layers, d_model=64, n_heads=4), SPEC, seed=0, attention=attention)
+    tokens = generate(SPEC, 8, seed=3).prompt_tokens()
+    first = SPEC.eq_position
+    full_logits, full_resid, _ = unhooked_forward(model, tokens)
+    full_logits[:, first:].square().mean().backward()
+    full_grads = _grads(model)
+    model.zero_grad()
+
+    logits, resid, embed = unhooked_forward(model, tokens, first)
+    assert logits.shape == (8, tokens.shape[1] - first, SPEC.vocab_size)
+    torch.testing.assert_close(logits, full_logits[:, first:], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(resid, full_resid[:, first:], rtol=1e-5, atol=1e-6)
+    logits.square().mean().backward()
+    for name, grad in _grads(model).items():
+        torch.testing.assert_close(grad, full_grads[name], rtol=1e-4, atol=1e-7, msg=name)
+    hooked = model.run_with_hooks(tokens, fwd_hooks=[("blocks.0.hook_mlp_out", lambda tensor, hook: tensor)])
+    torch.testing.assert_close(hooked[:, first:], logits, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="first=13"):
+        models.logits_of(model, tokens[:, :13], first=13)
+
+
 def test_logits_of_honours_hooks():
     """A hook attached by the user must see (and may change) what training computes."""
     model = build_gpt(GPTConfig(n_layers=2, d_model=64, n_heads=4), SPEC, seed=0)

@@ -15,19 +15,25 @@ if TYPE_CHECKING:  # torch is imported by the model modules, not here: configs s
     from torch import Tensor, nn
 
 
-def logits_of(model: nn.Module, tokens: Tensor) -> Tensor:
-    """``model(tokens)``, the way training and decoding call a model.
+def logits_of(model: nn.Module, tokens: Tensor, first: int = 0) -> Tensor:
+    """``model(tokens)[:, first:]``, the way training and decoding call a model.
 
     A GPT (a TransformerBridge of ``build_gpt``) with no hook attached anywhere is run by
     ``gpt.unhooked_forward``: the bridge's hook points are identities then, so the logits
-    and their gradients are bit-identical and the step skips the bridge's dispatch. Any
-    hook, a processed (compatibility-mode) bridge or another model takes the ordinary call.
+    and their gradients are bit-identical and the step skips the bridge's dispatch. There
+    ``first`` also spares the last block and the head the rows before ``first`` (a loss
+    that reads only the answer slots asks for them alone); the rows it gives agree with the
+    full call's up to rounding. Any hook, a processed (compatibility-mode) bridge or another
+    model takes the ordinary call, sliced.
     """
+    if not 0 <= first < tokens.shape[1]:
+        raise ValueError(f"first={first}: expected a position in [0, {tokens.shape[1]})")
     if not _runs_unhooked(model):
-        return model(tokens)
+        logits = model(tokens)
+        return logits[:, first:] if first else logits
     from workbench.models.gpt import unhooked_forward
 
-    return unhooked_forward(model, tokens)[0]
+    return unhooked_forward(model, tokens, first)[0]
 
 
 def _runs_unhooked(model: nn.Module) -> bool:
@@ -79,14 +85,19 @@ def unembed(model: nn.Module, normed: Tensor) -> Tensor:
     return model.unembed(normed)
 
 
-def forward_with_residual(model: nn.Module, tokens: Tensor, embed: bool = False) -> tuple[Tensor, Tensor, Tensor | None]:
+def forward_with_residual(
+    model: nn.Module, tokens: Tensor, embed: bool = False, first: int = 0
+) -> tuple[Tensor, Tensor, Tensor | None]:
     """(logits, final residual stream, token embeddings or None) of one forward pass, with
     gradients: the hooks read the tensors, they change nothing (an unhooked GPT computes the
-    same tensors without them, see ``logits_of``)."""
+    same tensors without them, see ``logits_of``). Logits and residual are those of
+    positions ``first:`` (``logits_of``'s ``first``); the embeddings cover every position."""
+    if not 0 <= first < tokens.shape[1]:
+        raise ValueError(f"first={first}: expected a position in [0, {tokens.shape[1]})")
     if _runs_unhooked(model):
         from workbench.models.gpt import unhooked_forward
 
-        logits, resid, embedded = unhooked_forward(model, tokens)
+        logits, resid, embedded = unhooked_forward(model, tokens, first)
         return logits, resid, embedded if embed else None
     seen: dict[str, Tensor] = {}
 
@@ -99,4 +110,4 @@ def forward_with_residual(model: nn.Module, tokens: Tensor, embed: bool = False)
 
     hooks = [(final_residual_hook(model), keeper("resid"))] + ([("hook_embed", keeper("embed"))] if embed else [])
     logits = model.run_with_hooks(tokens, fwd_hooks=hooks)
-    return logits, seen["resid"], seen.get("embed")
+    return logits[:, first:], seen["resid"][:, first:], seen.get("embed")

@@ -67,30 +67,42 @@ def build_gpt(
     return model
 
 
-def unhooked_forward(model: TransformerBridge, tokens: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def unhooked_forward(model: TransformerBridge, tokens: Tensor, first: int = 0) -> tuple[Tensor, Tensor, Tensor]:
     """(logits, final residual stream, token embeddings) of ``model(tokens)`` for a model of
     ``build_gpt`` with no hook attached, from the modules the bridge wraps: the same
     operations in the same order as the native model's forward (embeddings, pre-LN blocks
     with the causal mask applied by ``masked_fill``, final norm, head), so every output and
     gradient is bit-identical to the hooked call, without the bridge's per-module dispatch.
     Callers go through ``workbench.models.logits_of`` or ``forward_with_residual``, which
-    check for hooks."""
+    check for hooks.
+
+    ``first`` > 0 asks only for positions ``first:`` of the logits and the final residual
+    (a loss that reads the answer slots alone): the last block then computes its keys and
+    values at every position but its queries, attention output and MLP, and the final norm
+    and head, only there. Nothing else reads those rows, so the outputs are the full call's
+    rows ``first:`` up to the rounding of matrix products of another shape; in a 2-layer
+    model of G(2,5,50) (answer: the last 5 of 31 positions) this is a third of the step's
+    arithmetic (benchmarks/trainer_step.py)."""
     batch, seq = tokens.shape
     positions = torch.arange(seq, device=tokens.device).unsqueeze(0).expand(batch, -1)
     embed = model.embed.original_component(tokens)
     x = embed + model.pos_embed.original_component(positions)
-    for block in model.blocks:
+    last = len(model.blocks) - 1
+    for layer, block in enumerate(model.blocks):
+        start = first if layer == last else 0  # the rows the rest of the forward reads
         attn = block.attn.original_component
         normed = block.ln1.original_component(x)
-        q, k, v = (getattr(block.attn, name).original_component(normed).view(batch, seq, attn.n_heads, attn.d_head).transpose(1, 2) for name in "qkv")
+        queries = normed[:, start:] if start else normed
+        q = block.attn.q.original_component(queries).view(batch, seq - start, attn.n_heads, attn.d_head).transpose(1, 2)
+        k, v = (getattr(block.attn, name).original_component(normed).view(batch, seq, attn.n_heads, attn.d_head).transpose(1, 2) for name in "kv")
         scores = torch.matmul(q, k.transpose(-2, -1)) / attn.scale
         if attn.causal:
-            mask = attn.causal_mask[:seq, :seq]
+            mask = attn.causal_mask[start:seq, :seq]
             pattern = F.softmax(scores.masked_fill(mask, float("-inf")), dim=-1).masked_fill(mask, 0.0)
         else:
             pattern = F.softmax(scores, dim=-1)
-        attended = torch.matmul(pattern, v).transpose(1, 2).contiguous().view(batch, seq, -1)
-        x = x + block.attn.o.original_component(attended)
+        attended = torch.matmul(pattern, v).transpose(1, 2).contiguous().view(batch, seq - start, -1)
+        x = (x[:, start:] if start else x) + block.attn.o.original_component(attended)
         hidden = F.gelu(block.mlp.fc_in.original_component(block.ln2.original_component(x)), approximate="tanh")
         x = x + block.mlp.fc_out.original_component(hidden)
     return model.unembed.original_component(model.ln_final.original_component(x)), x, embed

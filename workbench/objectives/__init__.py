@@ -76,7 +76,7 @@ def params_fields(name: str) -> dict[str, Any]:
     return {f.name: getattr(objective_class(name).Params(), f.name) for f in dataclasses.fields(objective_class(name).Params)}
 
 
-_BASE = ("Batch", "LossTerms", "NoParams", "Objective", "answer_logits", "step_generator")
+_BASE = ("Batch", "LossTerms", "NoParams", "Objective", "answer_logits", "answer_logits_of", "step_generator")
 
 
 def __getattr__(name: str) -> Any:
@@ -88,6 +88,6 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "Batch", "LossTerms", "NoParams", "OBJECTIVES", "Objective", "REGISTRY", "answer_logits", "get_objective",
+    "Batch", "LossTerms", "NoParams", "OBJECTIVES", "Objective", "REGISTRY", "answer_logits", "answer_logits_of", "get_objective",
     "objective_class", "params_fields", "step_generator",
 ]

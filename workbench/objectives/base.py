@@ -53,6 +53,12 @@ def answer_logits(logits: Float[Tensor, "batch pos d_vocab"], spec: GraphSpec) -
     return logits[:, start : start + spec.path_length]
 
 
+def answer_logits_of(model: nn.Module, inputs: Int[Tensor, "batch pos"], spec: GraphSpec) -> Float[Tensor, "batch l d_vocab"]:
+    """``answer_logits(model(inputs))`` computed for the answer positions alone where the
+    model allows (``logits_of``'s ``first``): what a loss that reads only them calls."""
+    return logits_of(model, inputs, first=spec.eq_position)[:, : spec.path_length]
+
+
 def step_generator(seed: int, step: int) -> torch.Generator:
     """The generator of an objective's per-step randomness: a pure function of (seed, step)."""
     return torch.Generator().manual_seed(1_000_000_007 * (seed + 1) + step)
@@ -162,7 +168,7 @@ class Objective:
         return {"inputs": self.inputs(graphs.prompt_tokens(), targets, graphs.spec), "targets": targets}
 
     def loss(self, model: nn.Module, parts: nn.Module | None, batch: Batch, spec: GraphSpec) -> LossTerms:
-        logits = answer_logits(logits_of(model, batch["inputs"]), spec).float()
+        logits = answer_logits_of(model, batch["inputs"], spec).float()
         return self.next_token_terms(logits, batch["targets"], spec)
 
     def next_token_terms(self, logits: Tensor, targets: Tensor, spec: GraphSpec) -> LossTerms:

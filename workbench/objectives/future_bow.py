@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from workbench.models import final_norm, forward_with_residual
-from workbench.objectives.base import Batch, LossTerms, Objective, answer_logits, check_range
+from workbench.objectives.base import Batch, LossTerms, Objective, check_range
 from workbench.task import GraphSpec
 
 
@@ -55,10 +55,10 @@ class FutureBagOfWords(Objective):
         return nn.ModuleDict({"bow_head": head})
 
     def loss(self, model: nn.Module, parts: nn.Module, batch: Batch, spec: GraphSpec) -> LossTerms:
-        logits, resid, _ = forward_with_residual(model, batch["inputs"])
-        out = self.next_token_terms(answer_logits(logits, spec).float(), batch["targets"], spec)
-        positions = slice(spec.eq_position, spec.eq_position + spec.path_length - 1)  # the last bag is empty
-        bow_logits = parts["bow_head"](final_norm(model, resid[:, positions])).float()
+        # logits and residual of the answer positions alone: '=' and the l-1 slots after it
+        logits, resid, _ = forward_with_residual(model, batch["inputs"], first=spec.eq_position)
+        out = self.next_token_terms(logits[:, : spec.path_length].float(), batch["targets"], spec)
+        bow_logits = parts["bow_head"](final_norm(model, resid[:, : spec.path_length - 1])).float()  # the last bag is empty
         bags = future_bags(batch["targets"], spec.num_nodes)
         bow = F.binary_cross_entropy_with_logits(bow_logits, bags, reduction="none").sum(-1).mean() * self.params.weight
         return LossTerms(out.total + bow, out.position_loss, {**out.terms, "bow": bow})

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from workbench.objectives.base import Batch, LossTerms, Model, Objective, answer_logits, check_choice
+from workbench.objectives.base import Batch, LossTerms, Model, Objective, answer_logits, answer_logits_of, check_choice
 from workbench.models import logits_of
 from workbench.task import GraphSpec, PathStarData
 
@@ -102,7 +102,7 @@ class MaskedLanguageModel(Objective):
         return masked, masked.sum().clamp_min(1.0)
 
     def loss(self, model: nn.Module, parts: nn.Module | None, batch: Batch, spec: GraphSpec) -> LossTerms:
-        logits = answer_logits(logits_of(model, batch["inputs"]), spec).float()
+        logits = answer_logits_of(model, batch["inputs"], spec).float()
         losses = F.cross_entropy(logits.transpose(1, 2), batch["targets"], reduction="none")  # (batch, l)
         weights, divisor = self.token_weights(batch)
         per_term = (losses * weights).sum(0) / divisor  # each position's share of the total

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from workbench.models import forward_with_residual, residual_to_logits
-from workbench.objectives.base import Batch, LossTerms, Objective, answer_logits, check_range
+from workbench.objectives.base import Batch, LossTerms, Objective, check_range
 from workbench.task import GraphSpec
 
 
@@ -62,18 +62,19 @@ class NextLatentPrediction(Objective):
         return nn.ModuleDict({"transition": Transition(d_model)})
 
     def loss(self, model: nn.Module, parts: nn.Module, batch: Batch, spec: GraphSpec) -> LossTerms:
-        logits, resid, embed = forward_with_residual(model, batch["inputs"], embed=True)
-        out = self.next_token_terms(answer_logits(logits, spec).float(), batch["targets"], spec)
         start, length = spec.eq_position, batch["inputs"].shape[1]
+        # logits and residual of positions '=' .. the last input alone (index 0 is '=')
+        logits, resid, embed = forward_with_residual(model, batch["inputs"], embed=True, first=start)
+        out = self.next_token_terms(logits[:, : spec.path_length].float(), batch["targets"], spec)
         target_hidden, target_logp = resid.detach(), logits.detach().float().log_softmax(-1)
         latent, kl, count = 0.0, 0.0, 0
-        predicted = resid[:, start : length - 1]  # h_t for t = '=' .. second-to-last input
+        predicted = resid[:, : length - 1 - start]  # h_t for t = '=' .. second-to-last input
         for step in range(1, self.params.horizon + 1):
-            first = start + step  # the position the first rolled-out state stands for
-            predicted = parts["transition"](predicted, embed[:, first : first + predicted.shape[1]])
-            latent = latent + F.smooth_l1_loss(predicted, target_hidden[:, first : first + predicted.shape[1]])
+            first, n = start + step, predicted.shape[1]  # the position the first rolled-out state stands for
+            predicted = parts["transition"](predicted, embed[:, first : first + n])
+            latent = latent + F.smooth_l1_loss(predicted, target_hidden[:, step : step + n])
             pred_logp = residual_to_logits(model, predicted).float().log_softmax(-1)
-            kl = kl + F.kl_div(pred_logp, target_logp[:, first : first + predicted.shape[1]], log_target=True, reduction="none").sum(-1).mean()
+            kl = kl + F.kl_div(pred_logp, target_logp[:, step : step + n], log_target=True, reduction="none").sum(-1).mean()
             count += 1
             predicted = predicted[:, :-1]  # the last state has no next input to roll on
         latent, kl = latent / count * self.params.latent_weight, kl / count * self.params.kl_weight
