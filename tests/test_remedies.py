@@ -17,6 +17,7 @@ from workbench.config import RunConfig, apply_overrides
 from workbench.models import final_norm, forward_with_residual, residual_to_logits
 from workbench.objectives import OBJECTIVES, get_objective, objective_class, step_generator
 from workbench.objectives.future_bow import future_bags
+from workbench.task import generate
 from workbench.train import structured_samples, train
 
 PROMPT = [2, 8, 10, 5, 2, 10, 5, 9, 10, 9, 3, 12, 5, 8, 11]  # 15 tokens, '=' at 14
@@ -46,6 +47,37 @@ def test_loss_terms_sum_to_the_total_and_positions_are_logged_in_path_order(name
     clean = F.cross_entropy(logits, objective.targets(data.answer_tokens())[0], reduction="none")
     if name not in ("token_dropout", "mlm_u", "masked_diffusion"):  # training inputs corrupted / masked
         torch.testing.assert_close(out.position_loss, objective.to_path_order(clean[None])[0])
+
+
+@pytest.mark.parametrize("name", OBJECTIVES)
+@pytest.mark.parametrize("n_layers", [1, 2])
+def test_loss_from_the_rows_it_reads_equals_the_full_forwards(name, n_layers):
+    """Training asks the GPT only for the rows its loss reads (``first``); with a hook
+    attached the model runs every row (the ordinary call, sliced). Every term, each logged
+    position and every gradient must agree up to rounding, under every objective."""
+    config = apply_overrides(tiny_config(name), [f"model.n_layers={n_layers}"])
+    model, parts = build_model_and_parts(config)
+    objective = get_objective(name, config.objective_params)
+    data = generate(config.task.graph, 16, seed=1)
+    batch = objective.training_batch(data, step_generator(0, 0))
+
+    def run(hooked: bool):
+        model.zero_grad()
+        if parts is not None:
+            parts.zero_grad()
+        with model.hooks(fwd_hooks=[("hook_embed", lambda tensor, hook: tensor)] if hooked else []):
+            out = objective.loss(model, parts, batch, data.spec)
+        out.total.backward()
+        return out, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    (trimmed, trimmed_grads), (full, full_grads) = run(False), run(True)
+    assert trimmed.terms.keys() == full.terms.keys()
+    for term in full.terms:
+        torch.testing.assert_close(trimmed.terms[term], full.terms[term], rtol=1e-5, atol=1e-6, msg=term)
+    torch.testing.assert_close(trimmed.position_loss, full.position_loss, rtol=1e-5, atol=1e-6)
+    assert trimmed_grads.keys() == full_grads.keys()
+    for parameter, grad in full_grads.items():
+        torch.testing.assert_close(trimmed_grads[parameter], grad, rtol=1e-4, atol=1e-6, msg=parameter)
 
 
 def test_term_gradients_add_up_to_the_gradient_of_the_training_loss():

@@ -26,8 +26,9 @@ decoding, evaluation, probes, patching and the cheat test read it unchanged. The
 mean over pairs of both cross-entropies; its terms are r1..rl (next token on the empty
 suffix), ``next`` (next token on the other suffixes) and ``prev``.
 
-Cost: a cpu-preset step on G(2,5,50) is 1.3-1.4x next_token's (GPT and Mamba; the backward
-encoder reads l tokens, the head 15 pairs). The backward encoder's own unembedding is unused
+Cost: every t is an answer position, so the forward model computes its last block and head
+at the answer rows alone, as next_token does; the backward encoder reads l tokens, the head
+15 pairs on G(2,5,50) (``benchmarks/trainer_step.py`` gives the ratio to next_token's step). The backward encoder's own unembedding is unused
 (it gets no gradient).
 
 Hooks: the forward encoder's are the model's own names; the backward encoder is a hooked
@@ -44,7 +45,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from workbench.models import final_norm, forward_with_residual
-from workbench.objectives.base import Batch, LossTerms, Objective, answer_logits
+from workbench.objectives.base import Batch, LossTerms, Objective
 from workbench.task import GraphSpec
 
 
@@ -121,21 +122,22 @@ class BeliefStateTransformer(Objective):
 
     def loss(self, model: nn.Module, parts: nn.Module, batch: Batch, spec: GraphSpec) -> LossTerms:
         inputs, targets = batch["inputs"], batch["targets"]
-        logits, resid, _ = forward_with_residual(model, inputs)
-        forward_states = final_norm(model, resid)  # (batch, pos, d_model)
+        eq = spec.eq_position  # every t of a pair is an answer position: the forward model runs those rows alone
+        logits, resid, _ = forward_with_residual(model, inputs, first=eq)
+        forward_states = final_norm(model, resid)  # (batch, l, d_model): F_t at index t - eq
         _, back_resid, _ = forward_with_residual(parts["backward"], backward_tokens(targets, spec))
         backward_states = final_norm(parts["backward"], back_resid)  # (batch, l, d_model)
 
         pairs, end = belief_pairs(spec), spec.prompt_length + spec.path_length
         device = inputs.device
-        t_index = torch.tensor([t for t, _ in pairs], device=device)
+        t_index = torch.tensor([t - eq for t, _ in pairs], device=device)
         k_index = torch.tensor([k for _, k in pairs], device=device)
         next_logits, prev_logits = parts["head"](forward_states[:, t_index], backward_states[:, end - k_index])
         next_targets, prev_targets = pair_targets(inputs, targets, spec)
         next_loss = F.cross_entropy(next_logits.float().transpose(1, 2), next_targets, reduction="none").mean(0)  # (pairs,)
         prev_loss = F.cross_entropy(prev_logits.float().transpose(1, 2), prev_targets, reduction="none").mean(0)
         # the empty suffix's next token: the forward model's own logits (see the module docstring)
-        position_loss = F.cross_entropy(answer_logits(logits, spec).float().transpose(1, 2), targets, reduction="none").mean(0)  # (l,)
+        position_loss = F.cross_entropy(logits[:, : spec.path_length].float().transpose(1, 2), targets, reduction="none").mean(0)  # (l,)
         count = len(pairs)
         terms = {name: position_loss[j] / count for j, name in enumerate(spec.positions)}
         terms["next"] = next_loss[k_index != end].sum() / count

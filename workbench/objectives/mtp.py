@@ -14,12 +14,12 @@ Choices the paper leaves open here: the extra heads are ``nn.TransformerEncoderL
 both archs; their targets are answer tokens only (prompt tokens are never targets in this
 workbench).
 
-Cost: each extra head is a full transformer block over the whole sequence, as wide as a
-trunk layer, so with k=3 on the 2-layer cpu preset a step runs four blocks instead of two:
-about 1.9x next_token's step (``benchmarks/objective_step_time.py``). Only the l answer-span
-queries of each head are used, so restricting the heads' queries (not their keys) to that
-span would cut most of it; the heads are stock ``nn.TransformerEncoderLayer`` blocks instead,
-which take every position as a query.
+Cost: each extra head is a transformer block as wide as a trunk layer. Only the l rows a
+head is read at are computed in training (``CausalBlock.rows``: queries, attention output
+and MLP there, keys and values at every row they read), but the trunk must run every row
+in full, since its final residual is the heads' keys: on the 2-layer cpu preset a step is
+about twice next_token's, whose last block computes only the answer rows
+(``benchmarks/trainer_step.py``).
 """
 
 from __future__ import annotations
@@ -59,6 +59,17 @@ class CausalBlock(nn.Module):
         mask = nn.Transformer.generate_square_subsequent_mask(resid.shape[1], device=resid.device, dtype=resid.dtype)
         return self.layer(resid, src_mask=mask, is_causal=True)
 
+    def rows(self, resid: Tensor, start: int, stop: int) -> Tensor:
+        """``forward(resid)[:, start:stop]``, computing queries, attention output and MLP at
+        those rows alone (keys and values at rows < stop: all that a causal query there
+        reads); equal to the full block's rows up to rounding (tests/test_objectives.py)."""
+        layer = self.layer
+        normed = layer.norm1(resid[:, :stop])
+        mask = nn.Transformer.generate_square_subsequent_mask(stop, device=resid.device, dtype=resid.dtype)[start:stop]
+        attended = layer.self_attn(normed[:, start:stop], normed, normed, attn_mask=mask, need_weights=False)[0]
+        x = resid[:, start:stop] + layer.dropout1(attended)
+        return x + layer.dropout2(layer.linear2(layer.dropout(layer.activation(layer.linear1(layer.norm2(x))))))
+
 
 class MultiTokenPrediction(Objective):
     name = "mtp"
@@ -83,7 +94,8 @@ class MultiTokenPrediction(Objective):
         out = self.next_token_terms(answer_logits(logits, spec).float(), batch["targets"], spec)
         total, terms = out.total, dict(out.terms)
         for offset in self.offsets:
-            hidden = parts[f"head{offset}"](resid)[:, self.head_positions(offset, spec)]
+            rows = self.head_positions(offset, spec)
+            hidden = parts[f"head{offset}"].rows(resid, rows.start, rows.stop)
             head_logits = residual_to_logits(model, hidden).float()
             head_loss = F.cross_entropy(head_logits.transpose(1, 2), batch["targets"]) * self.params.head_weight
             terms[f"head{offset}"] = head_loss
