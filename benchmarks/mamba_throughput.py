@@ -1,6 +1,8 @@
 """Mamba training throughput next to Hugging Face's slow path and a GPT of the same width, in
 one process (sequences/s, AdamW step on real G(2,5,50) batches). Each model is called the way
-training calls it (``workbench.models.logits_of``).
+next-token training calls it (``workbench.objectives.answer_logits_of``: the GPT's last block
+and head compute the answer rows alone; Mamba's scan runs every position, its logits are
+sliced).
 
     python benchmarks/mamba_throughput.py                       # 4 layers x 128, batch 256
     python benchmarks/mamba_throughput.py --layers 2 --batch 128 --rounds 3
@@ -21,10 +23,9 @@ from collections.abc import Callable, Iterator
 import torch
 import torch.nn.functional as F
 
-from workbench.models import logits_of
 from workbench.models.gpt import GPTConfig, build_gpt
 from workbench.models.mamba import HookedMamba, MambaConfig
-from workbench.objectives import answer_logits, get_objective
+from workbench.objectives import answer_logits, answer_logits_of, get_objective
 from workbench.task import GraphSpec, generate
 
 SPEC = GraphSpec(2, 5, 50)
@@ -38,12 +39,12 @@ def hf_mamba(cfg: MambaConfig) -> tuple[Callable, torch.nn.Module]:
         expand=cfg.expand, conv_kernel=cfg.d_conv, time_step_rank=cfg.resolved_dt_rank, use_bias=False,
         use_conv_bias=True, layer_norm_epsilon=cfg.norm_eps, tie_word_embeddings=True,
     ))
-    return (lambda tokens: hf(tokens).logits), hf
+    return (lambda tokens: answer_logits(hf(tokens).logits, SPEC)), hf
 
 
 def rounds(forward: Callable, parameters, batch: int, steps: int) -> Iterator[float]:
-    """Sequences per second of each round of ``steps`` training steps (one round per ``next``;
-    the first call also runs two warm-up steps)."""
+    """Sequences per second of each round of ``steps`` training steps of ``forward`` (tokens
+    to the answer logits), one round per ``next``; the first call also runs two warm-up steps."""
     objective = get_objective("next_token")
     data = generate(SPEC, batch * 64, seed=0)
     inputs = objective.inputs(data.prompt_tokens(), data.answer_tokens(), SPEC)
@@ -54,7 +55,7 @@ def rounds(forward: Callable, parameters, batch: int, steps: int) -> Iterator[fl
     def train_step() -> None:
         nonlocal step
         rows = slice((step % 64) * batch, (step % 64 + 1) * batch)
-        loss = F.cross_entropy(answer_logits(forward(inputs[rows]), SPEC).transpose(1, 2), targets[rows])
+        loss = F.cross_entropy(forward(inputs[rows]).transpose(1, 2), targets[rows])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -84,9 +85,9 @@ def main() -> None:
     for name, scan in (("HookedMamba, C++ scan kernel (default)", "cpp"), ("HookedMamba, compiled scan", "compiled"),
                        ("HookedMamba, eager scan", "torch")):
         model = HookedMamba(MambaConfig(n_layers=args.layers, d_model=args.width, scan=scan), SPEC.vocab_size, seed=0)
-        models[name] = rounds(model, model.parameters(), args.batch, args.steps)
+        models[name] = rounds(lambda tokens, model=model: answer_logits_of(model, tokens, SPEC), model.parameters(), args.batch, args.steps)
     gpt = build_gpt(GPTConfig(n_layers=args.layers, d_model=args.width, n_heads=4), SPEC, seed=0)
-    models["GPT of the same width and depth"] = rounds(lambda tokens: logits_of(gpt, tokens), gpt.parameters(), args.batch, args.steps)
+    models["GPT of the same width and depth"] = rounds(lambda tokens: answer_logits_of(gpt, tokens, SPEC), gpt.parameters(), args.batch, args.steps)
     forward, hf = hf_mamba(MambaConfig(n_layers=args.layers, d_model=args.width))
     models["HF MambaForCausalLM slow path"] = rounds(forward, hf.parameters(), args.batch, args.hf_steps)
     rates: dict[str, list[float]] = {name: [] for name in models}

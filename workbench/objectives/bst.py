@@ -28,7 +28,8 @@ suffix), ``next`` (next token on the other suffixes) and ``prev``.
 
 Cost: every t is an answer position, so the forward model computes its last block and head
 at the answer rows alone, as next_token does; the backward encoder reads l tokens, the head
-15 pairs on G(2,5,50) (``benchmarks/trainer_step.py`` gives the ratio to next_token's step). The backward encoder's own unembedding is unused
+15 pairs on G(2,5,50), its first layer once per state (``BeliefHead.pairs``); the step is
+about 1.4x next_token's (``benchmarks/trainer_step.py``). The backward encoder's own unembedding is unused
 (it gets no gradient).
 
 Hooks: the forward encoder's are the model's own names; the backward encoder is a hooked
@@ -84,6 +85,18 @@ class BeliefHead(nn.Module):
         hidden = self.mlp(torch.cat([forward_state, backward_state], dim=-1))
         return self.next(hidden), self.prev(hidden)
 
+    def pairs(self, forward_states: Tensor, backward_states: Tensor, t_index: Tensor, k_index: Tensor) -> tuple[Tensor, Tensor]:
+        """``forward(forward_states[:, t_index], backward_states[:, k_index])`` for many pairs
+        of few states: the first layer on [F; B] is W_F F + W_B B + b, so each state goes
+        through its half once and the pairs add the results (l + l rows instead of l(l+1)/2
+        pairs; equal up to rounding)."""
+        first = self.mlp[0]
+        w_forward, w_backward = first.weight.split(forward_states.shape[-1], dim=1)
+        from_forward = forward_states @ w_forward.t()
+        from_backward = torch.addmm(first.bias, backward_states.flatten(0, 1), w_backward.t()).view(*backward_states.shape[:2], -1)
+        hidden = self.mlp[1](from_forward[:, t_index] + from_backward[:, k_index])
+        return self.next(hidden), self.prev(hidden)
+
 
 class ModelParts(nn.ModuleDict):
     """Objective parts that hold whole models: each child's state dict in its own names.
@@ -132,7 +145,7 @@ class BeliefStateTransformer(Objective):
         device = inputs.device
         t_index = torch.tensor([t - eq for t, _ in pairs], device=device)
         k_index = torch.tensor([k for _, k in pairs], device=device)
-        next_logits, prev_logits = parts["head"](forward_states[:, t_index], backward_states[:, end - k_index])
+        next_logits, prev_logits = parts["head"].pairs(forward_states, backward_states, t_index, end - k_index)
         next_targets, prev_targets = pair_targets(inputs, targets, spec)
         next_loss = F.cross_entropy(next_logits.float().transpose(1, 2), next_targets, reduction="none").mean(0)  # (pairs,)
         prev_loss = F.cross_entropy(prev_logits.float().transpose(1, 2), prev_targets, reduction="none").mean(0)
