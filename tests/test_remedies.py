@@ -18,7 +18,7 @@ from workbench.models import final_norm, forward_with_residual, residual_to_logi
 from workbench.objectives import OBJECTIVES, get_objective, objective_class, step_generator
 from workbench.objectives.future_bow import future_bags
 from workbench.task import generate
-from workbench.train import structured_samples, train
+from workbench.train import structured_samples, train, trainable
 
 PROMPT = [2, 8, 10, 5, 2, 10, 5, 9, 10, 9, 3, 12, 5, 8, 11]  # 15 tokens, '=' at 14
 FILLER = 13
@@ -68,7 +68,7 @@ def test_loss_from_the_rows_it_reads_equals_the_full_forwards(name, n_layers):
         with model.hooks(fwd_hooks=[("hook_embed", lambda tensor, hook: tensor)] if hooked else []):
             out = objective.loss(model, parts, batch, data.spec)
         out.total.backward()
-        return out, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        return out, {n: p.grad.clone() for n, p in trainable(model, parts) if p.grad is not None}
 
     (trimmed, trimmed_grads), (full, full_grads) = run(False), run(True)
     assert trimmed.terms.keys() == full.terms.keys()
@@ -78,6 +78,23 @@ def test_loss_from_the_rows_it_reads_equals_the_full_forwards(name, n_layers):
     assert trimmed_grads.keys() == full_grads.keys()
     for parameter, grad in full_grads.items():
         torch.testing.assert_close(trimmed_grads[parameter], grad, rtol=1e-4, atol=1e-6, msg=parameter)
+
+
+@pytest.mark.parametrize("name, params", [("mlm_u", []), ("mlm_u", ["objective.goal_slot=false"]), ("masked_diffusion", [])])
+def test_masked_loss_reads_the_logits_at_eq_and_the_slots_after_it(name, params):
+    """The masked objectives' loss against the full forward indexed at sequence positions:
+    answer token k is read at '=' + k, its loss averaged where it was masked."""
+    config = apply_overrides(tiny_config(name), params)
+    model, parts = build_model_and_parts(config)
+    objective = get_objective(name, config.objective_params)
+    spec = config.task.graph
+    batch = objective.training_batch(generate(spec, 16, seed=1), step_generator(0, 3))
+    out = objective.loss(model, parts, batch, spec)
+    logits = model(batch["inputs"])[:, spec.eq_position : spec.eq_position + spec.path_length].float()
+    losses = F.cross_entropy(logits.transpose(1, 2), batch["targets"], reduction="none")
+    masked = batch["masked"].float()
+    assert masked.sum() > 0
+    torch.testing.assert_close(out.position_loss, (losses * masked).sum(0) / masked.sum(0).clamp_min(1.0), rtol=1e-5, atol=1e-6)
 
 
 def test_term_gradients_add_up_to_the_gradient_of_the_training_loss():

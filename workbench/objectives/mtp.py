@@ -62,7 +62,8 @@ class CausalBlock(nn.Module):
     def rows(self, resid: Tensor, start: int, stop: int) -> Tensor:
         """``forward(resid)[:, start:stop]``, computing queries, attention output and MLP at
         those rows alone (keys and values at rows < stop: all that a causal query there
-        reads); equal to the full block's rows up to rounding (tests/test_objectives.py)."""
+        reads); equal to the full block's rows up to rounding (tests/test_remedies.py, the mtp
+        loss against the full heads)."""
         layer = self.layer
         normed = layer.norm1(resid[:, :stop])
         mask = nn.Transformer.generate_square_subsequent_mask(stop, device=resid.device, dtype=resid.dtype)[start:stop]
