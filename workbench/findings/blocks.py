@@ -535,8 +535,32 @@ def depth_hops(results: Results, job: str) -> str:
     return markdown(pd.DataFrame(rows))
 
 
+def depth_over_seeds(results: Results, job: str) -> str:
+    """The depth grid over seeds, one row per (arch, objective, layers): r2 accuracy at each
+    path length as mean ± sd, the hops learned by each seed, and how each seed's first
+    unlearned path length ended (see ``depth_hops``)."""
+    frame = depth_frame(results, job)
+    frame = frame.assign(hops=frame["path_length"] - 2)
+    rows = []
+    for (arch, objective, layers), group in frame.groupby(["arch", "objective", "layers"], sort=True):
+        row = {"model": model_label(arch, objective), "layers": layers}
+        for length, cell in group.groupby("path_length", sort=True):
+            row[f"r2 at l = {length} ({length - 2} hops)"] = spread(cell["r2"])
+        learned, ended = [], []
+        for _, runs in group.groupby("seed", sort=True):
+            hops = runs[runs["r2"] >= LEARNED]["hops"]
+            learned.append(str(int(hops.max())) if len(hops) else "none")
+            beyond = runs[(runs["r2"] < LEARNED) & (runs["hops"] > (hops.max() if len(hops) else -1))].sort_values("hops")
+            ended.append("-" if beyond.empty else str(beyond.iloc[0].get("stopped_by") or "fixed budget"))
+        row["hops learned, per seed"] = " / ".join(learned)
+        row["next hop ended, per seed"] = " / ".join(ended)
+        rows.append(row)
+    return markdown(pd.DataFrame(rows))
+
+
 for _job in ("depth_first_hops", "depth_first_hops_mamba"):
     BLOCKS[f"{_job}.hops"] = (lambda job: lambda results: depth_hops(results, job))(_job)
+    BLOCKS[f"{_job}.seeds"] = (lambda job: lambda results: depth_over_seeds(results, job))(_job)
 BLOCKS["depth_first_hops.table"] = lambda results: depth_table(results, "depth_first_hops")
 BLOCKS["depth_first_hops_mamba.table"] = lambda results: depth_table(results, "depth_first_hops_mamba")
 

@@ -27,10 +27,11 @@ mean over pairs of both cross-entropies; its terms are r1..rl (next token on the
 suffix), ``next`` (next token on the other suffixes) and ``prev``.
 
 Cost: every t is an answer position, so the forward model computes its last block and head
-at the answer rows alone, as next_token does; the backward encoder reads l tokens, the head
-15 pairs on G(2,5,50), its first layer once per state (``BeliefHead.pairs``); the step is
-about 1.4x next_token's (``benchmarks/trainer_step.py``). The backward encoder's own unembedding is unused
-(it gets no gradient).
+at the answer rows alone, as next_token does. On top come the backward encoder (l tokens)
+and the head over l(l+1)/2 pairs (15 on G(2,5,50); its first layer once per state,
+``BeliefHead.pairs``): work that does not shrink with the rows next_token skips, so the step
+is about 1.7x next_token's on the cpu preset (``benchmarks/trainer_step.py``). The backward
+encoder's own unembedding is unused (it gets no gradient).
 
 Hooks: the forward encoder's are the model's own names; the backward encoder is a hooked
 model too (``parts["backward"].run_with_cache(tokens)``, same names), but ``workbench

@@ -34,14 +34,14 @@ from workbench.study.run import checkpoint_dir, result_dir
 from workbench.study.spec import ProbeSettings, StudyRun
 from workbench.files import atomic_write_text
 
-# Training steps per second (evaluations included) of one cpu-preset run, from the main job's
-# measured times on this project's 2-core CPU (README, 2026-11-25: G(2,5,50), two torch
-# threads, one run at a time): GPT 1,500 steps in 126-136 s, Mamba 1,000 steps in 162-224 s.
-# A study runs one thread per run, two at a time on 2 cores, so read these as an upper bound
-# per run; once a run has started, its own log replaces them. (A one-thread measurement on
-# 2026-11-26 beside other work gave GPT 4.5 steps/s on G(2,3,50) and 1.2 on G(2,5,50): a
-# loaded machine can be several times slower.)
-MEASURED_RATES: dict[tuple[str, str], float] = {("gpt", "cpu"): 1_500 / 131, ("mamba", "cpu"): 1_000 / 193}
+# Training steps per second (evaluations included) of one cpu-preset run on this project's
+# 2-core CPU, as a study runs them (one thread per run, two at a time), from the depth study's
+# logs (studies/depth.toml, first_hops_seeds, 2026-12-04, 2-layer runs on G(2,3,50) and
+# G(2,4,50)): GPT 17.3-17.7 steps/s (its last block on the answer rows alone), Mamba 5.0-5.3
+# (the C++ scan). Scaled by layers below, so 1-layer runs come out about twice as fast, as
+# measured (Mamba 7.6-13.4). A loaded machine can be several times slower; once a run has
+# started, its own log replaces these.
+MEASURED_RATES: dict[tuple[str, str], float] = {("gpt", "cpu"): 17.5, ("mamba", "cpu"): 5.2}
 PRESET_LAYERS = {("gpt", "cpu"): 2, ("mamba", "cpu"): 2}
 # Seconds per stage of one cpu-preset run, where the study has no finished run to measure:
 # medians of six GPT runs of studies/remedies.toml on G(2,3,50) (2026-11-26, one thread per run,
