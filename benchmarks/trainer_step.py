@@ -12,9 +12,10 @@ GPT of the same shape (pre-LN, learned positions, tanh-GELU, biases, untied head
 ``F.scaled_dot_product_attention``, fed the same token tensors, with the same loss, clip and
 AdamW; it computes every row, as such a loop does. A second plain loop computes its last
 block on the answer rows alone, as the workbench's GPT does (``logits_of``'s ``first``), so
-that the lead over the first is seen for what it is. Rounds of ``--steps`` steps alternate between the two, so a slow phase of the machine
-falls on both; the figure is the median of the per-round ratios, with its quartiles. Run it alone: two processes using both cores
-slow each other many times over.
+that the lead over the first is seen for what it is. Rounds of ``--steps`` steps alternate
+between the loops, so a slow phase of the machine falls on all of them; each figure is the
+median of the per-round ratios to the first plain loop, with its quartiles. Run it alone: two
+processes using both cores slow each other many times over.
 """
 
 from __future__ import annotations
@@ -157,18 +158,15 @@ def compare(objectives: list[str], compiled: bool, rounds: int, steps: int) -> N
     print(f"\n{mode}: GPT cpu preset (2 x 128), batch {base.train.batch_size} of G(2,5,50), {torch.get_num_threads()} threads, "
           f"{rounds} interleaved rounds of {steps} steps; ratio: median over rounds [quartiles]")
     print(f"  {'plain SDPA GPT loop':<34} {statistics.median(rates['plain']):8,.0f} sequences/s   1.00x")
-    answer_ratios = [mine / theirs for mine, theirs in zip(rates["plain_answer"], rates["plain"])]
-    q1, q2, q3 = statistics.quantiles(answer_ratios, n=4)
-    print(f"  {'plain loop, answer rows only':<34} {statistics.median(rates['plain_answer']):8,.0f} sequences/s   "
-          f"{statistics.median(answer_ratios):.2f}x [{q1:.2f}, {q3:.2f}] the plain loop")
-    for objective in objectives:
-        ratios = [mine / theirs for mine, theirs in zip(rates[objective], rates["plain"])]
+    labels = {"plain_answer": "plain loop, answer rows only", **{o: f"workbench trainer, {o}" for o in objectives}}
+    for key, label in labels.items():
+        ratios = [mine / theirs for mine, theirs in zip(rates[key], rates["plain"])]
         q1, q2, q3 = statistics.quantiles(ratios, n=4)
         versus = ""
-        if "next_token" in rates and objective != "next_token":
-            slower = statistics.median(nt / mine for nt, mine in zip(rates["next_token"], rates[objective]))
+        if key in objectives and "next_token" in rates and key != "next_token":
+            slower = statistics.median(nt / mine for nt, mine in zip(rates["next_token"], rates[key]))
             versus = f"   {slower:.2f}x next_token's step time"
-        print(f"  {'workbench trainer, ' + objective:<34} {statistics.median(rates[objective]):8,.0f} sequences/s   "
+        print(f"  {label:<34} {statistics.median(rates[key]):8,.0f} sequences/s   "
               f"{statistics.median(ratios):.2f}x [{q1:.2f}, {q3:.2f}] the plain loop{versus}")
 
 

@@ -512,6 +512,15 @@ def depth_table(results: Results, job: str) -> str:
 LEARNED = 0.9  # r2 accuracy from which a cell of the depth grid counts as learned
 
 
+def _hops_of(runs: pd.DataFrame) -> tuple[int | None, pd.Series | None]:
+    """One seed's runs of a depth row: the most hops at which r2 is learned (None: none), and
+    the run of the first path length beyond it that is not (None: all tried learned)."""
+    learned = runs[runs["r2"] >= LEARNED]["hops"]
+    most = int(learned.max()) if len(learned) else None
+    beyond = runs[(runs["r2"] < LEARNED) & (runs["hops"] > (-1 if most is None else most))].sort_values("hops")
+    return most, (None if beyond.empty else beyond.iloc[0])
+
+
 def depth_hops(results: Results, job: str) -> str:
     """Hops learned per (arch, objective, layers, seed): the most hops (l - 2) at which r2 is
     learned (accuracy >= ``LEARNED``), and how the first unlearned path length ended: a plateau
@@ -520,13 +529,10 @@ def depth_hops(results: Results, job: str) -> str:
     frame = frame.assign(hops=frame["path_length"] - 2)
     rows = []
     for (arch, objective, layers, seed), group in frame.groupby(["arch", "objective", "layers", "seed"], sort=True):
-        group = group.sort_values("hops")
-        learned = group[group["r2"] >= LEARNED]["hops"]
-        beyond = group[(group["r2"] < LEARNED) & (group["hops"] > (learned.max() if len(learned) else -1))]
-        first_fail = beyond.iloc[0] if len(beyond) else None
+        most, first_fail = _hops_of(group)
         rows.append({
             "model": model_label(arch, objective), "layers": layers, "seed": seed,
-            "hops learned": int(learned.max()) if len(learned) else "none",
+            "hops learned": "none" if most is None else most,
             "hops tried": f"{int(group['hops'].min())}-{int(group['hops'].max())}",
             "next hop: r2, how training ended": "all tried learned" if first_fail is None else
             f"{num(first_fail['r2'])} at {int(first_fail['hops'])} hops, " + (
@@ -546,14 +552,10 @@ def depth_over_seeds(results: Results, job: str) -> str:
         row = {"model": model_label(arch, objective), "layers": layers}
         for length, cell in group.groupby("path_length", sort=True):
             row[f"r2 at l = {length} ({length - 2} hops)"] = spread(cell["r2"])
-        learned, ended = [], []
-        for _, runs in group.groupby("seed", sort=True):
-            hops = runs[runs["r2"] >= LEARNED]["hops"]
-            learned.append(str(int(hops.max())) if len(hops) else "none")
-            beyond = runs[(runs["r2"] < LEARNED) & (runs["hops"] > (hops.max() if len(hops) else -1))].sort_values("hops")
-            ended.append("-" if beyond.empty else str(beyond.iloc[0].get("stopped_by") or "fixed budget"))
-        row["hops learned, per seed"] = " / ".join(learned)
-        row["next hop ended, per seed"] = " / ".join(ended)
+        per_seed = [_hops_of(runs) for _, runs in group.groupby("seed", sort=True)]
+        row["hops learned, per seed"] = " / ".join("none" if most is None else str(most) for most, _ in per_seed)
+        row["next hop ended, per seed"] = " / ".join(
+            "-" if fail is None else (fail["stopped_by"] if isinstance(fail.get("stopped_by"), str) else "fixed budget") for _, fail in per_seed)
         rows.append(row)
     return markdown(pd.DataFrame(rows))
 

@@ -26,14 +26,17 @@ def logits_of(model: nn.Module, tokens: Tensor, first: int = 0) -> Tensor:
     full call's up to rounding. Any hook, a processed (compatibility-mode) bridge or another
     model takes the ordinary call, sliced.
     """
-    if not 0 <= first < tokens.shape[1]:
-        raise ValueError(f"first={first}: expected a position in [0, {tokens.shape[1]})")
+    _check_first(tokens, first)
     if not _runs_unhooked(model):
-        logits = model(tokens)
-        return logits[:, first:] if first else logits
+        return model(tokens)[:, first:]
     from workbench.models.gpt import unhooked_forward
 
     return unhooked_forward(model, tokens, first)[0]
+
+
+def _check_first(tokens: Tensor, first: int) -> None:
+    if not 0 <= first < tokens.shape[1]:
+        raise ValueError(f"first={first}: expected a position in [0, {tokens.shape[1]})")
 
 
 def _runs_unhooked(model: nn.Module) -> bool:
@@ -92,8 +95,7 @@ def forward_with_residual(
     gradients: the hooks read the tensors, they change nothing (an unhooked GPT computes the
     same tensors without them, see ``logits_of``). Logits and residual are those of
     positions ``first:`` (``logits_of``'s ``first``); the embeddings cover every position."""
-    if not 0 <= first < tokens.shape[1]:
-        raise ValueError(f"first={first}: expected a position in [0, {tokens.shape[1]})")
+    _check_first(tokens, first)
     if _runs_unhooked(model):
         from workbench.models.gpt import unhooked_forward
 

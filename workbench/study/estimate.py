@@ -38,9 +38,10 @@ from workbench.files import atomic_write_text
 # 2-core CPU, as a study runs them (one thread per run, two at a time), from the depth study's
 # logs (studies/depth.toml, first_hops_seeds, 2026-12-04, 2-layer runs on G(2,3,50) and
 # G(2,4,50)): GPT 17.3-17.7 steps/s (its last block on the answer rows alone), Mamba 5.0-5.3
-# (the C++ scan). Scaled by layers below, so 1-layer runs come out about twice as fast, as
-# measured (Mamba 7.6-13.4). A loaded machine can be several times slower; once a run has
-# started, its own log replaces these.
+# (the C++ scan). Scaled by layers below, so 1-layer runs come out twice as fast: about right
+# for Mamba (measured 7.6-13.4), conservative for GPT (measured 43-65: its one block is the
+# trimmed last one). A loaded machine can be several times slower; once a run has started,
+# its own log replaces these.
 MEASURED_RATES: dict[tuple[str, str], float] = {("gpt", "cpu"): 17.5, ("mamba", "cpu"): 5.2}
 PRESET_LAYERS = {("gpt", "cpu"): 2, ("mamba", "cpu"): 2}
 # Seconds per stage of one cpu-preset run, where the study has no finished run to measure:
