@@ -139,7 +139,9 @@ def train(
     ``workbench.stopping.PlateauRule``) is asked after each evaluation, with the metrics so
     far, whether to stop there; a reason ends training with a checkpoint at that step, and a
     resumed run whose last evaluation already gives one trains no further. The run folder is
-    locked while training (a second process training into it is refused at once).
+    locked while training (a second process training into it is refused at once). A run
+    that finished its schedule needs no optimizer state to be returned: the weights of runs
+    trained on another machine (a GPU) come back without it.
     """
     if until_step is not None and until_step < 0:
         raise ValueError(f"until_step={until_step}: expected a step >= 0")
@@ -219,6 +221,8 @@ def _train_locked(config: RunConfig, run_dir: Path, resume: bool, until_step: in
             changes = setting_changes(comparable_settings(saved), comparable_settings(config))
             raise CheckpointError(f"{run_dir}/config.json: the saved run differs from the requested one: "
                                   + "; ".join(f"{key}: saved {a!r}, requested {b!r}" for key, a, b in changes))
+        if checkpoint.step >= cfg.steps and stop_when is None and not (run_dir / "optimizer.safetensors").exists():
+            return checkpoint  # finished, and brought here without its optimizer state (trained on another machine)
         model.load_state_dict(checkpoint.model.state_dict())
         if parts is not None:
             parts.load_state_dict(checkpoint.parts.state_dict())

@@ -109,8 +109,9 @@ def run_study(
     todo = [run for run in selected if not is_done(out, run, study.stages, study.plateau, current_settings(study, run))]
     print(f"study {study.name}: {len(selected) - len(todo)} of {len(selected)} selected runs already finished, {len(todo)} to run", flush=True)
     failed: dict[str, str] = {}
+    trained: set[str] = set()
     if todo:
-        failed = _run_tasks(study, out, todo, address, cpus, progress, poll_s)
+        failed, trained = _run_tasks(study, out, todo, address, cpus, progress, poll_s)
     table = gather(study, out, runs)
     if len(table):
         from workbench.study.report import write_study_report
@@ -119,7 +120,7 @@ def run_study(
     if failed:
         raise RuntimeError("failed runs (run the study again to retry them):\n" + "\n".join(f"  {name}: {error}" for name, error in failed.items()))
     if results_dir is not None:
-        publish_study(study, out, table, selected, {run.name for run in todo}, results_dir, started, subset)
+        publish_study(study, out, table, selected, trained, results_dir, started, subset)
     return table
 
 
@@ -165,7 +166,9 @@ def _slots(study: Study) -> int:
     return max(1, int((os.cpu_count() or 1) // max(study.cpus_per_run, 1e-9)))
 
 
-def _run_tasks(study: Study, out: Path, todo: list[StudyRun], address: str | None, cpus: int | None, progress: bool, poll_s: float) -> dict[str, str]:
+def _run_tasks(study: Study, out: Path, todo: list[StudyRun], address: str | None, cpus: int | None, progress: bool,
+               poll_s: float) -> tuple[dict[str, str], set[str]]:
+    """Run ``todo`` as Ray tasks; (failed runs and their errors, runs that trained steps here)."""
     import ray
 
     owned = _connect(address, cpus)
@@ -199,12 +202,15 @@ def longest_first(runs: list[StudyRun], guesses: dict) -> list[StudyRun]:
     return sorted(runs, key=lambda run: -(guesses[run.name].seconds or 0.0) if run.name in guesses else 0.0)
 
 
-def _follow(out: Path, todo: list[StudyRun], pending: dict, guesses: dict, progress: bool, poll_s: float, slots: int = 1) -> dict[str, str]:
+def _follow(out: Path, todo: list[StudyRun], pending: dict, guesses: dict, progress: bool, poll_s: float,
+            slots: int = 1) -> tuple[dict[str, str], set[str]]:
     """Wait for the tasks, printing one line per finished run and (with ``progress``) a line
-    of runs done/total, the current summed step rate and the ETA every ``poll_s`` seconds."""
+    of runs done/total, the current summed step rate and the ETA every ``poll_s`` seconds.
+    Returns the failed runs (name -> error) and the runs that trained steps in their task."""
     import ray
 
     failed: dict[str, str] = {}
+    trained: set[str] = set()
     total, finished, started = len(todo), 0, time.perf_counter()
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1, timeout=poll_s)
@@ -213,6 +219,8 @@ def _follow(out: Path, todo: list[StudyRun], pending: dict, guesses: dict, progr
             finished += 1
             try:
                 summary = ray.get(ref)
+                if summary["trained_steps"] > 0:
+                    trained.add(run.name)
                 print(f"[{finished}/{total}] {run.name}: {summary['steps']} steps at {summary['steps_per_s']:.1f} steps/s, "
                       f"{summary['rows']} rows, {summary['seconds']:.0f} s in this task", flush=True)
             except Exception as error:  # a failed run must not stop the others
@@ -220,7 +228,7 @@ def _follow(out: Path, todo: list[StudyRun], pending: dict, guesses: dict, progr
                 print(f"[{finished}/{total}] {run.name}: FAILED: {failed[run.name]}", flush=True)
         if progress and pending:
             print(_progress_line(out, list(pending.values()), finished, total, guesses, time.perf_counter() - started, slots), flush=True)
-    return failed
+    return failed, trained
 
 
 def _progress_line(out: Path, running: list[StudyRun], finished: int, total: int, guesses: dict, elapsed: float, slots: int) -> str:

@@ -92,18 +92,20 @@ def execute_run(
 ) -> dict[str, Any]:
     """Train ``run`` into ``out`` (resuming; stopped early by ``plateau`` where given, with
     ``train.steps`` the cap), compute its stages (reusing current ones), write rows.csv and
-    done.json; returns a summary (name, steps, training rate, seconds, rows)."""
+    done.json; returns a summary (name, steps, steps trained by this call, training rate, seconds, rows)."""
     import torch
 
     from workbench.identity import checkpoint_fingerprint, stage_key
     from workbench.files import atomic_write_text
     from workbench.identity import comparable_settings
+    from workbench.study.estimate import logged_progress
     from workbench.train import train
 
     torch.set_num_threads(max(1, int(threads)))
     out = Path(out)
     (result_dir(out, run) / "done.json").unlink(missing_ok=True)  # rows.csv is current again only when this run rewrites both
     started = time.perf_counter()
+    before = logged_progress(checkpoint_dir(out, run))[0]
     checkpoint = train(run.config, checkpoint_dir(out, run), progress=False, stop_when=plateau)
     trained_s = time.perf_counter() - started
     log = checkpoint.metrics[-1] if checkpoint.metrics else {"step": checkpoint.step, "elapsed_s": float("nan")}
@@ -136,7 +138,7 @@ def execute_run(
         "train_elapsed_s": log["elapsed_s"], "train_steps": log["step"], "plateau": _rule_dict(plateau),
     }
     atomic_write_text(folder / "done.json", json.dumps(done, indent=1) + "\n")
-    return {"run": run.name, "rows": len(rows), "seconds": time.perf_counter() - started, "train_seconds": trained_s,
+    return {"run": run.name, "rows": len(rows), "seconds": time.perf_counter() - started, "train_seconds": trained_s, "trained_steps": checkpoint.step - before,
             "steps": checkpoint.step, "steps_per_s": log["step"] / log["elapsed_s"] if log["elapsed_s"] else float("nan")}
 
 
