@@ -16,9 +16,14 @@ ended. Then the study is gathered and published as
 of the runs in priority order (``--pack-first`` objectives first) into tar.gz parts of at most
 ``--part-mib`` MiB, within ``--pack-mib`` in all, to bring back from the machine.
 
-    python scripts/gpu_study.py studies/deep_solvers.toml --subset gpu_gpt \\
-        --out runs/studies/deep_solvers_gpu --results results/deep_solvers_gpu \\
-        --train-seconds 300 --steps 10000 8000 6000 5000 4000 3000 --pack $OUT
+    python scripts/gpu_study.py studies/deep_solvers.toml --subset solvers graphs=2,5,50 \\
+        --out runs/studies/deep_solvers --results results/deep_solvers_gpt \\
+        --train-seconds 290 --steps 8000 6000 5000 4000 3000 2000 --pack $OUT --pack-first future_bow bst
+
+Each run uses one thread of torch and of the BLAS under scikit-learn's probes: the machine's
+cores are shared by all the runs. (In the call of 2026-12-04, six runs whose probes each ran a
+BLAS thread per core did not finish them in the 4 minutes left; the same probes take about a
+minute per run on one CPU core.)
 
 Afterwards set the chosen ``train.steps`` in the study file (the provenance names it), so that
 the runs brought back read as finished there (``workbench study --dry-run``).
@@ -36,9 +41,13 @@ import tarfile
 import time
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+if TYPE_CHECKING:
+    from workbench.study.spec import Study, StudyRun
 
 
 def log(message: str) -> None:
@@ -89,7 +98,7 @@ def _meet(barrier) -> None:
         pass
 
 
-def worker(run, out: str, study, calibrate_s: float, barrier, conn) -> None:
+def worker(run: StudyRun, out: str, study: Study, calibrate_s: float, barrier, conn) -> None:
     """One run: time its steps, send the rate, receive its run (with the chosen steps) or None,
     train it and compute its stages."""
     import torch
@@ -117,7 +126,7 @@ def worker(run, out: str, study, calibrate_s: float, barrier, conn) -> None:
         conn.send(("error", traceback.format_exc()[-1500:]))
 
 
-def with_steps(study, arch: str, steps: int):
+def with_steps(study: Study, arch: str, steps: int) -> dict[str, StudyRun]:
     """The study's runs with ``train.steps`` of ``arch``'s runs set to ``steps``."""
     study.sets[arch] = tuple(item for item in study.sets.get(arch, ()) if not item.startswith("train.steps=")) + (f"train.steps={steps}",)
     return {run.name: run for run in study.runs()[0]}
@@ -130,26 +139,27 @@ def choose_steps(rates: dict[str, float], candidates: list[int], budget_s: float
     return fitting[0] if fitting else None
 
 
-def pack(out: Path, results: Path, runs: list, first: list[str], dest: Path, part_mib: float, total_mib: float, log_file: Path, max_parts: int = 7) -> list[Path]:
+def pack(out: Path, results: Path, runs: list[StudyRun], finished: list[StudyRun], first: list[str], dest: Path, part_mib: float,
+         total_mib: float, state_file: Path, max_parts: int = 7) -> list[Path]:
     """tar.gz parts: the published tables, each run's stage tables, config and trainer log, then
-    the weights of as many runs as fit (``first`` objectives first, in the runs' order)."""
+    the weights of as many ``finished`` runs as fit (``first`` objectives first, in the runs'
+    order). Paths are stored relative to the current folder, as they are to be unpacked."""
     from workbench.study.run import checkpoint_dir, result_dir
 
-    small = [results, out / "study.csv", out / "summary.csv", out / "report.html", log_file]
+    small = [results, out / "study.csv", out / "summary.csv", out / "report.html", state_file]
     small += [p for p in out.glob("*.png")]
     for run in runs:
         small.append(result_dir(out, run))
         small += [checkpoint_dir(out, run) / name for name in ("config.json", "metrics.jsonl")]
-    ranked = sorted(runs, key=lambda r: first.index(r.objective) if r.objective in first else len(first))
+    ranked = sorted(finished, key=lambda r: first.index(r.objective) if r.objective in first else len(first))
     weights = [checkpoint_dir(out, run) / "model.safetensors" for run in ranked]
-    budget, limit, parts, current, size = total_mib * 2**20, part_mib * 2**20, [], [], 0
-    used = 0
-    groups = [[p for p in small if p.exists()]]
+    budget, limit = (total_mib - 1) * 2**20, part_mib * 2**20  # a MiB kept for the tables and logs
+    groups, current, size, used, parts = [[p for p in small if p.exists()]], [], 0, 0, []
     for file in weights:
         if not file.exists():
             continue
         nbytes = file.stat().st_size
-        if used + nbytes > budget - 2**20:
+        if used + nbytes > budget:
             log(f"pack: no room for {file.parent.name}'s weights ({nbytes / 2**20:.1f} MiB)")
             continue
         used += nbytes
@@ -168,7 +178,7 @@ def pack(out: Path, results: Path, runs: list, first: list[str], dest: Path, par
         path = dest / f"part{i}.tar.gz"
         with tarfile.open(path, "w:gz", compresslevel=1) as tar:
             for item in group:
-                tar.add(item, arcname=os.path.relpath(item))
+                tar.add(item, arcname=os.path.relpath(item) if not os.path.relpath(item).startswith("..") else str(item.resolve()))
         parts.append(path)
         log(f"pack: {path.name} {path.stat().st_size / 2**20:.1f} MiB, {len(group)} item(s)")
     return parts
@@ -198,50 +208,61 @@ def main() -> None:
     started = time.time()
 
     from workbench.study import load_study
-    from workbench.study.driver import current_settings, gather, plan, publish_study
+    from workbench.study.driver import gather, plan, publish_study
     from workbench.study.report import write_study_report
-    from workbench.study.run import checkpoint_dir, is_done
+    from workbench.study.run import checkpoint_dir
 
     study = load_study(args.spec)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     _, selected, _ = plan(study, args.subset)
+    if not selected:
+        raise SystemExit(f"error: --subset {' '.join(args.subset)} selects no run of {args.spec}")
     log(f"{len(selected)} runs: {', '.join(r.name for r in selected)}")
 
+    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # the workers inherit these
+        os.environ[variable] = "1"
     context = mp.get_context("spawn")
     barrier = context.Barrier(len(selected))
     workers = {}
     for run in selected:
         parent, child = context.Pipe()
-        process = context.Process(target=worker, args=(run, str(out), study, args.calibrate_seconds, barrier, child), daemon=False)
+        process = context.Process(target=worker, args=(run, str(out), study, args.calibrate_seconds, barrier, child))
         process.start()
+        child.close()  # the worker's end lives in the worker alone: its death reads as EOF here
         workers[run.name] = (process, parent)
 
     rates, errors = {}, {}
     for name, (process, conn) in workers.items():
-        kind, value = conn.recv()
+        kind, value = receive(conn, process)
         (rates if kind == "rate" else errors)[name] = value
+        if kind != "rate":
+            barrier.abort()  # the others stop waiting for this one
     for name, error in errors.items():
         log(f"{name}: calibration failed:\n{error}")
     for name, rate in sorted(rates.items(), key=lambda kv: kv[1]):
         log(f"calibration: {name} {rate:.1f} steps/s with {len(selected)} runs at once")
 
+    # the budget of --arch's runs, from their rates; the other archs keep the study's steps
     kept = [run for run in selected if run.name in rates]
-    steps = choose_steps(rates, args.steps, args.train_seconds, args.margin) if rates else None
+    arch_rates = {run.name: rates[run.name] for run in kept if run.arch == args.arch}
+    steps = choose_steps(arch_rates, args.steps, args.train_seconds, args.margin) if arch_rates else None
     if (steps is None or steps < args.min_steps) and args.keep_graph:
         from workbench.task import GraphSpec
 
         graph = str(GraphSpec.parse(args.keep_graph))
-        kept = [run for run in kept if run.graph == graph]
-        sped = {run.name: rates[run.name] * args.keep_speedup for run in kept}
-        steps = choose_steps(sped, args.steps, args.train_seconds, args.margin)
-        log(f"no budget of {args.min_steps}+ steps fits all runs: keeping the {len(kept)} runs of {graph}")
+        fewer = [run for run in kept if run.graph == graph]
+        sped = {run.name: rates[run.name] * args.keep_speedup for run in fewer if run.arch == args.arch}
+        more = choose_steps(sped, args.steps, args.train_seconds, args.margin) if sped else None
+        if more is not None and more >= args.min_steps:
+            log(f"no budget of {args.min_steps}+ steps fits all runs: keeping the {len(fewer)} runs of {graph}")
+            steps, kept = more, fewer
     if steps is None:
         steps, kept = 0, []
         log("no step budget fits: nothing trains")
     else:
         log(f"chosen: train.steps={steps} for {args.arch} ({len(kept)} runs)")
-    chosen = with_steps(study, args.arch, steps) if steps else {}
+    chosen = with_steps(study, args.arch, steps) if steps else {run.name: run for run in selected}
     kept_names = {run.name for run in kept}
     for name, (process, conn) in workers.items():
         if name in rates:
@@ -251,28 +272,19 @@ def main() -> None:
     interrupted = set()
     while len(states) < len(workers):
         for name, (process, conn) in workers.items():
-            if name in states:
-                continue
-            if conn.poll():
-                states[name] = conn.recv()
-                kind, value = states[name]
+            if name not in states and (conn.poll() or not process.is_alive()):
+                states[name] = kind, value = receive(conn, process)
                 log(f"{name}: {kind}" + (f" {value}" if kind != "done" else f", {value['steps']} steps at {value['steps_per_s']:.1f} steps/s, {value['seconds']:.0f} s"))
-            elif not process.is_alive():
-                states[name] = ("error", f"worker exited with code {process.exitcode}")
-                log(f"{name}: worker died ({process.exitcode})")
-        if time.time() - started > args.deadline_seconds:
-            from workbench.study.estimate import logged_progress
-
+        if time.time() - started > args.deadline_seconds:  # runs still short of their schedule save a checkpoint and stop
             for name, (process, conn) in workers.items():
-                if name in kept_names and name not in states and name not in interrupted:
-                    step, _ = logged_progress(checkpoint_dir(out, chosen[name]))
-                    if step < steps:
-                        log(f"{name}: deadline, still training at step {step}: interrupting")
-                        os.kill(process.pid, signal.SIGINT)
-                        interrupted.add(name)
+                run = chosen[name]
+                if name in kept_names and name not in states and name not in interrupted and saved_step(out, run) < run.config.train.steps:
+                    log(f"{name}: deadline, still training at step {saved_step(out, run)}: interrupting")
+                    os.kill(process.pid, signal.SIGINT)
+                    interrupted.add(name)
         if time.time() - started > args.stop_seconds:
             for name, (process, conn) in workers.items():
-                if name not in states:
+                if name not in states and not conn.poll():
                     log(f"{name}: stop time reached before its stages finished: ended")
                     process.terminate()
                     states[name] = ("stopped", "stop time reached")
@@ -280,31 +292,52 @@ def main() -> None:
     for process, _ in workers.values():
         process.join(timeout=30)
 
-    finished = [chosen[name] for name, (kind, _) in states.items() if kind == "done"]
-    runs = [run for run in chosen.values() if run.name in {r.name for r in finished}]
-    table = gather(study, out, list(chosen.values()))
-    if len(table):
-        write_study_report(study, out, table)
+    runs = [chosen[name] for name, (kind, _) in states.items() if kind == "done"]
+    trained = {name for name, (kind, summary) in states.items() if kind == "done" and summary["trained_steps"] > 0}
     if runs:
-        results = publish_study(study, out, table, runs, {run.name for run in runs}, args.results, started, args.subset)
+        table = gather(study, out, list(chosen.values()))
+        write_study_report(study, out, table)
+        results = publish_study(study, out, table, runs, trained, args.results, started, args.subset)
         record = json.loads((results / "provenance.json").read_text())
         record.update(
             commit=record.get("commit") or os.environ.get("WORKBENCH_COMMIT"),
             runner="scripts/gpu_study.py: one process per run on one device, no Ray",
             parallel_runs=len(kept),
             budget={"train_seconds": args.train_seconds, "calibrate_seconds": args.calibrate_seconds, "margin": args.margin,
-                    "candidates": args.steps, "chosen_steps": steps, "arch": args.arch, "runs_at_calibration": len(selected),
+                    "candidates": args.steps, "min_steps": args.min_steps, "keep_graph": args.keep_graph, "keep_speedup": args.keep_speedup,
+                    "chosen_steps": steps, "arch": args.arch, "runs_at_calibration": len(selected),
                     "calibrated_steps_per_s": {name: round(rate, 2) for name, rate in rates.items()}},
             not_finished={name: [kind, str(value)[-300:]] for name, (kind, value) in states.items() if kind != "done"},
         )
         (results / "provenance.json").write_text(json.dumps(record, indent=1) + "\n")
     log(f"{len(runs)} of {len(selected)} runs finished; {time.time() - started:.0f} s")
     if args.pack:
-        log_file = out / "gpu_study.log"
-        log_file.write_text(json.dumps({"states": {k: [v[0], str(v[1])[-2000:]] for k, v in states.items()}, "rates": rates, "steps": steps}, indent=1))
-        pack(out, Path(args.results), list(chosen.values()), args.pack_first, Path(args.pack), args.part_mib, args.pack_mib, log_file)
+        state_file = out / "gpu_study_state.json"
+        state_file.write_text(json.dumps({"states": {k: [v[0], str(v[1])[-2000:]] for k, v in states.items()}, "rates": rates, "steps": steps}, indent=1))
+        finished = [run for run in chosen.values() if saved_step(out, run) >= run.config.train.steps]  # others cannot resume without their optimizer state
+        pack(out, Path(args.results), list(chosen.values()), finished, args.pack_first, Path(args.pack), args.part_mib, args.pack_mib, state_file)
     log(f"done in {time.time() - started:.0f} s")
+    if not runs:
+        raise SystemExit(1)
 
+
+def receive(conn, process) -> tuple[str, object]:
+    """The worker's next message, or ("error", ...) when it died before sending one."""
+    while not conn.poll(1.0):
+        if not process.is_alive() and not conn.poll():
+            return "error", f"worker exited with code {process.exitcode}"
+    try:
+        return conn.recv()
+    except EOFError:
+        return "error", f"worker exited with code {process.exitcode}"
+
+
+def saved_step(out: Path, run: StudyRun) -> int:
+    """The step of the run's saved checkpoint (0 before its first save)."""
+    from workbench.study.run import checkpoint_dir
+
+    config = checkpoint_dir(out, run) / "config.json"
+    return json.loads(config.read_text()).get("step", 0) if config.exists() else 0
 
 if __name__ == "__main__":
     main()

@@ -263,3 +263,16 @@ def test_every_study_file_loads_and_trains_on_the_preset_schedule_unless_it_says
         if not any(item.startswith("train.steps=") for item in items):
             assert (run.config.train.steps, run.config.train.eval_every) == (preset.steps, preset.eval_every), run.name
         assert run.config.train.seed == run.seed
+
+
+def test_a_run_says_how_many_steps_its_task_trained(tmp_path):
+    """The provenance's trained_in_this_invocation comes from this: a run whose training was
+    finished before (here, or on another machine) trains no step in the task that computes its
+    stages."""
+    from workbench.study.run import execute_run
+
+    study = load_study(tiny_study(tmp_path, objectives='["next_token"]', stages='["evaluate"]'))
+    run = study.runs()[0][0]
+    first = execute_run(run, tmp_path / "out", study.stages, study.probes)
+    again = execute_run(run, tmp_path / "out", study.stages, study.probes)
+    assert (first["steps"], first["trained_steps"]) == (40, 40) and (again["steps"], again["trained_steps"]) == (40, 0)

@@ -77,6 +77,32 @@ def test_resume_refuses_a_different_config(tmp_path):
         train(apply_overrides(config, ["train.lr=0.1"]), tmp_path / "run", progress=False)
 
 
+def test_a_finished_run_without_its_optimizer_state_is_returned_as_it_is(tmp_path):
+    """Weights trained on another machine (a GPU) come back without their optimizer state; a
+    study then computes their stages here. A run short of its schedule still needs it."""
+    config = tiny_config(steps=20, eval_every=10, save_every=10, device="cpu")
+    for name, until in (("finished", None), ("unfinished", 10)):
+        train(config, tmp_path / name, until_step=until, progress=False)
+        for file in ("optimizer.safetensors", "trainer_state.json"):
+            (tmp_path / name / file).unlink()
+    weights = (tmp_path / "finished" / "model.safetensors").read_bytes()
+    checkpoint = train(config, tmp_path / "finished", progress=False)
+    assert checkpoint.step == 20 and [m["step"] for m in checkpoint.metrics] == [0, 10, 20]
+    assert (tmp_path / "finished" / "model.safetensors").read_bytes() == weights  # not trained, not rewritten
+    with pytest.raises(CheckpointError, match="trainer_state.json: not found; this checkpoint cannot be resumed"):
+        train(config, tmp_path / "unfinished", progress=False)
+    with pytest.raises(CheckpointError, match="train.steps: saved 20, requested 30"):  # a longer schedule is another run
+        train(apply_overrides(config, ["train.steps=30"]), tmp_path / "finished", progress=False)
+
+    from workbench.stopping import PlateauRule
+
+    rule = PlateauRule(window=10, min_fall=0.99, solved=1.0)  # r2's loss never falls 99% in 10 steps: stops at step 10
+    train(config, tmp_path / "stopped", progress=False, stop_when=rule)
+    for file in ("optimizer.safetensors", "trainer_state.json"):
+        (tmp_path / "stopped" / file).unlink()
+    assert train(config, tmp_path / "stopped", progress=False, stop_when=rule).step == 10  # finished by its rule
+
+
 @pytest.mark.parametrize("objective", ["next_token", "reverse", "teacherless"])
 def test_a_small_model_memorises_a_handful_of_graphs(tmp_path, objective):
     config = apply_overrides(

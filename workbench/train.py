@@ -221,7 +221,9 @@ def _train_locked(config: RunConfig, run_dir: Path, resume: bool, until_step: in
             changes = setting_changes(comparable_settings(saved), comparable_settings(config))
             raise CheckpointError(f"{run_dir}/config.json: the saved run differs from the requested one: "
                                   + "; ".join(f"{key}: saved {a!r}, requested {b!r}" for key, a, b in changes))
-        if checkpoint.step >= cfg.steps and stop_when is None and not (run_dir / "optimizer.safetensors").exists():
+        stopped = first_stop(stop_when, checkpoint.metrics) if stop_when is not None else None
+        finished = stopped[0] == checkpoint.step if stopped is not None else checkpoint.step >= cfg.steps
+        if finished and not (run_dir / "optimizer.safetensors").exists():
             return checkpoint  # finished, and brought here without its optimizer state (trained on another machine)
         model.load_state_dict(checkpoint.model.state_dict())
         if parts is not None:

@@ -29,6 +29,7 @@ JOBS = {
     "solvers": "workbench study studies/solvers.toml --results results/solvers",
     "mamba_solvers": "workbench study studies/mamba_solvers.toml --results results/mamba_solvers",
     "deep_solvers": "workbench study studies/deep_solvers.toml --subset cpu --results results/deep_solvers",
+    "deep_solvers_gpt": "workbench study studies/deep_solvers.toml --subset solvers --results results/deep_solvers_gpt",
     "depth_first_hops": "workbench study studies/depth.toml --subset first_hops_seeds archs=gpt --results results/depth_first_hops",
     "depth_first_hops_mamba": "workbench study studies/depth.toml --subset first_hops_seeds archs=mamba --results results/depth_first_hops_mamba",
 }
@@ -364,10 +365,11 @@ def solvers_layers(results: Results, job: str, objectives: tuple[str, ...] | Non
     whose r2 accuracy reaches it (where the model is a solver), and the model says how many."""
     frame = _study(results, job)
     rows = []
+    several_graphs = frame["graph"].nunique() > 1
     for (arch, objective, graph, overrides), model in _models(frame):
         if objectives and objective not in objectives:
             continue
-        shown = model_label(arch, objective, overrides)
+        shown = model_label(arch, objective, overrides) + (f" on {graph}" if several_graphs else "")
         if solved is not None:
             r2 = _per_run(model, "tf_accuracy", "r2")
             model = model[model["run"].isin(r2[r2 >= solved].index)]
@@ -394,15 +396,16 @@ def solvers_layers(results: Results, job: str, objectives: tuple[str, ...] | Non
     return markdown(pd.DataFrame(rows))
 
 
-for _job in ("solvers", "mamba_solvers", "deep_solvers"):
+for _job in ("solvers", "mamba_solvers", "deep_solvers", "deep_solvers_gpt"):
     BLOCKS[f"{_job}.summary"] = (lambda job: lambda results: solvers_summary(results, job))(_job)
     BLOCKS[f"{_job}.layers"] = (lambda job: lambda results: solvers_layers(results, job))(_job)
 BLOCKS["deep_solvers.layers_solved"] = lambda results: solvers_layers(results, "deep_solvers", solved=0.9)
 
 
-def study_value(results: Results, job: str, objective: str, metric: str, position: str, best_over_hooks: bool, arch: str | None = None) -> pd.Series:
+def study_value(results: Results, job: str, objective: str, metric: str, position: str, best_over_hooks: bool, arch: str | None = None,
+                graph: str | None = None) -> pd.Series:
     frame = _study(results, job)
-    frame = frame[(frame["objective"] == objective) & ((frame["arch"] == arch) if arch else True)]
+    frame = frame[(frame["objective"] == objective) & ((frame["arch"] == arch) if arch else True) & ((frame["graph"] == graph) if graph else True)]
     return (_per_run_best(frame, metric, position, residual_only=False) if best_over_hooks else _per_run(frame, metric, position))
 
 
@@ -431,6 +434,28 @@ VALUES = {
 for _name, (_job, _objective, _metric, _position, _best_hook) in VALUES.items():
     BLOCKS[_name] = (lambda j, o, m, p, b: lambda results: spread(study_value(results, j, o, m, p, b)))(_job, _objective, _metric, _position, _best_hook)
 
+# The same for a study of several graphs, one graph's runs: name -> (job, objective, graph, metric, position, best over hooks)
+GRAPH_VALUES = {
+    f"deep_solvers_gpt.{tag}.{objective}.{name}": ("deep_solvers_gpt", objective, graph, metric, position, True)
+    for tag, graph in (("g24", "G(2,4,50)"), ("g25", "G(2,5,50)"))
+    for objective in ("future_bow", "bst")
+    for name, metric, position in (("node_r2_eq", "probe_node_r2", "eq"), ("node_r2_eq_untrained", "probe_node_r2_untrained", "eq"),
+                                   ("node_r2_r1", "probe_node_r2", "r1"), ("patching_eq", "patching_recovered", "eq"))
+}
+for _name, (_job, _objective, _graph, _metric, _position, _best_hook) in GRAPH_VALUES.items():
+    BLOCKS[_name] = (lambda j, o, g, m, p, b: lambda results: spread(study_value(results, j, o, m, p, b, graph=g)))(
+        _job, _objective, _graph, _metric, _position, _best_hook)
+
+
+@block("deep_solvers_gpt.patching_eq_max")
+def largest_patching_at_eq(results: Results) -> str:
+    """The largest share of r2's logit difference that patching '=' restores, over every run
+    (every graph, objective and seed, learned or not) and layer of the study: the test of
+    "uses what '=' holds", taken where it is hardest to pass."""
+    frame = _study(results, "deep_solvers_gpt")
+    recovered = frame[(frame["metric"] == "patching_recovered") & (frame["position"] == "eq")]["value"]
+    return pct(recovered.max())
+
 
 def r2_curve(results: Results, job: str, every: int = 1_000) -> str:
     """Held-out r2 accuracy (teacher-forced) every ``every`` steps, one row per run
@@ -443,7 +468,26 @@ def r2_curve(results: Results, job: str, every: int = 1_000) -> str:
     return markdown(pd.DataFrame(rows))
 
 
+def first_step_solved(results: Results, job: str, objective: str, graph: str, solved: float = 0.9) -> str:
+    """Per seed, the first evaluation at which held-out r2 (teacher-forced) reached ``solved``
+    (``curves.csv``), or that it never did: how much of the schedule learning took."""
+    curves = results.table(job, "curves")
+    r2 = curves[(curves["split"] == "test") & (curves["metric"] == "tf_accuracy") & (curves["position"] == "r2")
+                & (curves["objective"] == objective) & (curves["graph"] == graph)]
+    if r2.empty:
+        raise ValueError(f"results/{job}/curves.csv: no held-out r2 accuracy of {objective} on {graph}")
+    parts = []
+    for seed, run in r2.groupby("seed"):
+        reached = run[run["value"] >= solved]["step"]
+        parts.append(f"seed {seed}: " + (f"step {int(reached.min()):,}" if len(reached) else f"not by step {int(run['step'].max()):,}"))
+    return "; ".join(parts)
+
+
+BLOCKS["deep_solvers_gpt.g24.future_bow.first_solved"] = lambda results: first_step_solved(results, "deep_solvers_gpt", "future_bow", "G(2,4,50)")
+BLOCKS["deep_solvers_gpt.g25.future_bow.first_solved"] = lambda results: first_step_solved(results, "deep_solvers_gpt", "future_bow", "G(2,5,50)")
+BLOCKS["deep_solvers_gpt.g25.bst.first_solved"] = lambda results: first_step_solved(results, "deep_solvers_gpt", "bst", "G(2,5,50)")
 BLOCKS["deep_solvers.curve"] = lambda results: r2_curve(results, "deep_solvers")
+BLOCKS["deep_solvers_gpt.curve"] = lambda results: r2_curve(results, "deep_solvers_gpt")
 
 
 @block("solvers.mtp.seeds_solved")

@@ -49,6 +49,8 @@ FIGURES: dict[str, Callable[[Results, Path], Path]] = {  # docs/figures/{name}.p
     "mamba_solvers": _plot("workbench.study.figures", "plot_solvers", "mamba_solvers", "study"),
     "deep_solvers": _plot("workbench.study.figures", "plot_solvers", "deep_solvers", "study"),
     "deep_solvers_curves": _plot("workbench.study.figures", "plot_r2_curves", "deep_solvers", "curves"),
+    "deep_solvers_gpt": _plot("workbench.study.figures", "plot_solvers", "deep_solvers_gpt", "study"),
+    "deep_solvers_gpt_curves": _plot("workbench.study.figures", "plot_r2_curves", "deep_solvers_gpt", "curves"),
     "depth_first_hops": _depth("depth_first_hops"),
     "depth_first_hops_mamba": _depth("depth_first_hops_mamba"),
 }

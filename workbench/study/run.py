@@ -98,14 +98,14 @@ def execute_run(
     from workbench.identity import checkpoint_fingerprint, stage_key
     from workbench.files import atomic_write_text
     from workbench.identity import comparable_settings
-    from workbench.study.estimate import logged_progress
     from workbench.train import train
 
     torch.set_num_threads(max(1, int(threads)))
     out = Path(out)
     (result_dir(out, run) / "done.json").unlink(missing_ok=True)  # rows.csv is current again only when this run rewrites both
     started = time.perf_counter()
-    before = logged_progress(checkpoint_dir(out, run))[0]
+    saved = checkpoint_dir(out, run) / "config.json"
+    before = json.loads(saved.read_text()).get("step", 0) if saved.exists() else 0  # the step this call resumes from
     checkpoint = train(run.config, checkpoint_dir(out, run), progress=False, stop_when=plateau)
     trained_s = time.perf_counter() - started
     log = checkpoint.metrics[-1] if checkpoint.metrics else {"step": checkpoint.step, "elapsed_s": float("nan")}
