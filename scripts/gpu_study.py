@@ -57,29 +57,17 @@ def log(message: str) -> None:
 def time_steps(config, seconds: float, barrier) -> float:
     """Training steps per second of ``config``'s run, timed for ``seconds`` after a warm-up,
     all runs timing at once (``barrier``); the model is thrown away (training starts afresh)."""
-    import torch
+    from workbench.study.estimate import trainer_step
 
-    from workbench.config import objective_of
-    from workbench.datasets import training_graphs
-    from workbench.devices import resolve_device
-    from workbench.factory import build_model_and_parts
-    from workbench.train import BatchOrder, build_optimizer, graphs_per_step, trainable, training_step
-
-    device = resolve_device(config.train.device)
-    model, parts = build_model_and_parts(config, device)
-    optimizer, params = build_optimizer(config.train, model, parts), [p for _, p in trainable(model, parts)]
-    objective, data = objective_of(config), training_graphs(config.task)
-    order = BatchOrder(len(data), graphs_per_step(config), config.train.seed)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    step = 0
-    for step in range(5):  # warm-up: allocations, kernels' first launches
-        training_step(config, objective, model, parts, optimizer, params, data[order.indices(step)], step, device)
+    step, sync = trainer_step(config, batches=16)
+    for i in range(5):  # warm-up: allocations, kernels' first launches
+        step(i)
     sync()
     _meet(barrier)
     started, steps = time.perf_counter(), 0
     while time.perf_counter() - started < seconds:
-        training_step(config, objective, model, parts, optimizer, params, data[order.indices(step)], step, device)
-        step, steps = step + 1, steps + 1
+        step(5 + steps)
+        steps += 1
         if steps % 10 == 0:
             sync()
     sync()
@@ -334,10 +322,12 @@ def receive(conn, process) -> tuple[str, object]:
 
 def saved_step(out: Path, run: StudyRun) -> int:
     """The step of the run's saved checkpoint (0 before its first save)."""
+    from workbench.checkpoint import read_config
     from workbench.study.run import checkpoint_dir
 
-    config = checkpoint_dir(out, run) / "config.json"
-    return json.loads(config.read_text()).get("step", 0) if config.exists() else 0
+    folder = checkpoint_dir(out, run)
+    return read_config(folder)[1] if (folder / "config.json").exists() else 0
+
 
 if __name__ == "__main__":
     main()

@@ -140,8 +140,8 @@ def train(
     far, whether to stop there; a reason ends training with a checkpoint at that step, and a
     resumed run whose last evaluation already gives one trains no further. The run folder is
     locked while training (a second process training into it is refused at once). A run
-    that finished its schedule needs no optimizer state to be returned: the weights of runs
-    trained on another machine (a GPU) come back without it.
+    that finished (its schedule, or where ``stop_when`` stopped it) needs no optimizer state to
+    be returned: the weights of runs trained on another machine (a GPU) come back without it.
     """
     if until_step is not None and until_step < 0:
         raise ValueError(f"until_step={until_step}: expected a step >= 0")

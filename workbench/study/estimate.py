@@ -26,6 +26,7 @@ import json
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,11 +109,11 @@ def step_key(config: RunConfig) -> str:
     return hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def time_training_steps(config: RunConfig, steps: int = 5, warmup: int = 2) -> float:
-    """Seconds per training step of ``config`` on this machine at the current torch threads:
-    the trainer's own step (``train.training_step``: the objective's batch and loss with its
-    extra parts under bf16 autocast on CUDA, backward, clip, AdamW) on freshly generated
-    graphs, timed after ``warmup`` steps."""
+def trainer_step(config: RunConfig, batches: int) -> tuple[Callable[[int], None], Callable[[], None]]:
+    """The trainer's own step of ``config`` (``train.training_step``: the objective's batch and
+    loss with its extra parts under bf16 autocast on CUDA, backward, clip, AdamW) on a fresh
+    model, over ``batches`` freshly generated batches (step i takes batch i mod ``batches``),
+    and a function that waits for the device: what a timing of training steps needs."""
     import torch
 
     from workbench.factory import build_model_and_parts
@@ -125,16 +126,26 @@ def time_training_steps(config: RunConfig, steps: int = 5, warmup: int = 2) -> f
     model, parts = build_model_and_parts(config, device)
     optimizer, objective, size = build_optimizer(config.train, model, parts), objective_of(config), graphs_per_step(config)
     params = [p for _, p in trainable(model, parts)]
-    graphs = generate(config.task.graph, size * (steps + warmup), seed=0)
+    graphs = generate(config.task.graph, size * batches, seed=0)
     model.train()
-    for step in range(steps + warmup):
-        if step == warmup:
-            if device.type == "cuda":
-                torch.cuda.synchronize()
+
+    def step(i: int) -> None:
+        batch = i % batches
+        training_step(config, objective, model, parts, optimizer, params, graphs[batch * size : (batch + 1) * size], i, device)
+
+    return step, (torch.cuda.synchronize if device.type == "cuda" else (lambda: None))
+
+
+def time_training_steps(config: RunConfig, steps: int = 5, warmup: int = 2) -> float:
+    """Seconds per training step of ``config`` on this machine at the current torch threads
+    (``trainer_step``), timed after ``warmup`` steps."""
+    step, sync = trainer_step(config, steps + warmup)
+    for i in range(steps + warmup):
+        if i == warmup:
+            sync()
             start = time.perf_counter()
-        training_step(config, objective, model, parts, optimizer, params, graphs[step * size : (step + 1) * size], step, device)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+        step(i)
+    sync()
     return (time.perf_counter() - start) / steps
 
 

@@ -95,6 +95,7 @@ def execute_run(
     done.json; returns a summary (name, steps, steps trained by this call, training rate, seconds, rows)."""
     import torch
 
+    from workbench.checkpoint import read_config
     from workbench.identity import checkpoint_fingerprint, stage_key
     from workbench.files import atomic_write_text
     from workbench.identity import comparable_settings
@@ -104,9 +105,9 @@ def execute_run(
     out = Path(out)
     (result_dir(out, run) / "done.json").unlink(missing_ok=True)  # rows.csv is current again only when this run rewrites both
     started = time.perf_counter()
-    saved = checkpoint_dir(out, run) / "config.json"
-    before = json.loads(saved.read_text()).get("step", 0) if saved.exists() else 0  # the step this call resumes from
-    checkpoint = train(run.config, checkpoint_dir(out, run), progress=False, stop_when=plateau)
+    run_dir = checkpoint_dir(out, run)
+    before = read_config(run_dir)[1] if (run_dir / "config.json").exists() else 0  # the step this call resumes from
+    checkpoint = train(run.config, run_dir, progress=False, stop_when=plateau)
     trained_s = time.perf_counter() - started
     log = checkpoint.metrics[-1] if checkpoint.metrics else {"step": checkpoint.step, "elapsed_s": float("nan")}
     folder = result_dir(out, run)
