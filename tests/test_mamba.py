@@ -85,6 +85,77 @@ def test_shifted_conv_equals_torch_depthwise_conv_values_and_gradients():
         torch.testing.assert_close(a, b)
 
 
+@pytest.mark.parametrize("batch,pos,d_inner,d_conv", [(2, 9, 6, 4), (3, 2, 37, 4), (2, 31, 256, 3)])
+def test_cpp_conv_silu_equals_the_tensor_ops_values_and_gradients(batch, pos, d_inner, d_conv):
+    from workbench.models.selective_scan_cpu import CppConvSiLU
+
+    g = torch.Generator().manual_seed(4)
+    xz = torch.randn(batch, pos, 2 * d_inner, generator=g, requires_grad=True)  # x is a strided view, as in the mixer
+    weight = torch.randn(d_inner, 1, d_conv, generator=g, requires_grad=True)
+    bias = torch.randn(d_inner, generator=g, requires_grad=True)
+    x = xz[..., :d_inner]
+    expected = torch.nn.functional.silu(causal_depthwise_conv(x, weight, bias))
+    got = CppConvSiLU.apply(x, weight, bias)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    upstream = torch.randn(expected.shape, generator=g)
+    want = torch.autograd.grad(expected, (xz, weight, bias), upstream)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = torch.autograd.grad(CppConvSiLU.apply(x, weight, bias), (xz, weight, bias), upstream)
+        torch.set_num_threads(2)
+        two = torch.autograd.grad(CppConvSiLU.apply(x, weight, bias), (xz, weight, bias), upstream)
+    finally:
+        torch.set_num_threads(threads)
+    for name, a, b, c in zip(("xz", "weight", "bias"), one, two, want):
+        assert torch.equal(a, b), name  # the batch sums are torch's: no dependence on the thread count
+        torch.testing.assert_close(a, c, rtol=1e-4, atol=1e-4, msg=name)
+    assert (one[0][..., d_inner:] == 0).all()  # z's half gets no gradient from the conv
+
+
+@pytest.mark.parametrize("shape", [(3, 11, 8, 4), (4, 13, 37, 5)])
+def test_cpp_scan_with_gate_and_softplus_equals_the_tensor_ops(shape):
+    from workbench.models.selective_scan_cpu import CppSelectiveScan
+
+    u, dt, A, B, C, D = scan_inputs(*shape, torch.float32, seed=3)
+    g = torch.Generator().manual_seed(5)
+    dt_raw = torch.randn(dt.shape, generator=g).sub(1).requires_grad_()
+    xz = torch.randn(*u.shape[:2], 2 * u.shape[2], generator=g, requires_grad=True)
+    z = xz[..., u.shape[2]:]  # a strided view, as the mixer's gate is
+    inputs = (u, dt_raw, A, B, C, D, xz)
+    expected = selective_scan_ref(u, torch.nn.functional.softplus(dt_raw), A, B, C, D) * torch.nn.functional.silu(z)
+    got = CppSelectiveScan.apply(u, dt_raw, A, B, C, D, z, True)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    upstream = torch.randn(expected.shape, generator=g)
+    for name, a, b in zip("u dt A B C D xz".split(), torch.autograd.grad(got, inputs, upstream), torch.autograd.grad(expected, inputs, upstream)):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4, msg=name)
+
+
+def test_mixer_runs_the_fused_kernels_unless_a_hook_reads_between_and_both_agree():
+    model = HookedMamba(MambaConfig(n_layers=2, d_model=32, d_state=8, scan="cpp"), SPEC.vocab_size, seed=1)
+    with torch.no_grad():
+        for block in model.backbone.layers:
+            block.mixer.conv1d.weight.normal_()
+            block.mixer.conv1d.bias.normal_()
+    tokens = generate(SPEC, 8, seed=0).prompt_tokens()
+    seen = []
+
+    def logits_and_grads(hooks):
+        model.zero_grad()
+        logits = model.run_with_hooks(tokens, fwd_hooks=hooks)
+        logits.pow(2).mean().backward()
+        return logits.detach(), [p.grad.clone() for p in model.parameters()]
+
+    fused = logits_and_grads([])
+    for hook in ("hook_conv", "hook_x", "hook_z", "hook_dt", "hook_y"):
+        seen.clear()
+        ops = logits_and_grads([(f"blocks.{i}.mixer.{hook}", lambda t, hook: seen.append(hook.name)) for i in range(2)])
+        assert seen == [f"blocks.0.mixer.{hook}", f"blocks.1.mixer.{hook}"]  # a hook there is called: the tensor-ops path
+        torch.testing.assert_close(ops[0], fused[0], rtol=1e-5, atol=1e-5)
+        for a, b in zip(ops[1], fused[1]):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("tied", [True, False])
 def test_logits_agree_with_hugging_face_both_ways(tied):
     cfg = MambaConfig(n_layers=2, d_model=32, d_state=8, tie_embeddings=tied, scan="torch")

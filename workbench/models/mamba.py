@@ -35,7 +35,8 @@ y_t = C_t h_t + D x_t at every position, so a patched state reaches every later 
 the model's memory would. ``"local"`` (``model.ssm_state_patch = "local"``) instead uses the
 returned states only for the outputs at their own positions, as TransformerLens' Mamba
 bridge does; it isolates what h_t says to y_t alone. Otherwise the scan runs on a C++ CPU
-kernel (``scan="cpp"``, the default; ``selective_scan_cpu``), on ``SelectiveScan`` (pure
+kernel (``scan="cpp"``, the default; ``selective_scan_cpu``; where no hook reads them apart, the
+conv with its SiLU runs as one kernel and the scan takes the gate and dt's softplus in), on ``SelectiveScan`` (pure
 PyTorch; ``scan="compiled"`` fuses its steps with ``torch.compile``, ``scan="torch"`` runs them
 eagerly; on a GPU "cpp" runs "compiled") or, with ``scan="mamba_ssm"``, on mamba-ssm's CUDA
 kernel. All compute the same function (tested).
@@ -91,13 +92,21 @@ class MambaMixer(nn.Module):
         cfg, pos = self.cfg, hidden.shape[1]
         xz = self.hook_in_proj(self.in_proj(hidden))  # (batch, pos, 2 * d_inner)
         x, z = xz.chunk(2, dim=-1)
-        x = self.hook_conv(causal_depthwise_conv(x, self.conv1d.weight, self.conv1d.bias))
-        x = self.hook_x(F.silu(x))
+        x = self._conv_silu(x)
+        A = -torch.exp(self.A_log.float())  # (d_inner, d_state)
+        if self._on_cpu_kernel(x) and not any(map(_attached, (self.hook_z, self.hook_dt, self.hook_ssm_state, self.hook_y))):
+            # the gate and dt's softplus inside the scan: nothing reads what they would materialise
+            from workbench.models.selective_scan_cpu import CppSelectiveScan
+
+            dt, B, C = self.x_proj(x).split([cfg.resolved_dt_rank, cfg.d_state, cfg.d_state], dim=-1)
+            B, C = self.hook_B(B), self.hook_C(C)
+            y = CppSelectiveScan.apply(x.contiguous(), self.dt_proj(dt).contiguous(), A.contiguous(), B.contiguous(),
+                                       C.contiguous(), self.D.contiguous(), z, True)
+            return self.hook_ssm_out(self.out_proj(y))
         z = self.hook_z(z)
         dt, B, C = self.x_proj(x).split([cfg.resolved_dt_rank, cfg.d_state, cfg.d_state], dim=-1)
         dt = self.hook_dt(F.softplus(self.dt_proj(dt)))  # (batch, pos, d_inner)
         B, C = self.hook_B(B), self.hook_C(C)  # (batch, pos, d_state)
-        A = -torch.exp(self.A_log.float())  # (d_inner, d_state)
         if self.hook_ssm_state.fwd_hooks:  # someone reads or patches the states: materialise them
             y = self._hooked_scan(x, dt, A, B, C)
         elif cfg.scan == "mamba_ssm":
@@ -107,6 +116,19 @@ class MambaMixer(nn.Module):
             y = selective_scan(x, dt, A, B, C, self.D, impl=impl)
         y = self.hook_y(y)
         return self.hook_ssm_out(self.out_proj(y * F.silu(z)))
+
+    def _on_cpu_kernel(self, x: Tensor) -> bool:
+        return self.cfg.scan == "cpp" and x.device.type == "cpu" and x.dtype == torch.float32
+
+    def _conv_silu(self, x: Tensor) -> Tensor:
+        """SiLU(causal conv(x)): on the C++ CPU kernel (one pass each way) when the scan runs there
+        and nothing is attached to ``hook_conv`` or ``hook_x``, which it never materialises apart."""
+        weight, bias = self.conv1d.weight, self.conv1d.bias
+        if self._on_cpu_kernel(x) and not (_attached(self.hook_conv) or _attached(self.hook_x)):
+            from workbench.models.selective_scan_cpu import CppConvSiLU
+
+            return CppConvSiLU.apply(x, weight, bias)
+        return self.hook_x(F.silu(self.hook_conv(causal_depthwise_conv(x, weight, bias))))
 
     def _hooked_scan(self, x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor) -> Tensor:
         """The scan with every state h_t passed through ``hook_ssm_state``; y (batch, pos, d_inner).
@@ -124,6 +146,15 @@ class MambaMixer(nn.Module):
         else:
             states = propagate_patch(computed, self.hook_ssm_state(computed.clone()), u, dt, A, B)
         return (torch.einsum("bcts,bts->btc", states, C.float()) + u * self.D).to(x.dtype)
+
+
+def _attached(module: nn.Module) -> bool:
+    """Whether a hook (the module's own or torch's global ones) would see this module's call."""
+    from torch.nn.modules import module as torch_module
+
+    hooks = (module._forward_hooks, module._forward_pre_hooks, module._backward_hooks, module._backward_pre_hooks)
+    globals_ = (torch_module._global_forward_hooks, torch_module._global_forward_pre_hooks, torch_module._global_backward_hooks)
+    return any(hooks) or any(globals_)
 
 
 def causal_depthwise_conv(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
