@@ -30,6 +30,7 @@ JOBS = {
     "mamba_solvers": "workbench study studies/mamba_solvers.toml --results results/mamba_solvers",
     "deep_solvers": "workbench study studies/deep_solvers.toml --subset cpu --results results/deep_solvers",
     "deep_solvers_gpt": "workbench study studies/deep_solvers.toml --subset solvers --results results/deep_solvers_gpt",
+    "deep_solvers_control": "workbench study studies/deep_solvers.toml --subset control --results results/deep_solvers_control",
     "depth_first_hops": "workbench study studies/depth.toml --subset first_hops_seeds archs=gpt --results results/depth_first_hops",
     "depth_first_hops_mamba": "workbench study studies/depth.toml --subset first_hops_seeds archs=mamba --results results/depth_first_hops_mamba",
 }
@@ -396,7 +397,7 @@ def solvers_layers(results: Results, job: str, objectives: tuple[str, ...] | Non
     return markdown(pd.DataFrame(rows))
 
 
-for _job in ("solvers", "mamba_solvers", "deep_solvers", "deep_solvers_gpt"):
+for _job in ("solvers", "mamba_solvers", "deep_solvers", "deep_solvers_gpt", "deep_solvers_control"):
     BLOCKS[f"{_job}.summary"] = (lambda job: lambda results: solvers_summary(results, job))(_job)
     BLOCKS[f"{_job}.layers"] = (lambda job: lambda results: solvers_layers(results, job))(_job)
 BLOCKS["deep_solvers.layers_solved"] = lambda results: solvers_layers(results, "deep_solvers", solved=0.9)
@@ -430,6 +431,12 @@ VALUES = {
     "deep_solvers.next_token.patching_r1": ("deep_solvers", "next_token", "patching_recovered", "r1", True),
     "deep_solvers.next_token.goal_eq": ("deep_solvers", "next_token", "probe_goal", "eq", True),
     "deep_solvers.next_token.goal_eq_untrained": ("deep_solvers", "next_token", "probe_goal_untrained", "eq", True),
+    **{f"deep_solvers_control.next_token.{position}": ("deep_solvers_control", "next_token", "tf_accuracy", position, False)
+       for position in ("r1", "r2", "r3", "r4")},
+    "deep_solvers_control.next_token.node_r2_eq": ("deep_solvers_control", "next_token", "probe_node_r2", "eq", True),
+    "deep_solvers_control.next_token.node_r2_eq_untrained": ("deep_solvers_control", "next_token", "probe_node_r2_untrained", "eq", True),
+    "deep_solvers_control.next_token.node_r2_r1": ("deep_solvers_control", "next_token", "probe_node_r2", "r1", True),
+    "deep_solvers_control.next_token.node_r2_r1_untrained": ("deep_solvers_control", "next_token", "probe_node_r2_untrained", "r1", True),
 }
 for _name, (_job, _objective, _metric, _position, _best_hook) in VALUES.items():
     BLOCKS[_name] = (lambda j, o, m, p, b: lambda results: spread(study_value(results, j, o, m, p, b)))(_job, _objective, _metric, _position, _best_hook)
@@ -488,6 +495,7 @@ BLOCKS["deep_solvers_gpt.g25.future_bow.first_solved"] = lambda results: first_s
 BLOCKS["deep_solvers_gpt.g25.bst.first_solved"] = lambda results: first_step_solved(results, "deep_solvers_gpt", "bst", "G(2,5,50)")
 BLOCKS["deep_solvers.curve"] = lambda results: r2_curve(results, "deep_solvers")
 BLOCKS["deep_solvers_gpt.curve"] = lambda results: r2_curve(results, "deep_solvers_gpt")
+BLOCKS["deep_solvers_control.curve"] = lambda results: r2_curve(results, "deep_solvers_control")
 
 
 @block("solvers.mtp.seeds_solved")
