@@ -31,6 +31,7 @@ JOBS = {
     "deep_solvers": "workbench study studies/deep_solvers.toml --subset cpu --results results/deep_solvers",
     "deep_solvers_gpt": "workbench study studies/deep_solvers.toml --subset solvers --results results/deep_solvers_gpt",
     "deep_solvers_control": "workbench study studies/deep_solvers.toml --subset control --results results/deep_solvers_control",
+    "deep_solvers_mamba_g25": "workbench study studies/deep_solvers.toml --subset gpu_mamba objectives=next_token --results results/deep_solvers_mamba_g25",
     "depth_first_hops": "workbench study studies/depth.toml --subset first_hops_seeds archs=gpt --results results/depth_first_hops",
     "depth_first_hops_mamba": "workbench study studies/depth.toml --subset first_hops_seeds archs=mamba --results results/depth_first_hops_mamba",
 }
@@ -397,7 +398,7 @@ def solvers_layers(results: Results, job: str, objectives: tuple[str, ...] | Non
     return markdown(pd.DataFrame(rows))
 
 
-for _job in ("solvers", "mamba_solvers", "deep_solvers", "deep_solvers_gpt", "deep_solvers_control"):
+for _job in ("solvers", "mamba_solvers", "deep_solvers", "deep_solvers_gpt", "deep_solvers_control", "deep_solvers_mamba_g25"):
     BLOCKS[f"{_job}.summary"] = (lambda job: lambda results: solvers_summary(results, job))(_job)
     BLOCKS[f"{_job}.layers"] = (lambda job: lambda results: solvers_layers(results, job))(_job)
 BLOCKS["deep_solvers.layers_solved"] = lambda results: solvers_layers(results, "deep_solvers", solved=0.9)
@@ -433,6 +434,9 @@ VALUES = {
     "deep_solvers.next_token.goal_eq_untrained": ("deep_solvers", "next_token", "probe_goal_untrained", "eq", True),
     **{f"deep_solvers_control.next_token.{position}": ("deep_solvers_control", "next_token", "tf_accuracy", position, False)
        for position in ("r1", "r2", "r3", "r4")},
+    "deep_solvers_mamba_g25.summary_r2": ("deep_solvers_mamba_g25", "next_token", "tf_accuracy", "r2", False),
+    "deep_solvers_mamba_g25.next_token.node_r2_eq": ("deep_solvers_mamba_g25", "next_token", "probe_node_r2", "eq", True),
+    "deep_solvers_mamba_g25.next_token.node_r2_eq_untrained": ("deep_solvers_mamba_g25", "next_token", "probe_node_r2_untrained", "eq", True),
     "deep_solvers_control.next_token.node_r2_eq": ("deep_solvers_control", "next_token", "probe_node_r2", "eq", True),
     "deep_solvers_control.next_token.node_r2_eq_untrained": ("deep_solvers_control", "next_token", "probe_node_r2_untrained", "eq", True),
     "deep_solvers_control.next_token.node_r2_r1": ("deep_solvers_control", "next_token", "probe_node_r2", "r1", True),
@@ -496,6 +500,7 @@ BLOCKS["deep_solvers_gpt.g25.bst.first_solved"] = lambda results: first_step_sol
 BLOCKS["deep_solvers.curve"] = lambda results: r2_curve(results, "deep_solvers")
 BLOCKS["deep_solvers_gpt.curve"] = lambda results: r2_curve(results, "deep_solvers_gpt")
 BLOCKS["deep_solvers_control.curve"] = lambda results: r2_curve(results, "deep_solvers_control")
+BLOCKS["deep_solvers_mamba_g25.curve"] = lambda results: r2_curve(results, "deep_solvers_mamba_g25", every=1_500)
 
 
 @block("solvers.mtp.seeds_solved")

@@ -52,6 +52,7 @@ FIGURES: dict[str, Callable[[Results, Path], Path]] = {  # docs/figures/{name}.p
     "deep_solvers_gpt": _plot("workbench.study.figures", "plot_solvers", "deep_solvers_gpt", "study"),
     "deep_solvers_gpt_curves": _plot("workbench.study.figures", "plot_r2_curves", "deep_solvers_gpt", "curves"),
     "deep_solvers_control_curves": _plot("workbench.study.figures", "plot_r2_curves", "deep_solvers_control", "curves"),
+    "deep_solvers_mamba_g25_curves": _plot("workbench.study.figures", "plot_r2_curves", "deep_solvers_mamba_g25", "curves"),
     "depth_first_hops": _depth("depth_first_hops"),
     "depth_first_hops_mamba": _depth("depth_first_hops_mamba"),
 }
