@@ -322,11 +322,10 @@ def receive(conn, process) -> tuple[str, object]:
 
 def saved_step(out: Path, run: StudyRun) -> int:
     """The step of the run's saved checkpoint (0 before its first save)."""
-    from workbench.checkpoint import read_config
+    from workbench.checkpoint import saved_step as step_of
     from workbench.study.run import checkpoint_dir
 
-    folder = checkpoint_dir(out, run)
-    return read_config(folder)[1] if (folder / "config.json").exists() else 0
+    return step_of(checkpoint_dir(out, run))
 
 
 if __name__ == "__main__":

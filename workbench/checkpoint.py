@@ -191,6 +191,11 @@ def read_config(path: str | Path) -> tuple[RunConfig, int]:
         raise CheckpointError(f"{file}: {error}") from None
 
 
+def saved_step(path: str | Path) -> int:
+    """The step of the checkpoint in ``path``, 0 where none has been saved yet (a run to resume)."""
+    return read_config(path)[1] if (Path(path) / "config.json").exists() else 0
+
+
 def _upgrade_format_1(run: dict[str, Any]) -> dict[str, Any]:
     run = json.loads(json.dumps(run))
     for key, default in ADDED_IN_FORMAT_2.items():

@@ -433,8 +433,8 @@ VALUES = {
     "deep_solvers.next_token.goal_eq": ("deep_solvers", "next_token", "probe_goal", "eq", True),
     "deep_solvers.next_token.goal_eq_untrained": ("deep_solvers", "next_token", "probe_goal_untrained", "eq", True),
     **{f"deep_solvers_control.next_token.{position}": ("deep_solvers_control", "next_token", "tf_accuracy", position, False)
-       for position in ("r1", "r2", "r3", "r4")},
-    "deep_solvers_mamba_g25.summary_r2": ("deep_solvers_mamba_g25", "next_token", "tf_accuracy", "r2", False),
+       for position in ("r2", "r3", "r4")},
+    "deep_solvers_mamba_g25.next_token.r2": ("deep_solvers_mamba_g25", "next_token", "tf_accuracy", "r2", False),
     "deep_solvers_mamba_g25.next_token.node_r2_eq": ("deep_solvers_mamba_g25", "next_token", "probe_node_r2", "eq", True),
     "deep_solvers_mamba_g25.next_token.node_r2_eq_untrained": ("deep_solvers_mamba_g25", "next_token", "probe_node_r2_untrained", "eq", True),
     "deep_solvers_control.next_token.node_r2_eq": ("deep_solvers_control", "next_token", "probe_node_r2", "eq", True),

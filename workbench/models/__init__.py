@@ -50,16 +50,12 @@ def _hooked(model: nn.Module) -> bool:
     module, except the capture hooks a TransformerBridge's blocks install for themselves on
     first use (they feed ``hook_mlp_in`` and the split-qkv fork; a hook there is a hook on
     a HookPoint, seen here)."""
-    from torch.nn.modules import module as torch_module
+    from workbench.models.hooks import global_hooks_set, own_hooks
 
-    if torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks or torch_module._global_backward_hooks:
+    if global_hooks_set():
         return True
     own = {handle.id for block in getattr(model, "blocks", []) for handle in getattr(block, "_capture_hook_handles", [])}
-    return any(
-        set(hooks) - own
-        for m in model.modules()
-        for hooks in (m._forward_hooks, m._forward_pre_hooks, m._backward_hooks, m._backward_pre_hooks)
-    )
+    return any(own_hooks(m) - own for m in model.modules())
 
 
 def d_model_of(model: nn.Module) -> int:

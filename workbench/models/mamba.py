@@ -53,6 +53,7 @@ from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
 from workbench.models.configs import SCANS, MambaConfig  # noqa: F401 (re-exported)
+from workbench.models.hooks import attached
 from workbench.models.selective_scan import propagate_patch, scan_states, selective_scan
 
 SSM_STATE_PATCHES = ("propagate", "local")  # what a patch at hook_ssm_state reaches: every later position | its own
@@ -94,17 +95,16 @@ class MambaMixer(nn.Module):
         x, z = xz.chunk(2, dim=-1)
         x = self._conv_silu(x)
         A = -torch.exp(self.A_log.float())  # (d_inner, d_state)
-        if self._on_cpu_kernel(x) and not any(map(_attached, (self.hook_z, self.hook_dt, self.hook_ssm_state, self.hook_y))):
+        dt, B, C = self.x_proj(x).split([cfg.resolved_dt_rank, cfg.d_state, cfg.d_state], dim=-1)
+        if self._on_cpu_kernel(x) and not any(map(attached, (self.hook_z, self.hook_dt, self.hook_ssm_state, self.hook_y))):
             # the gate and dt's softplus inside the scan: nothing reads what they would materialise
             from workbench.models.selective_scan_cpu import CppSelectiveScan
 
-            dt, B, C = self.x_proj(x).split([cfg.resolved_dt_rank, cfg.d_state, cfg.d_state], dim=-1)
             B, C = self.hook_B(B), self.hook_C(C)
             y = CppSelectiveScan.apply(x.contiguous(), self.dt_proj(dt).contiguous(), A.contiguous(), B.contiguous(),
                                        C.contiguous(), self.D.contiguous(), z, True)
             return self.hook_ssm_out(self.out_proj(y))
         z = self.hook_z(z)
-        dt, B, C = self.x_proj(x).split([cfg.resolved_dt_rank, cfg.d_state, cfg.d_state], dim=-1)
         dt = self.hook_dt(F.softplus(self.dt_proj(dt)))  # (batch, pos, d_inner)
         B, C = self.hook_B(B), self.hook_C(C)  # (batch, pos, d_state)
         if self.hook_ssm_state.fwd_hooks:  # someone reads or patches the states: materialise them
@@ -124,7 +124,7 @@ class MambaMixer(nn.Module):
         """SiLU(causal conv(x)): on the C++ CPU kernel (one pass each way) when the scan runs there
         and nothing is attached to ``hook_conv`` or ``hook_x``, which it never materialises apart."""
         weight, bias = self.conv1d.weight, self.conv1d.bias
-        if self._on_cpu_kernel(x) and not (_attached(self.hook_conv) or _attached(self.hook_x)):
+        if self._on_cpu_kernel(x) and not (attached(self.hook_conv) or attached(self.hook_x)):
             from workbench.models.selective_scan_cpu import CppConvSiLU
 
             return CppConvSiLU.apply(x, weight, bias)
@@ -146,15 +146,6 @@ class MambaMixer(nn.Module):
         else:
             states = propagate_patch(computed, self.hook_ssm_state(computed.clone()), u, dt, A, B)
         return (torch.einsum("bcts,bts->btc", states, C.float()) + u * self.D).to(x.dtype)
-
-
-def _attached(module: nn.Module) -> bool:
-    """Whether a hook (the module's own or torch's global ones) would see this module's call."""
-    from torch.nn.modules import module as torch_module
-
-    hooks = (module._forward_hooks, module._forward_pre_hooks, module._backward_hooks, module._backward_pre_hooks)
-    globals_ = (torch_module._global_forward_hooks, torch_module._global_forward_pre_hooks, torch_module._global_backward_hooks)
-    return any(hooks) or any(globals_)
 
 
 def causal_depthwise_conv(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:

@@ -95,7 +95,7 @@ def execute_run(
     done.json; returns a summary (name, steps, steps trained by this call, training rate, seconds, rows)."""
     import torch
 
-    from workbench.checkpoint import read_config
+    from workbench.checkpoint import saved_step
     from workbench.identity import checkpoint_fingerprint, stage_key
     from workbench.files import atomic_write_text
     from workbench.identity import comparable_settings
@@ -106,7 +106,7 @@ def execute_run(
     (result_dir(out, run) / "done.json").unlink(missing_ok=True)  # rows.csv is current again only when this run rewrites both
     started = time.perf_counter()
     run_dir = checkpoint_dir(out, run)
-    before = read_config(run_dir)[1] if (run_dir / "config.json").exists() else 0  # the step this call resumes from
+    before = saved_step(run_dir)  # the step this call resumes from
     checkpoint = train(run.config, run_dir, progress=False, stop_when=plateau)
     trained_s = time.perf_counter() - started
     log = checkpoint.metrics[-1] if checkpoint.metrics else {"step": checkpoint.step, "elapsed_s": float("nan")}
