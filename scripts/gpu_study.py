@@ -285,7 +285,7 @@ def main() -> None:
     if runs:
         table = gather(study, out, list(chosen.values()))
         write_study_report(study, out, table)
-        results = publish_study(study, out, table, runs, trained, args.results, started, args.subset)
+        results = publish_study(study, out, table, runs, trained, args.results, started, args.subset, parallel_runs=len(chosen))
         record = json.loads((results / "provenance.json").read_text())
         record.update(
             commit=record.get("commit") or os.environ.get("WORKBENCH_COMMIT"),

@@ -108,3 +108,13 @@ def test_hops_learned_names_how_the_first_unlearned_path_length_ended(tmp_path):
     table = depth_hops(Results(tmp_path), "depth").splitlines()
     assert table[2] == "| gpt first_decision_only | 1 | 0 | 0 | 0-2 | 0.500 at 1 hops, plateau at 3,000 steps |"
     assert table[3] == "| gpt first_decision_only | 2 | 0 | 1 | 0-2 | 0.520 at 2 hops, cap at 8,000 steps |"
+
+    # the same grid as the depth figure reads it: one row per seed and layer count
+    from workbench.findings.blocks import hops_by_layers
+    from workbench.study.figures import plot_hops_by_layers
+
+    hops = hops_by_layers(Results(tmp_path), jobs=("depth", "not_published"))
+    assert hops[["layers", "hops", "hops_tried", "next_hop_ended"]].values.tolist() == [[1, 0, 2, "plateau"], [2, 1, 2, "cap"]]
+    assert plot_hops_by_layers(hops, tmp_path / "hops.png").stat().st_size > 10_000
+    with pytest.raises(FileNotFoundError, match="none published"):
+        hops_by_layers(Results(tmp_path), jobs=("not_published",))

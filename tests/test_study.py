@@ -110,7 +110,7 @@ def test_a_four_run_study_on_local_ray_writes_the_table_figure_and_page(tmp_path
 
     # publishing a subset: its runs' rows, their summary, and the provenance the runs recorded
     published = tmp_path / "results" / "tiny_one"
-    run_study(study, out, subset=["one"], progress=False, results_dir=published)
+    run_study(study, out, subset=["one"], cpus=3, progress=False, results_dir=published)
     rows = pd.read_csv(published / "study.csv", keep_default_na=False, na_values=[""])
     expected = saved[saved["seed"] == 0].reset_index(drop=True)
     pd.testing.assert_frame_equal(rows[ROW_KEY], expected[ROW_KEY])
@@ -125,6 +125,7 @@ def test_a_four_run_study_on_local_ray_writes_the_table_figure_and_page(tmp_path
     assert plot_r2_curves(curves, tmp_path / "curves.png").stat().st_size > 10_000
     record = json.loads((published / "provenance.json").read_text())
     assert record["seeds"] == [0] and record["n_seeds"] == 1 and record["subset"] == ["one"] and record["study"] == "tiny"
+    assert record["parallel_runs"] == 3  # the slots of --cpus 3, not of this machine's cores
     assert len(record["commit"]) == 40 and record["torch"] == torch.__version__ and record["wall_seconds"] >= 0
     done = {run: json.loads((out / "results" / run / "done.json").read_text()) for run in expected["run"].unique()}
     assert {r["run"]: (r["steps"], r["trained_in_this_invocation"]) for r in record["runs"]} == {run: (40, False) for run in done}

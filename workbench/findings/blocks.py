@@ -32,8 +32,10 @@ JOBS = {
     "deep_solvers_gpt": "workbench study studies/deep_solvers.toml --subset solvers --results results/deep_solvers_gpt",
     "deep_solvers_control": "workbench study studies/deep_solvers.toml --subset control --results results/deep_solvers_control",
     "deep_solvers_mamba_g25": "workbench study studies/deep_solvers.toml --subset gpu_mamba objectives=next_token --results results/deep_solvers_mamba_g25",
+    "deep_solvers_mamba_g25_remedies": "workbench study studies/deep_solvers.toml --subset gpu_mamba objectives=future_bow,bst,mtp --cpus 3 --results results/deep_solvers_mamba_g25_remedies",
     "depth_first_hops": "workbench study studies/depth.toml --subset first_hops_seeds archs=gpt --results results/depth_first_hops",
     "depth_first_hops_mamba": "workbench study studies/depth.toml --subset first_hops_seeds archs=mamba --results results/depth_first_hops_mamba",
+    "depth_deeper_gpt": "workbench study studies/depth.toml --subset deeper_gpt --results results/depth_deeper_gpt",
 }
 BLOCKS: dict[str, Callable[[Results], str]] = {}
 
@@ -398,7 +400,8 @@ def solvers_layers(results: Results, job: str, objectives: tuple[str, ...] | Non
     return markdown(pd.DataFrame(rows))
 
 
-for _job in ("solvers", "mamba_solvers", "deep_solvers", "deep_solvers_gpt", "deep_solvers_control", "deep_solvers_mamba_g25"):
+for _job in ("solvers", "mamba_solvers", "deep_solvers", "deep_solvers_gpt", "deep_solvers_control", "deep_solvers_mamba_g25",
+             "deep_solvers_mamba_g25_remedies"):
     BLOCKS[f"{_job}.summary"] = (lambda job: lambda results: solvers_summary(results, job))(_job)
     BLOCKS[f"{_job}.layers"] = (lambda job: lambda results: solvers_layers(results, job))(_job)
 BLOCKS["deep_solvers.layers_solved"] = lambda results: solvers_layers(results, "deep_solvers", solved=0.9)
@@ -501,6 +504,7 @@ BLOCKS["deep_solvers.curve"] = lambda results: r2_curve(results, "deep_solvers")
 BLOCKS["deep_solvers_gpt.curve"] = lambda results: r2_curve(results, "deep_solvers_gpt")
 BLOCKS["deep_solvers_control.curve"] = lambda results: r2_curve(results, "deep_solvers_control")
 BLOCKS["deep_solvers_mamba_g25.curve"] = lambda results: r2_curve(results, "deep_solvers_mamba_g25", every=1_500)
+BLOCKS["deep_solvers_mamba_g25_remedies.curve"] = lambda results: r2_curve(results, "deep_solvers_mamba_g25_remedies", every=1_500)
 
 
 @block("solvers.mtp.seeds_solved")
@@ -617,11 +621,52 @@ def depth_over_seeds(results: Results, job: str) -> str:
     return markdown(pd.DataFrame(rows))
 
 
-for _job in ("depth_first_hops", "depth_first_hops_mamba"):
+for _job in ("depth_first_hops", "depth_first_hops_mamba", "depth_deeper_gpt"):
     BLOCKS[f"{_job}.hops"] = (lambda job: lambda results: depth_hops(results, job))(_job)
     BLOCKS[f"{_job}.seeds"] = (lambda job: lambda results: depth_over_seeds(results, job))(_job)
-BLOCKS["depth_first_hops.table"] = lambda results: depth_table(results, "depth_first_hops")
-BLOCKS["depth_first_hops_mamba.table"] = lambda results: depth_table(results, "depth_first_hops_mamba")
+    BLOCKS[f"{_job}.table"] = (lambda job: lambda results: depth_table(results, job))(_job)
+
+DEPTH_JOBS = ("depth_first_hops", "depth_first_hops_mamba", "depth_deeper_gpt")  # every published part of the depth grid
+
+
+def hops_by_layers(results: Results, jobs: tuple[str, ...] = DEPTH_JOBS) -> pd.DataFrame:
+    """Hops learned per (arch, objective, layers, seed) over the depth jobs published so far,
+    one row each: ``hops`` (the most hops with r2 >= ``LEARNED``; -1: not even the copy),
+    ``hops_tried`` (the most tried), and ``next_hop_ended`` (how the first unlearned path length
+    ended: "plateau", "cap" or "fixed budget"; "" when every length tried was learned).
+    Raises ``FileNotFoundError`` when no depth job is published."""
+    frames = []
+    for job in jobs:
+        try:
+            frames.append(depth_frame(results, job))
+        except FileNotFoundError:
+            continue
+    if not frames:
+        raise FileNotFoundError(f"results/{{{','.join(jobs)}}}: none published; the jobs that write them: "
+                                + "; ".join(JOBS.get(job, f"{job}: unknown job") for job in jobs))
+    frame = pd.concat(frames, ignore_index=True)
+    frame = frame.assign(hops=frame["path_length"] - 2)
+    rows = []
+    for (arch, objective, layers, seed), group in frame.groupby(["arch", "objective", "layers", "seed"], sort=True):
+        most, first_fail = _hops_of(group)
+        ended = "" if first_fail is None else (first_fail["stopped_by"] if isinstance(first_fail.get("stopped_by"), str) else "fixed budget")
+        rows.append({"arch": arch, "objective": objective, "layers": int(layers), "seed": int(seed), "hops": -1 if most is None else most,
+                     "hops_tried": int(group["hops"].max()), "next_hop_ended": ended})
+    return pd.DataFrame(rows)
+
+
+@block("depth.hops_by_layers")
+def hops_by_layers_table(results: Results) -> str:
+    """The depth question in one table: per arch and layer count, the hops each seed learned
+    and how its next hop ended, over every depth job published."""
+    frame = hops_by_layers(results)
+    rows = []
+    for (arch, objective, layers), group in frame.groupby(["arch", "objective", "layers"], sort=True):
+        group = group.sort_values("seed")
+        rows.append({"model": model_label(arch, objective), "layers": layers, "hops tried": f"0-{int(group['hops_tried'].max())}",
+                     "hops learned, per seed": " / ".join("none" if h < 0 else str(h) for h in group["hops"]),
+                     "next hop ended, per seed": " / ".join(e or "-" for e in group["next_hop_ended"])})
+    return markdown(pd.DataFrame(rows))
 
 
 @block("checkpoints.manifest")

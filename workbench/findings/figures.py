@@ -10,7 +10,7 @@ import importlib
 from collections.abc import Callable
 from pathlib import Path
 
-from workbench.findings.blocks import Results, depth_frame
+from workbench.findings.blocks import Results, depth_frame, hops_by_layers
 
 
 def _plot(module: str, function: str, job: str, table: str, prepare: Callable | None = None) -> Callable[[Results, Path], Path]:
@@ -40,6 +40,12 @@ def _depth(job: str) -> Callable[[Results, Path], Path]:
     return draw_one
 
 
+def _plot_hops(hops, path: Path) -> Path:
+    from workbench.study.figures import plot_hops_by_layers
+
+    return plot_hops_by_layers(hops, path)
+
+
 FIGURES: dict[str, Callable[[Results, Path], Path]] = {  # docs/figures/{name}.png
     "main_job_accuracy": _plot("workbench.analyses.clever_hans", "plot_accuracy_gap", "main_job", "accuracy_gap"),
     "main_job_cheat_test": _plot("workbench.analyses.clever_hans", "plot_cheat_test", "main_job", "cheat_test"),
@@ -53,8 +59,11 @@ FIGURES: dict[str, Callable[[Results, Path], Path]] = {  # docs/figures/{name}.p
     "deep_solvers_gpt_curves": _plot("workbench.study.figures", "plot_r2_curves", "deep_solvers_gpt", "curves"),
     "deep_solvers_control_curves": _plot("workbench.study.figures", "plot_r2_curves", "deep_solvers_control", "curves"),
     "deep_solvers_mamba_g25_curves": _plot("workbench.study.figures", "plot_r2_curves", "deep_solvers_mamba_g25", "curves"),
+    "deep_solvers_mamba_g25_remedies_curves": _plot("workbench.study.figures", "plot_r2_curves", "deep_solvers_mamba_g25_remedies", "curves"),
     "depth_first_hops": _depth("depth_first_hops"),
     "depth_first_hops_mamba": _depth("depth_first_hops_mamba"),
+    "depth_deeper_gpt": _depth("depth_deeper_gpt"),
+    "depth_hops_by_layers": lambda results, path: _plot_hops(hops_by_layers(results), path),
 }
 
 

@@ -68,7 +68,7 @@ def dry_run(study: Study, out: Path, subset: list[str] | None = None, cpus: int 
                 known.append(seconds)
         rate = f"{guess.steps_per_s:.1f} steps/s ({guess.source})" if guess.steps_per_s else "rate unknown"
         lines.append(f"  {run.name:<48} {state:<16} {rate:<36} ~{format_duration(seconds)}")
-    slots = max(1, int((cpus or os.cpu_count() or 1) // max(study.cpus_per_run, 1e-9)))
+    slots = _slots(study, cpus)
     unmeasured = sorted({stage for guess in estimates for stage in guess.unmeasured_stages})
     lines.append(f"to run: {todo} of {len(selected)}; estimated {format_duration(sum(known))} of run time, about "
                  f"{format_duration(wall_seconds(known, slots) or 0.0)} on {slots} parallel slot(s)"
@@ -120,16 +120,17 @@ def run_study(
     if failed:
         raise RuntimeError("failed runs (run the study again to retry them):\n" + "\n".join(f"  {name}: {error}" for name, error in failed.items()))
     if results_dir is not None:
-        publish_study(study, out, table, selected, trained, results_dir, started, subset)
+        publish_study(study, out, table, selected, trained, results_dir, started, subset, _slots(study, cpus))
     return table
 
 
 def publish_study(study: Study, out: Path, table: pd.DataFrame, selected: list[StudyRun], trained: set[str],
-                  results_dir: str | Path, started: float, subset: list[str] | None) -> Path:
+                  results_dir: str | Path, started: float, subset: list[str] | None, parallel_runs: int | None = None) -> Path:
     """The selected runs' rows (``study.csv``), their mean and spread over seeds
     (``summary.csv``), their training curves (``curves.csv``) and the provenance, into
     ``results_dir``. Each run's training time and
-    steps are those its own ``done.json`` recorded when it was trained."""
+    steps are those its own ``done.json`` recorded when it was trained; ``parallel_runs`` (how
+    many ran at once) defaults to the slots of a local Ray on this machine's cores."""
     import json
 
     from workbench.publish import provenance, publish
@@ -147,7 +148,7 @@ def publish_study(study: Study, out: Path, table: pd.DataFrame, selected: list[S
 
     device = "cuda" if study.gpus_per_run and torch.cuda.is_available() else "cpu"  # the driver's machine
     record = provenance(started, [run.seed for run in selected], study.cpus_per_run, device, runs,
-                        study=study.name, study_file=str(study.source), subset=subset or [], parallel_runs=_slots(study))
+                        study=study.name, study_file=str(study.source), subset=subset or [], parallel_runs=parallel_runs or _slots(study))
     return publish(results_dir, {"study": rows, "summary": summary(per_seed(rows)), "curves": training_curves(out, selected)}, record)
 
 
@@ -162,8 +163,9 @@ def training_curves(out: Path, runs: list[StudyRun]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
 
 
-def _slots(study: Study) -> int:
-    return max(1, int((os.cpu_count() or 1) // max(study.cpus_per_run, 1e-9)))
+def _slots(study: Study, cpus: int | None = None) -> int:
+    """How many runs a local Ray of ``cpus`` CPUs (the machine's cores by default) runs at once."""
+    return max(1, int((cpus or os.cpu_count() or 1) // max(study.cpus_per_run, 1e-9)))
 
 
 def _run_tasks(study: Study, out: Path, todo: list[StudyRun], address: str | None, cpus: int | None, progress: bool,
