@@ -241,3 +241,37 @@ def test_export_and_import_hf_through_the_cli(tmp_path):
     tokens = generate(config.task.graph, 4, seed=0).prompt_tokens()
     with torch.no_grad():
         torch.testing.assert_close(workbench.load(tmp_path / "back").model(tokens), model(tokens), rtol=0, atol=1e-5)
+
+
+def test_cpp_kernels_stay_finite_where_exp_overflows():
+    """A pre-softplus step, a gate or a conv output below -88 overflows exp(-x); the kernels'
+    sigmoid must still give 0 there, not NaN (a Mamba on G(2,5,50) under bst reached dt = -93
+    and trained on NaN gradients from then on)."""
+    from workbench.models.selective_scan_cpu import CppConvSiLU, CppSelectiveScan
+
+    u, dt, A, B, C, D = scan_inputs(2, 7, 37, 4, torch.float32, seed=6)
+    g = torch.Generator().manual_seed(7)
+    extremes = torch.tensor([-120.0, -93.0, -89.0, 0.0, 89.0, 120.0])
+    pick = lambda shape: extremes[torch.randint(len(extremes), shape, generator=g)]  # noqa: E731
+    dt_raw = pick(dt.shape).requires_grad_()
+    xz = torch.cat([torch.randn(u.shape, generator=g), pick(u.shape)], dim=-1).requires_grad_()
+    z = xz[..., u.shape[2]:]
+    inputs = (u, dt_raw, A, B, C, D, xz)
+    expected = selective_scan_ref(u, torch.nn.functional.softplus(dt_raw), A, B, C, D) * torch.nn.functional.silu(z)
+    got = CppSelectiveScan.apply(u, dt_raw, A, B, C, D, z, True)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+    upstream = torch.randn(expected.shape, generator=g)
+    for name, a, b in zip("u dt A B C D xz".split(), torch.autograd.grad(got, inputs, upstream), torch.autograd.grad(expected, inputs, upstream)):
+        assert torch.isfinite(a).all(), name
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-3, msg=name)
+
+    x = pick((2, 9, 37)).requires_grad_()
+    weight, bias = torch.ones(37, 1, 4).requires_grad_(), torch.zeros(37).requires_grad_()
+    expected = torch.nn.functional.silu(causal_depthwise_conv(x, weight, bias))
+    got = CppConvSiLU.apply(x, weight, bias)
+    torch.testing.assert_close(got, expected)
+    upstream = torch.randn(expected.shape, generator=g)
+    for name, a, b in zip(("x", "weight", "bias"), torch.autograd.grad(got, (x, weight, bias), upstream),
+                          torch.autograd.grad(expected, (x, weight, bias), upstream)):
+        assert torch.isfinite(a).all(), name
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-3, msg=name)

@@ -70,6 +70,36 @@ def test_a_run_resumed_with_other_intervals_trains_the_same_weights(tmp_path, ca
     assert steps == [0, 10, 15, 20, 25, 30]
 
 
+def test_a_non_finite_gradient_stops_training_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    """A NaN gradient at step 13 (injected by a hook on one weight) stops the run before the
+    optimiser step, names the run, the step and the checkpoint kept; the saved weights are
+    finite and resuming retrains from them."""
+    import workbench.train as trainer
+
+    build = trainer.build_model_and_parts
+    calls = {"n": 0}
+
+    def poisoned(config, device):
+        model, parts = build(config, device)
+
+        def hook(grad):
+            calls["n"] += 1
+            return grad * float("nan") if calls["n"] == 14 else grad  # the 14th backward is step 13
+
+        next(model.parameters()).register_hook(hook)
+        return model, parts
+
+    monkeypatch.setattr(trainer, "build_model_and_parts", poisoned)
+    config = tiny_config(steps=30, eval_every=10, save_every=5, device="cpu")
+    with pytest.raises(FloatingPointError, match=r"run: step 13: the gradient's norm is nan .*checkpoint of step 10 is kept"):
+        train(config, tmp_path / "run", progress=False)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["step"] == 10
+    assert all(torch.isfinite(w).all() for w in load_file(tmp_path / "run" / "model.safetensors").values())
+    monkeypatch.setattr(trainer, "build_model_and_parts", build)
+    train(config, tmp_path / "run", progress=False)  # resumes from step 10 and finishes
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["step"] == 30
+
+
 def test_resume_refuses_a_different_config(tmp_path):
     config = tiny_config(steps=4)
     train(config, tmp_path / "run", progress=False)

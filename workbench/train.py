@@ -184,7 +184,9 @@ def training_step(
     """One optimiser step at ``step`` on ``graphs`` (``graphs_per_step`` of them): the
     schedule's learning rate, the objective's batch (its randomness seeded by (seed, step))
     and loss under bf16 autocast on CUDA, backward, gradient clipping over ``params`` (in
-    ``trainable`` order, listed once by the caller), AdamW."""
+    ``trainable`` order, listed once by the caller), AdamW. A gradient that is not finite
+    raises ``FloatingPointError`` before the optimiser step, so the weights stay as they were:
+    one NaN step would otherwise turn every weight to NaN and the run would train on, at chance."""
     cfg = config.train
     for group in optimizer.param_groups:
         group["lr"] = learning_rate(step, cfg)
@@ -195,8 +197,9 @@ def training_step(
         terms = objective.loss(model, parts, batch, config.task.graph)
     optimizer.zero_grad(set_to_none=True)
     terms.total.backward()
-    if cfg.grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+    norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else math.inf)  # no clipping at inf
+    if not torch.isfinite(norm):
+        raise FloatingPointError(f"step {step}: the gradient's norm is {norm.item()} (loss {terms.total.item():.4g})")
     optimizer.step()
     return terms
 
@@ -250,6 +253,7 @@ def _train_locked(config: RunConfig, run_dir: Path, resume: bool, until_step: in
         if stopped is not None:
             last = step  # stopped here by the rule before
     started = time.time() - (metrics[-1]["elapsed_s"] if metrics else 0.0)
+    saved = step
 
     def log_eval() -> None:
         record: dict[str, Any] = {"step": step, "lr": learning_rate(min(step, cfg.steps - 1), cfg), "elapsed_s": time.time() - started}
@@ -261,6 +265,8 @@ def _train_locked(config: RunConfig, run_dir: Path, resume: bool, until_step: in
             write_metrics(run_dir, metrics)
 
     def save() -> None:
+        nonlocal saved
+        saved = step
         save_checkpoint(run_dir, config, model, step, metrics, optimizer, parts=parts, trainer_state=running.state())
 
     if step == 0 and not metrics:  # a fresh run (a run resumed from its step-0 save has this record)
@@ -289,6 +295,10 @@ def _train_locked(config: RunConfig, run_dir: Path, resume: bool, until_step: in
         bar.close()
         save()
         raise TrainingInterrupted(run_dir, step) from None
+    except FloatingPointError as error:
+        bar.close()
+        raise FloatingPointError(f"{run_dir}: {error}; stopped before that optimiser step, the checkpoint of step {saved} "
+                                 "is kept (a lower train.lr or grad_clip, or another seed, may train on)") from None
     bar.close()
     return load(run_dir, device=device)
 

@@ -67,7 +67,11 @@ struct Rows {  // the pointers of one batch row, at channel c0
 };
 
 inline float softplus(float x) { return x > 20.f ? x : std::log1p(std::exp(x)); }  // torch's threshold
-inline float sigmoid(float x) { return 1.f / (1.f + std::exp(-x)); }
+// exp's argument capped at 80 (exp(80) ~ 5.5e34, so sigmoid(x < -80) ~ 1.8e-35, not 0): under
+// -ffast-math the vectorised 1 / (1 + exp(-x)) of x < -88, where exp overflows to inf, is NaN
+// (a reciprocal estimate refined by a Newton step, inf * 0), not 0; a Mamba whose dt_proj drove
+// a pre-softplus step below -88 trained on NaN gradients from then on
+inline float sigmoid(float x) { return 1.f / (1.f + std::exp(std::fmin(-x, 80.f))); }
 
 // dts = dt (after the softplus) and dtu = dt u of one block, step by step
 template <int64_t Lanes>
@@ -352,7 +356,7 @@ torch::Tensor conv_silu_forward(torch::Tensor x, torch::Tensor w, torch::Tensor 
                 float* __restrict o = po + (b * T + t) * L;
                 conv_row(px + b * sB, sT, pw, pb, t, K, L, v.data());
 #pragma omp simd
-                for (int64_t c = 0; c < L; ++c) o[c] = v[c] / (1.f + std::exp(-v[c]));
+                for (int64_t c = 0; c < L; ++c) o[c] = v[c] * sigmoid(v[c]);
             }
         }
     });
@@ -382,7 +386,7 @@ std::vector<torch::Tensor> conv_silu_backward(torch::Tensor x, torch::Tensor w, 
                 conv_row(xb, sT, pw, pb, t, K, L, v.data());
 #pragma omp simd
                 for (int64_t c = 0; c < L; ++c) {
-                    const float s = 1.f / (1.f + std::exp(-v[c]));
+                    const float s = sigmoid(v[c]);
                     dv_t[c] = d_t[c] * s * (1.f + v[c] * (1.f - s));
                     db[c] += dv_t[c];
                 }
