@@ -105,6 +105,10 @@ def test_hops_learned_names_how_the_first_unlearned_path_length_ended(tmp_path):
                      identity | dict(metric="tf_loss", hook="", position="r2", value=0.7)]
     (tmp_path / "depth").mkdir()
     pd.DataFrame(rows).to_csv(tmp_path / "depth" / "study.csv", index=False)
+    from workbench.findings.blocks import depth_cell
+
+    assert depth_cell(Results(tmp_path), "depth", 2, 3) == "1 of 1 seeds (r2 0.970)"
+    assert depth_cell(Results(tmp_path), "depth", 2, 4) == "0 of 1 seeds (r2 0.520)"
     table = depth_hops(Results(tmp_path), "depth").splitlines()
     assert table[2] == "| gpt first_decision_only | 1 | 0 | 0 | 0-2 | 0.500 at 1 hops, plateau at 3,000 steps |"
     assert table[3] == "| gpt first_decision_only | 2 | 0 | 1 | 0-2 | 0.520 at 2 hops, cap at 8,000 steps |"
@@ -118,3 +122,20 @@ def test_hops_learned_names_how_the_first_unlearned_path_length_ended(tmp_path):
     assert plot_hops_by_layers(hops, tmp_path / "hops.png").stat().st_size > 10_000
     with pytest.raises(FileNotFoundError, match="none published"):
         hops_by_layers(Results(tmp_path), jobs=("not_published",))
+
+
+def test_still_falling_reports_the_unsolved_runs_last_window_naming_objectives_when_several(tmp_path):
+    """The budget test of a negative result: each unsolved run's r2 loss over its last 1,000
+    steps, with the direction said in words; a solved run is left out."""
+    from workbench.findings.blocks import still_falling
+
+    rows = []
+    for objective, seed, losses, final in (("mtp", 0, (0.80, 0.78, 0.76), 0.50), ("bst", 1, (0.80, 0.82, 0.84), 0.49),
+                                           ("bst", 2, (0.80, 0.40, 0.05), 0.99)):
+        identity = dict(objective=objective, arch="mamba", graph="G(2,5,50)", seed=seed, run=f"mamba-{objective}-s{seed}")
+        for step, loss in zip((4000, 5000, 6000), losses):
+            rows += [identity | dict(step=step, split="test", metric="tf_loss", position="r2", value=loss),
+                     identity | dict(step=step, split="test", metric="tf_accuracy", position="r2", value=final)]
+    (tmp_path / "job").mkdir()
+    pd.DataFrame(rows).to_csv(tmp_path / "job" / "curves.csv", index=False)
+    assert still_falling(Results(tmp_path), "job") == "mtp seed 0: 0.780 -> 0.760 (2.6% down); bst seed 1: 0.820 -> 0.840 (2.4% up)"

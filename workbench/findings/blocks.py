@@ -33,9 +33,10 @@ JOBS = {
     "deep_solvers_control": "workbench study studies/deep_solvers.toml --subset control --results results/deep_solvers_control",
     "deep_solvers_mamba_g25": "workbench study studies/deep_solvers.toml --subset gpu_mamba objectives=next_token --results results/deep_solvers_mamba_g25",
     "deep_solvers_mamba_g25_remedies": "workbench study studies/deep_solvers.toml --subset gpu_mamba objectives=future_bow,bst,mtp --cpus 3 --results results/deep_solvers_mamba_g25_remedies",
+    "remedies_mamba_g23": "workbench study studies/remedies.toml --subset mamba_g23 --cpus 3 --results results/remedies_mamba_g23",
     "depth_first_hops": "workbench study studies/depth.toml --subset first_hops_seeds archs=gpt --results results/depth_first_hops",
     "depth_first_hops_mamba": "workbench study studies/depth.toml --subset first_hops_seeds archs=mamba --results results/depth_first_hops_mamba",
-    "depth_deeper_gpt": "workbench study studies/depth.toml --subset deeper_gpt --results results/depth_deeper_gpt",
+    "depth_deeper_gpt": "workbench study studies/depth.toml --subset deeper_gpt --cpus 3 --results results/depth_deeper_gpt",
 }
 BLOCKS: dict[str, Callable[[Results], str]] = {}
 
@@ -513,14 +514,13 @@ def mtp_seeds_solved(results: Results) -> str:
     return f"{int((r2 > 0.9).sum())} of {len(r2)}"
 
 
-@block("remedies_quick.summary")
-def remedies_summary(results: Results) -> str:
+def remedies_summary(results: Results, job: str) -> str:
     """Per objective (one seed each unless more were run): r2 accuracy and loss, greedy path,
     the best goal-arm probe at '=' with its control task and untrained model, the goal node
     at '=', and patching recovery (best site, and at '=')."""
     from workbench.study.figures import per_seed
 
-    seeds = per_seed(_study(results, "remedies_quick"))
+    seeds = per_seed(_study(results, job))
     rows = []
     for (objective, arch, graph, overrides), model in seeds.groupby(["objective", "arch", "graph", "overrides"], sort=False):
         defined = model["patching_recovered"].notna().any()
@@ -533,6 +533,10 @@ def remedies_summary(results: Results) -> str:
             "patching: best site / at =": f"{show(model['patching_recovered'])} / {show(model['patching_at_eq'])}" if defined else "undefined (r2 ignores the goal)",
         })
     return markdown(pd.DataFrame(rows))
+
+
+for _job in ("remedies_quick", "remedies_mamba_g23"):
+    BLOCKS[f"{_job}.summary"] = (lambda job: lambda results: remedies_summary(results, job))(_job)
 
 
 @block("remedies_quick.arm_max")
@@ -571,6 +575,18 @@ def depth_table(results: Results, job: str) -> str:
 
 
 LEARNED = 0.9  # r2 accuracy from which a cell of the depth grid counts as learned
+
+
+def depth_cell(results: Results, job: str, layers: int, path_length: int) -> str:
+    """One cell of the depth grid over seeds: how many learned r2, and each seed's r2."""
+    frame = depth_frame(results, job)
+    cell = frame[(frame["layers"] == layers) & (frame["path_length"] == path_length)].sort_values("seed")
+    if cell.empty:
+        raise ValueError(f"results/{job}: no run with {layers} layers at l = {path_length}")
+    return f"{int((cell['r2'] >= LEARNED).sum())} of {len(cell)} seeds (r2 {' / '.join(num(v) for v in cell['r2'])})"
+
+
+BLOCKS["depth_first_hops_mamba.two_layers_two_hops"] = lambda results: depth_cell(results, "depth_first_hops_mamba", 2, 4)
 
 
 def _hops_of(runs: pd.DataFrame) -> tuple[int | None, pd.Series | None]:
@@ -704,7 +720,7 @@ def still_falling(results: Results, job: str, window: int = 1_000, solved: float
     curves = results.table(job, "curves")
     loss = curves[(curves["split"] == "test") & (curves["metric"] == "tf_loss") & (curves["position"] == "r2")]
     accuracy = curves[(curves["split"] == "test") & (curves["metric"] == "tf_accuracy") & (curves["position"] == "r2")]
-    parts = []
+    parts, several = [], loss["objective"].nunique() > 1
     for run, group in loss.groupby("run", sort=False):
         last = group["step"].max()
         final = accuracy[(accuracy["run"] == run) & (accuracy["step"] == last)]["value"]
@@ -712,8 +728,12 @@ def still_falling(results: Results, job: str, window: int = 1_000, solved: float
         if final.empty or final.iloc[0] >= solved or last - window not in by_step:
             continue
         before, now = by_step[last - window], by_step[last]
-        parts.append(f"seed {group['seed'].iloc[0]}: {num(before)} -> {num(now)} ({pct((before - now) / before)} down)")
+        name = (f"{group['objective'].iloc[0]} " if several else "") + f"seed {group['seed'].iloc[0]}"
+        fall = (before - now) / before
+        parts.append(f"{name}: {num(before)} -> {num(now)} ({pct(abs(fall))} {'down' if fall >= 0 else 'up'})")
     return "; ".join(parts) if parts else "every seed solved"
 
 
 BLOCKS["deep_solvers.still_falling"] = lambda results: still_falling(results, "deep_solvers")
+BLOCKS["deep_solvers_mamba_g25.still_falling"] = lambda results: still_falling(results, "deep_solvers_mamba_g25")
+BLOCKS["deep_solvers_mamba_g25_remedies.still_falling"] = lambda results: still_falling(results, "deep_solvers_mamba_g25_remedies")
