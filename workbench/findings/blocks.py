@@ -586,6 +586,7 @@ def depth_cell(results: Results, job: str, layers: int, path_length: int) -> str
     return f"{int((cell['r2'] >= LEARNED).sum())} of {len(cell)} seeds (r2 {' / '.join(num(v) for v in cell['r2'])})"
 
 
+BLOCKS["depth_deeper_gpt.four_layers_one_hop"] = lambda results: depth_cell(results, "depth_deeper_gpt", 4, 3)
 BLOCKS["depth_first_hops_mamba.two_layers_two_hops"] = lambda results: depth_cell(results, "depth_first_hops_mamba", 2, 4)
 
 
@@ -735,5 +736,16 @@ def still_falling(results: Results, job: str, window: int = 1_000, solved: float
 
 
 BLOCKS["deep_solvers.still_falling"] = lambda results: still_falling(results, "deep_solvers")
+def later_tokens_lowest(results: Results, job: str) -> str:
+    """The lowest held-out teacher-forced accuracy on r3..rl over every run of ``job``: the
+    later tokens a failing run did learn (the Clever Hans cheat), as one number."""
+    frame = _study(results, job)
+    later = frame[(frame["metric"] == "tf_accuracy") & frame["position"].str.fullmatch(r"r([3-9]|\d\d)")]
+    if later.empty:
+        raise ValueError(f"results/{job}: no tf_accuracy rows for r3 on")
+    return num(later["value"].min())
+
+
+BLOCKS["deep_solvers_mamba_g25_remedies.later_tokens_lowest"] = lambda results: later_tokens_lowest(results, "deep_solvers_mamba_g25_remedies")
 BLOCKS["deep_solvers_mamba_g25.still_falling"] = lambda results: still_falling(results, "deep_solvers_mamba_g25")
 BLOCKS["deep_solvers_mamba_g25_remedies.still_falling"] = lambda results: still_falling(results, "deep_solvers_mamba_g25_remedies")
