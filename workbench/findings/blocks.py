@@ -472,11 +472,14 @@ def largest_patching_at_eq(results: Results) -> str:
     return pct(recovered.max())
 
 
-def r2_curve(results: Results, job: str, every: int = 1_000) -> str:
+def r2_curve(results: Results, job: str, every: int = 1_000, graph: str | None = None) -> str:
     """Held-out r2 accuracy (teacher-forced) every ``every`` steps, one row per run
-    (``curves.csv``: each run's metrics.jsonl)."""
+    (``curves.csv``: each run's metrics.jsonl), of one graph's runs if ``graph`` is given."""
     curves = results.table(job, "curves")
-    r2 = curves[(curves["split"] == "test") & (curves["metric"] == "tf_accuracy") & (curves["position"] == "r2") & (curves["step"] % every == 0)]
+    r2 = curves[(curves["split"] == "test") & (curves["metric"] == "tf_accuracy") & (curves["position"] == "r2") & (curves["step"] % every == 0)
+                & ((curves["graph"] == graph) if graph else True)]
+    if r2.empty:
+        raise ValueError(f"results/{job}/curves.csv: no held-out r2 accuracy" + (f" on {graph}" if graph else ""))
     table = r2.pivot_table(index=["arch", "objective", "graph", "overrides", "seed"], columns="step", values="value", sort=False)
     rows = [{"model": model_label(arch, objective, overrides), "graph": graph, "seed": seed, **{f"step {step:,}": num(v) for step, v in values.items()}}
             for (arch, objective, graph, overrides, seed), values in table.iterrows()]
@@ -505,6 +508,7 @@ BLOCKS["deep_solvers.curve"] = lambda results: r2_curve(results, "deep_solvers")
 BLOCKS["deep_solvers_gpt.curve"] = lambda results: r2_curve(results, "deep_solvers_gpt")
 BLOCKS["deep_solvers_control.curve"] = lambda results: r2_curve(results, "deep_solvers_control")
 BLOCKS["deep_solvers_mamba_g25.curve"] = lambda results: r2_curve(results, "deep_solvers_mamba_g25", every=1_500)
+BLOCKS["depth_deeper_gpt.curve_l3"] = lambda results: r2_curve(results, "depth_deeper_gpt", every=500, graph="G(2,3,50)")
 BLOCKS["deep_solvers_mamba_g25_remedies.curve"] = lambda results: r2_curve(results, "deep_solvers_mamba_g25_remedies", every=1_500)
 
 
