@@ -113,22 +113,29 @@ def test_cpp_conv_silu_equals_the_tensor_ops_values_and_gradients(batch, pos, d_
     assert (one[0][..., d_inner:] == 0).all()  # z's half gets no gradient from the conv
 
 
-@pytest.mark.parametrize("shape", [(3, 11, 8, 4), (4, 13, 37, 5)])
-def test_cpp_scan_with_gate_and_softplus_equals_the_tensor_ops(shape):
+def assert_gated_scan_matches_the_tensor_ops(u, dt_raw, A, B, C, D, xz, g, value_tol, grad_tol):
+    """The kernel with softplus and gate z (the second half of ``xz``, a strided view as in the
+    mixer) against the tensor ops: values, and every input's gradient, finite and close."""
     from workbench.models.selective_scan_cpu import CppSelectiveScan
 
+    z = xz[..., u.shape[2]:]
+    inputs = (u, dt_raw, A, B, C, D, xz)
+    expected = selective_scan_ref(u, torch.nn.functional.softplus(dt_raw), A, B, C, D) * torch.nn.functional.silu(z)
+    got = CppSelectiveScan.apply(u, dt_raw, A, B, C, D, z, True)
+    torch.testing.assert_close(got, expected, rtol=value_tol, atol=value_tol)
+    upstream = torch.randn(expected.shape, generator=g)
+    for name, a, b in zip("u dt A B C D xz".split(), torch.autograd.grad(got, inputs, upstream), torch.autograd.grad(expected, inputs, upstream)):
+        assert torch.isfinite(a).all(), name
+        torch.testing.assert_close(a, b, rtol=grad_tol, atol=grad_tol, msg=name)
+
+
+@pytest.mark.parametrize("shape", [(3, 11, 8, 4), (4, 13, 37, 5)])
+def test_cpp_scan_with_gate_and_softplus_equals_the_tensor_ops(shape):
     u, dt, A, B, C, D = scan_inputs(*shape, torch.float32, seed=3)
     g = torch.Generator().manual_seed(5)
     dt_raw = torch.randn(dt.shape, generator=g).sub(1).requires_grad_()
     xz = torch.randn(*u.shape[:2], 2 * u.shape[2], generator=g, requires_grad=True)
-    z = xz[..., u.shape[2]:]  # a strided view, as the mixer's gate is
-    inputs = (u, dt_raw, A, B, C, D, xz)
-    expected = selective_scan_ref(u, torch.nn.functional.softplus(dt_raw), A, B, C, D) * torch.nn.functional.silu(z)
-    got = CppSelectiveScan.apply(u, dt_raw, A, B, C, D, z, True)
-    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
-    upstream = torch.randn(expected.shape, generator=g)
-    for name, a, b in zip("u dt A B C D xz".split(), torch.autograd.grad(got, inputs, upstream), torch.autograd.grad(expected, inputs, upstream)):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4, msg=name)
+    assert_gated_scan_matches_the_tensor_ops(u, dt_raw, A, B, C, D, xz, g, value_tol=1e-5, grad_tol=1e-4)
 
 
 def test_mixer_runs_the_fused_kernels_unless_a_hook_reads_between_and_both_agree():
@@ -247,7 +254,7 @@ def test_cpp_kernels_stay_finite_where_exp_overflows():
     """A pre-softplus step, a gate or a conv output below -88 overflows exp(-x); the kernels'
     sigmoid must still give 0 there, not NaN (a Mamba on G(2,5,50) under bst reached dt = -93
     and trained on NaN gradients from then on)."""
-    from workbench.models.selective_scan_cpu import CppConvSiLU, CppSelectiveScan
+    from workbench.models.selective_scan_cpu import CppConvSiLU
 
     u, dt, A, B, C, D = scan_inputs(2, 7, 37, 4, torch.float32, seed=6)
     g = torch.Generator().manual_seed(7)
@@ -255,15 +262,7 @@ def test_cpp_kernels_stay_finite_where_exp_overflows():
     pick = lambda shape: extremes[torch.randint(len(extremes), shape, generator=g)]  # noqa: E731
     dt_raw = pick(dt.shape).requires_grad_()
     xz = torch.cat([torch.randn(u.shape, generator=g), pick(u.shape)], dim=-1).requires_grad_()
-    z = xz[..., u.shape[2]:]
-    inputs = (u, dt_raw, A, B, C, D, xz)
-    expected = selective_scan_ref(u, torch.nn.functional.softplus(dt_raw), A, B, C, D) * torch.nn.functional.silu(z)
-    got = CppSelectiveScan.apply(u, dt_raw, A, B, C, D, z, True)
-    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
-    upstream = torch.randn(expected.shape, generator=g)
-    for name, a, b in zip("u dt A B C D xz".split(), torch.autograd.grad(got, inputs, upstream), torch.autograd.grad(expected, inputs, upstream)):
-        assert torch.isfinite(a).all(), name
-        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-3, msg=name)
+    assert_gated_scan_matches_the_tensor_ops(u, dt_raw, A, B, C, D, xz, g, value_tol=1e-4, grad_tol=1e-3)
 
     x = pick((2, 9, 37)).requires_grad_()
     weight, bias = torch.ones(37, 1, 4).requires_grad_(), torch.zeros(37).requires_grad_()

@@ -30,6 +30,7 @@ from workbench.checkpoint import (
     read_metrics,
     read_trainer_state,
     save_checkpoint,
+    saved_step,
     save_snapshot,
     write_metrics,
 )
@@ -253,7 +254,6 @@ def _train_locked(config: RunConfig, run_dir: Path, resume: bool, until_step: in
         if stopped is not None:
             last = step  # stopped here by the rule before
     started = time.time() - (metrics[-1]["elapsed_s"] if metrics else 0.0)
-    saved = step
 
     def log_eval() -> None:
         record: dict[str, Any] = {"step": step, "lr": learning_rate(min(step, cfg.steps - 1), cfg), "elapsed_s": time.time() - started}
@@ -265,8 +265,6 @@ def _train_locked(config: RunConfig, run_dir: Path, resume: bool, until_step: in
             write_metrics(run_dir, metrics)
 
     def save() -> None:
-        nonlocal saved
-        saved = step
         save_checkpoint(run_dir, config, model, step, metrics, optimizer, parts=parts, trainer_state=running.state())
 
     if step == 0 and not metrics:  # a fresh run (a run resumed from its step-0 save has this record)
@@ -297,7 +295,7 @@ def _train_locked(config: RunConfig, run_dir: Path, resume: bool, until_step: in
         raise TrainingInterrupted(run_dir, step) from None
     except FloatingPointError as error:
         bar.close()
-        raise FloatingPointError(f"{run_dir}: {error}; stopped before that optimiser step, the checkpoint of step {saved} "
+        raise FloatingPointError(f"{run_dir}: {error}; stopped before that optimiser step, the checkpoint of step {saved_step(run_dir)} "
                                  "is kept (a lower train.lr or grad_clip, or another seed, may train on)") from None
     bar.close()
     return load(run_dir, device=device)

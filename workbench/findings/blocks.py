@@ -740,6 +740,10 @@ def still_falling(results: Results, job: str, window: int = 1_000, solved: float
 
 
 BLOCKS["deep_solvers.still_falling"] = lambda results: still_falling(results, "deep_solvers")
+BLOCKS["deep_solvers_mamba_g25.still_falling"] = lambda results: still_falling(results, "deep_solvers_mamba_g25")
+BLOCKS["deep_solvers_mamba_g25_remedies.still_falling"] = lambda results: still_falling(results, "deep_solvers_mamba_g25_remedies")
+
+
 def later_tokens_lowest(results: Results, job: str) -> str:
     """The lowest held-out teacher-forced accuracy on r3..rl over every run of ``job``: the
     later tokens a failing run did learn (the Clever Hans cheat), as one number."""
@@ -751,5 +755,3 @@ def later_tokens_lowest(results: Results, job: str) -> str:
 
 
 BLOCKS["deep_solvers_mamba_g25_remedies.later_tokens_lowest"] = lambda results: later_tokens_lowest(results, "deep_solvers_mamba_g25_remedies")
-BLOCKS["deep_solvers_mamba_g25.still_falling"] = lambda results: still_falling(results, "deep_solvers_mamba_g25")
-BLOCKS["deep_solvers_mamba_g25_remedies.still_falling"] = lambda results: still_falling(results, "deep_solvers_mamba_g25_remedies")
