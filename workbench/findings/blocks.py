@@ -30,9 +30,11 @@ JOBS = {
     "mamba_solvers": "workbench study studies/mamba_solvers.toml --results results/mamba_solvers",
     "deep_solvers": "workbench study studies/deep_solvers.toml --subset cpu --results results/deep_solvers",
     "deep_solvers_gpt": "workbench study studies/deep_solvers.toml --subset solvers --results results/deep_solvers_gpt",
+    "deep_solvers_gpt_bst_g24": "workbench study studies/deep_solvers.toml --subset gpt objectives=bst graphs=2,4,50 --cpus 3 --results results/deep_solvers_gpt_bst_g24",
     "deep_solvers_control": "workbench study studies/deep_solvers.toml --subset control --results results/deep_solvers_control",
     "deep_solvers_mamba_g25": "workbench study studies/deep_solvers.toml --subset gpu_mamba objectives=next_token --results results/deep_solvers_mamba_g25",
     "deep_solvers_mamba_g25_remedies": "workbench study studies/deep_solvers.toml --subset gpu_mamba objectives=future_bow,bst,mtp --cpus 3 --results results/deep_solvers_mamba_g25_remedies",
+    "deep_solvers_mamba_g24_future_bow": "workbench study studies/deep_solvers.toml --subset runs=mamba-future_bow-G2_4_50-cpu-s0,mamba-future_bow-G2_4_50-cpu-s1,mamba-future_bow-G2_4_50-cpu-s2 --cpus 3 --results results/deep_solvers_mamba_g24_future_bow",
     "remedies_mamba_g23": "workbench study studies/remedies.toml --subset mamba_g23 --cpus 3 --results results/remedies_mamba_g23",
     "depth_first_hops": "workbench study studies/depth.toml --subset first_hops_seeds archs=gpt --results results/depth_first_hops",
     "depth_first_hops_mamba": "workbench study studies/depth.toml --subset first_hops_seeds archs=mamba --results results/depth_first_hops_mamba",
@@ -51,7 +53,12 @@ class Results:
     def path(self, job: str, name: str) -> Path:
         return self.root / job / name
 
-    def table(self, job: str, name: str) -> pd.DataFrame:
+    def table(self, job: str | tuple[str, ...], name: str) -> pd.DataFrame:
+        """One job's table, or with a tuple of jobs their tables as one (rows ordered by graph,
+        each job's order kept within a graph): a study published in parts reads as one."""
+        if isinstance(job, tuple):
+            frame = pd.concat([self.table(part, name) for part in job], ignore_index=True)
+            return frame.sort_values("graph", kind="stable", ignore_index=True) if "graph" in frame else frame
         if (job, name) not in self._tables:
             path = self.path(job, f"{name}.csv")
             if not path.exists():
@@ -309,7 +316,7 @@ def main_patching(results: Results) -> str:
 
 # ---- studies ----------------------------------------------------------------------------------
 
-def _study(results: Results, job: str) -> pd.DataFrame:
+def _study(results: Results, job: str | tuple[str, ...]) -> pd.DataFrame:
     return results.table(job, "study")
 
 
@@ -338,7 +345,7 @@ def _models(frame: pd.DataFrame) -> list[tuple[tuple[str, str, str, str], pd.Dat
     return list(frame.groupby(["arch", "objective", "graph", "overrides"], sort=False))
 
 
-def solvers_summary(results: Results, job: str) -> str:
+def solvers_summary(results: Results, job: str | tuple[str, ...]) -> str:
     """Per model, mean ± sd over seeds: r2 accuracy; r2's node at '=' and at r1 (best residual
     layer), each beside the untrained model; the share of r2's logit difference that patching
     restores at '=' and at r1 (best layer; residual stream and, for Mamba, the SSM state); and,
@@ -364,7 +371,7 @@ def solvers_summary(results: Results, job: str) -> str:
     return markdown(pd.DataFrame(rows))
 
 
-def solvers_layers(results: Results, job: str, objectives: tuple[str, ...] | None = None, solved: float | None = None) -> str:
+def solvers_layers(results: Results, job: str | tuple[str, ...], objectives: tuple[str, ...] | None = None, solved: float | None = None) -> str:
     """Layer by layer (mean over seeds): r2's node decodable at '=' and at r1 (untrained in
     brackets), and patching recovery there, for each model. With ``solved``, only the seeds
     whose r2 accuracy reaches it (where the model is a solver), and the model says how many."""
@@ -401,14 +408,19 @@ def solvers_layers(results: Results, job: str, objectives: tuple[str, ...] | Non
     return markdown(pd.DataFrame(rows))
 
 
+# The 4-layer GPT solvers, published in two parts: future_bow and bst of G(2,5,50) trained on a GPU
+# with future_bow of G(2,4,50) on the CPU, then bst of G(2,4,50) on the CPU.
+GPT_SOLVERS = ("deep_solvers_gpt", "deep_solvers_gpt_bst_g24")
+
 for _job in ("solvers", "mamba_solvers", "deep_solvers", "deep_solvers_gpt", "deep_solvers_control", "deep_solvers_mamba_g25",
-             "deep_solvers_mamba_g25_remedies"):
-    BLOCKS[f"{_job}.summary"] = (lambda job: lambda results: solvers_summary(results, job))(_job)
-    BLOCKS[f"{_job}.layers"] = (lambda job: lambda results: solvers_layers(results, job))(_job)
+             "deep_solvers_mamba_g25_remedies", "deep_solvers_mamba_g24_future_bow"):
+    _jobs = GPT_SOLVERS if _job == "deep_solvers_gpt" else _job
+    BLOCKS[f"{_job}.summary"] = (lambda job: lambda results: solvers_summary(results, job))(_jobs)
+    BLOCKS[f"{_job}.layers"] = (lambda job: lambda results: solvers_layers(results, job))(_jobs)
 BLOCKS["deep_solvers.layers_solved"] = lambda results: solvers_layers(results, "deep_solvers", solved=0.9)
 
 
-def study_value(results: Results, job: str, objective: str, metric: str, position: str, best_over_hooks: bool, arch: str | None = None,
+def study_value(results: Results, job: str | tuple[str, ...], objective: str, metric: str, position: str, best_over_hooks: bool, arch: str | None = None,
                 graph: str | None = None) -> pd.Series:
     frame = _study(results, job)
     frame = frame[(frame["objective"] == objective) & ((frame["arch"] == arch) if arch else True) & ((frame["graph"] == graph) if graph else True)]
@@ -441,6 +453,10 @@ VALUES = {
     "deep_solvers_mamba_g25.next_token.r2": ("deep_solvers_mamba_g25", "next_token", "tf_accuracy", "r2", False),
     "deep_solvers_mamba_g25.next_token.node_r2_eq": ("deep_solvers_mamba_g25", "next_token", "probe_node_r2", "eq", True),
     "deep_solvers_mamba_g25.next_token.node_r2_eq_untrained": ("deep_solvers_mamba_g25", "next_token", "probe_node_r2_untrained", "eq", True),
+    **{f"deep_solvers_mamba_g24_future_bow.future_bow.{name}": ("deep_solvers_mamba_g24_future_bow", "future_bow", metric, position, best)
+       for name, metric, position, best in (("r2", "tf_accuracy", "r2", False), ("node_r2_eq", "probe_node_r2", "eq", True),
+                                            ("node_r2_eq_untrained", "probe_node_r2_untrained", "eq", True),
+                                            ("goal_eq", "probe_goal", "eq", True))},
     "deep_solvers_control.next_token.node_r2_eq": ("deep_solvers_control", "next_token", "probe_node_r2", "eq", True),
     "deep_solvers_control.next_token.node_r2_eq_untrained": ("deep_solvers_control", "next_token", "probe_node_r2_untrained", "eq", True),
     "deep_solvers_control.next_token.node_r2_r1": ("deep_solvers_control", "next_token", "probe_node_r2", "r1", True),
@@ -451,7 +467,7 @@ for _name, (_job, _objective, _metric, _position, _best_hook) in VALUES.items():
 
 # The same for a study of several graphs, one graph's runs: name -> (job, objective, graph, metric, position, best over hooks)
 GRAPH_VALUES = {
-    f"deep_solvers_gpt.{tag}.{objective}.{name}": ("deep_solvers_gpt", objective, graph, metric, position, True)
+    f"deep_solvers_gpt.{tag}.{objective}.{name}": (GPT_SOLVERS, objective, graph, metric, position, True)
     for tag, graph in (("g24", "G(2,4,50)"), ("g25", "G(2,5,50)"))
     for objective in ("future_bow", "bst")
     for name, metric, position in (("node_r2_eq", "probe_node_r2", "eq"), ("node_r2_eq_untrained", "probe_node_r2_untrained", "eq"),
@@ -467,12 +483,12 @@ def largest_patching_at_eq(results: Results) -> str:
     """The largest share of r2's logit difference that patching '=' restores, over every run
     (every graph, objective and seed, learned or not) and layer of the study: the test of
     "uses what '=' holds", taken where it is hardest to pass."""
-    frame = _study(results, "deep_solvers_gpt")
+    frame = _study(results, GPT_SOLVERS)
     recovered = frame[(frame["metric"] == "patching_recovered") & (frame["position"] == "eq")]["value"]
     return pct(recovered.max())
 
 
-def r2_curve(results: Results, job: str, every: int = 1_000, graph: str | None = None) -> str:
+def r2_curve(results: Results, job: str | tuple[str, ...], every: int = 1_000, graph: str | None = None) -> str:
     """Held-out r2 accuracy (teacher-forced) every ``every`` steps, one row per run
     (``curves.csv``: each run's metrics.jsonl), of one graph's runs if ``graph`` is given."""
     curves = results.table(job, "curves")
@@ -486,7 +502,7 @@ def r2_curve(results: Results, job: str, every: int = 1_000, graph: str | None =
     return markdown(pd.DataFrame(rows))
 
 
-def first_step_solved(results: Results, job: str, objective: str, graph: str, solved: float = 0.9) -> str:
+def first_step_solved(results: Results, job: str | tuple[str, ...], objective: str, graph: str, solved: float = 0.9) -> str:
     """Per seed, the first evaluation at which held-out r2 (teacher-forced) reached ``solved``
     (``curves.csv``), or that it never did: how much of the schedule learning took."""
     curves = results.table(job, "curves")
@@ -501,14 +517,16 @@ def first_step_solved(results: Results, job: str, objective: str, graph: str, so
     return "; ".join(parts)
 
 
-BLOCKS["deep_solvers_gpt.g24.future_bow.first_solved"] = lambda results: first_step_solved(results, "deep_solvers_gpt", "future_bow", "G(2,4,50)")
-BLOCKS["deep_solvers_gpt.g25.future_bow.first_solved"] = lambda results: first_step_solved(results, "deep_solvers_gpt", "future_bow", "G(2,5,50)")
-BLOCKS["deep_solvers_gpt.g25.bst.first_solved"] = lambda results: first_step_solved(results, "deep_solvers_gpt", "bst", "G(2,5,50)")
+for _objective in ("future_bow", "bst"):
+    for _tag, _graph in (("g24", "G(2,4,50)"), ("g25", "G(2,5,50)")):
+        BLOCKS[f"deep_solvers_gpt.{_tag}.{_objective}.first_solved"] = (
+            lambda o, g: lambda results: first_step_solved(results, GPT_SOLVERS, o, g))(_objective, _graph)
 BLOCKS["deep_solvers.curve"] = lambda results: r2_curve(results, "deep_solvers")
-BLOCKS["deep_solvers_gpt.curve"] = lambda results: r2_curve(results, "deep_solvers_gpt")
+BLOCKS["deep_solvers_gpt.curve"] = lambda results: r2_curve(results, GPT_SOLVERS)
 BLOCKS["deep_solvers_control.curve"] = lambda results: r2_curve(results, "deep_solvers_control")
 BLOCKS["deep_solvers_mamba_g25.curve"] = lambda results: r2_curve(results, "deep_solvers_mamba_g25", every=1_500)
 BLOCKS["depth_deeper_gpt.curve_l3"] = lambda results: r2_curve(results, "depth_deeper_gpt", every=500, graph="G(2,3,50)")
+BLOCKS["deep_solvers_mamba_g24_future_bow.curve"] = lambda results: r2_curve(results, "deep_solvers_mamba_g24_future_bow", every=1_500)
 BLOCKS["deep_solvers_mamba_g25_remedies.curve"] = lambda results: r2_curve(results, "deep_solvers_mamba_g25_remedies", every=1_500)
 
 
@@ -755,3 +773,15 @@ def later_tokens_lowest(results: Results, job: str) -> str:
 
 
 BLOCKS["deep_solvers_mamba_g25_remedies.later_tokens_lowest"] = lambda results: later_tokens_lowest(results, "deep_solvers_mamba_g25_remedies")
+
+
+@block("deep_solvers_mamba_g24_future_bow.eq_after_last_block")
+def eq_after_last_block(results: Results) -> str:
+    """The largest share of r2's logit difference restored by patching '=' where a decision held
+    there would be read: the residual stream after the last block and every layer's SSM state,
+    over every seed (after block 0 '=' carries the goal token itself, which moves r2 trivially)."""
+    frame = _study(results, "deep_solvers_mamba_g24_future_bow")
+    last = f"blocks.{frame['hook'].map(_residual_layer).max() - 1:.0f}.hook_resid_post"
+    rows = frame[(frame["metric"] == "patching_recovered") & (frame["position"] == "eq")
+                 & ((frame["hook"] == last) | frame["hook"].str.endswith("hook_ssm_state"))]
+    return pct(rows["value"].max())

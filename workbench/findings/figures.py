@@ -10,10 +10,10 @@ import importlib
 from collections.abc import Callable
 from pathlib import Path
 
-from workbench.findings.blocks import Results, depth_frame, hops_by_layers
+from workbench.findings.blocks import GPT_SOLVERS, Results, depth_frame, hops_by_layers
 
 
-def _plot(module: str, function: str, job: str, table: str, prepare: Callable | None = None) -> Callable[[Results, Path], Path]:
+def _plot(module: str, function: str, job: str | tuple[str, ...], table: str, prepare: Callable | None = None) -> Callable[[Results, Path], Path]:
     """A figure drawn by ``module.function`` from one published table (``prepare`` reduces it first)."""
     def draw_one(results: Results, path: Path) -> Path:
         plot = getattr(importlib.import_module(module), function)
@@ -55,8 +55,8 @@ FIGURES: dict[str, Callable[[Results, Path], Path]] = {  # docs/figures/{name}.p
     "mamba_solvers": _plot("workbench.study.figures", "plot_solvers", "mamba_solvers", "study"),
     "deep_solvers": _plot("workbench.study.figures", "plot_solvers", "deep_solvers", "study"),
     "deep_solvers_curves": _plot("workbench.study.figures", "plot_r2_curves", "deep_solvers", "curves"),
-    "deep_solvers_gpt": _plot("workbench.study.figures", "plot_solvers", "deep_solvers_gpt", "study"),
-    "deep_solvers_gpt_curves": _plot("workbench.study.figures", "plot_r2_curves", "deep_solvers_gpt", "curves"),
+    "deep_solvers_gpt": _plot("workbench.study.figures", "plot_solvers", GPT_SOLVERS, "study"),
+    "deep_solvers_gpt_curves": _plot("workbench.study.figures", "plot_r2_curves", GPT_SOLVERS, "curves"),
     "deep_solvers_control_curves": _plot("workbench.study.figures", "plot_r2_curves", "deep_solvers_control", "curves"),
     "deep_solvers_mamba_g25_curves": _plot("workbench.study.figures", "plot_r2_curves", "deep_solvers_mamba_g25", "curves"),
     "deep_solvers_mamba_g25_remedies_curves": _plot("workbench.study.figures", "plot_r2_curves", "deep_solvers_mamba_g25_remedies", "curves"),
