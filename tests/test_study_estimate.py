@@ -209,3 +209,18 @@ def test_a_changed_stage_setting_reopens_the_run_and_recomputes_only_that_stage(
     assert (result_dir(out, run) / "evaluate.key.json").stat().st_mtime_ns == evaluated  # evaluate reused
     key = json.loads((result_dir(out, run) / "patching.key.json").read_text())["key"]["settings"]
     assert key == {"stage": "patching", "n_graphs": 32, "untrained_twin": True}
+
+
+def test_the_measured_table_scales_with_the_runs_layers_and_batch():
+    # The deep solvers' GPTs have twice the preset's layers and four times its batch: a step
+    # costs about eight times the preset's (measured 2.4-2.6 steps/s for future_bow there).
+    from workbench.study.estimate import MEASURED_RATES, table_rate
+
+    study = load_study(Path(__file__).parents[1] / "studies" / "deep_solvers.toml")
+    gpt = next(r for r in study.runs()[0] if r.arch == "gpt")
+    mamba = next(r for r in study.runs()[0] if r.arch == "mamba")
+    assert (gpt.config.model.n_layers, gpt.config.train.batch_size) == (4, 512)
+    assert table_rate(gpt) == pytest.approx(MEASURED_RATES["gpt", "cpu"] / 8)
+    assert table_rate(mamba) == pytest.approx(MEASURED_RATES["mamba", "cpu"])  # the preset's size
+    guess = estimate([gpt], Path("/nonexistent"), ())[0]
+    assert (guess.source, guess.steps_per_s) == ("measured table", table_rate(gpt))

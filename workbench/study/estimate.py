@@ -11,8 +11,8 @@ Where a number comes from, in order of preference:
 4. the median rate of the study's finished runs of the same arch, preset and model size,
    any objective or graph (coarse: mtp's step is twice next_token's);
 5. ``MEASURED_RATES``: cpu-preset training rates measured on this project's 2-core CPU,
-   scaled by the model's layers relative to the preset; another machine can be several times
-   faster or slower, which is what 3 is for.
+   scaled by the run's layers and batch relative to the preset's (``table_rate``); another
+   machine can be several times faster or slower, which is what 3 is for.
 Stage times (evaluation, probes, patching) come from the study's finished runs
 (``done.json``) where there are some, else from ``STAGE_SECONDS`` (measured on cpu-preset GPT
 runs of G(2,3,50); probes scaled by the number of probe sites).
@@ -44,7 +44,6 @@ from workbench.files import atomic_write_text
 # trimmed last one). A loaded machine can be several times slower; once a run has started,
 # its own log replaces these.
 MEASURED_RATES: dict[tuple[str, str], float] = {("gpt", "cpu"): 17.5, ("mamba", "cpu"): 5.2}
-PRESET_LAYERS = {("gpt", "cpu"): 2, ("mamba", "cpu"): 2}
 # Seconds per stage of one cpu-preset run, where the study has no finished run to measure:
 # medians of six GPT runs of studies/remedies.toml on G(2,3,50) (2026-11-26, one thread per run,
 # two at a time, the machine 2.8x slower than the one behind MEASURED_RATES): evaluation on
@@ -224,6 +223,21 @@ def calibrate(runs: list[StudyRun], out: Path, threads: float, steps: int = 5, s
     return calibration(out, threads)
 
 
+def table_rate(run: StudyRun) -> float | None:
+    """``MEASURED_RATES`` for the run's arch and preset, scaled by the preset's layers and batch
+    over the run's: a step's time grows about in proportion to both (the 4-layer GPTs of
+    studies/deep_solvers.toml at batch 512, future_bow on G(2,4,50), trained at 2.4-2.6 steps/s
+    two at a time, one thread each, on the 2-core CPU; this gives 2.2). The objective is not in
+    it (mtp's step is about twice next_token's). None where the table has no rate."""
+    from workbench.config import PRESETS
+
+    rate = MEASURED_RATES.get((run.arch, run.preset))
+    if rate is None or run.preset not in PRESETS.get(run.arch, {}):
+        return None
+    model, train = PRESETS[run.arch][run.preset]
+    return rate * (model.n_layers / run.config.model.n_layers) * (train.batch_size / run.config.train.batch_size)
+
+
 def estimate(runs: list[StudyRun], out: Path, stages: tuple[str, ...], probes: ProbeSettings | None = None,
              calibrated: dict[str, float] | None = None) -> list[RunEstimate]:
     """One estimate per run (see the module docstring for the sources). Pass every run of the
@@ -259,8 +273,7 @@ def estimate(runs: list[StudyRun], out: Path, stages: tuple[str, ...], probes: P
             rate, source = calibrated[kind], "calibrated here"
         if not rate and _size(run) in measured:
             rate, source = statistics.median(measured[_size(run)]), "study logs, same size"
-        if not rate and MEASURED_RATES.get((run.arch, run.preset)):
-            rate = MEASURED_RATES[run.arch, run.preset] * PRESET_LAYERS[run.arch, run.preset] / run.config.model.n_layers
+        if not rate and (rate := table_rate(run)):
             source = "measured table"
         estimates.append(RunEstimate(run.name, step, run.config.train.steps, rate, source, stage_s, tuple(unknown_stages)))
     return estimates
