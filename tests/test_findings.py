@@ -139,3 +139,41 @@ def test_still_falling_reports_the_unsolved_runs_last_window_naming_objectives_w
     (tmp_path / "job").mkdir()
     pd.DataFrame(rows).to_csv(tmp_path / "job" / "curves.csv", index=False)
     assert still_falling(Results(tmp_path), "job") == "mtp seed 0: 0.780 -> 0.760 (2.6% down); bst seed 1: 0.820 -> 0.840 (2.4% up)"
+
+
+def test_a_study_published_in_parts_reads_as_one_table(tmp_path):
+    """``Results.table`` with a tuple of jobs: the parts' rows as one frame, ordered by graph,
+    each part's order kept within a graph, so a block reads a study however it was published."""
+    for job, rows in (("part_a", [("future_bow", "G(2,5,50)", 0), ("future_bow", "G(2,4,50)", 1)]),
+                      ("part_b", [("bst", "G(2,4,50)", 2), ("bst", "G(2,5,50)", 3)])):
+        (tmp_path / job).mkdir()
+        pd.DataFrame(rows, columns=["objective", "graph", "value"]).to_csv(tmp_path / job / "study.csv", index=False)
+    frame = Results(tmp_path).table(("part_a", "part_b"), "study")
+    assert list(zip(frame["objective"], frame["graph"])) == [("future_bow", "G(2,4,50)"), ("bst", "G(2,4,50)"),
+                                                             ("future_bow", "G(2,5,50)"), ("bst", "G(2,5,50)")]
+    assert frame["value"].tolist() == [1, 2, 0, 3]
+    with pytest.raises(FileNotFoundError, match="part_c"):
+        Results(tmp_path).table(("part_a", "part_c"), "study")
+
+
+def test_provenance_keeps_the_code_a_job_started_from_and_names_a_checkout_that_moved(tmp_path, monkeypatch):
+    """A study runs for hours; the code that trained is the checkout's at its start. If the
+    checkout moved before publishing, the record keeps the start and adds the later state,
+    and the findings' sentence says both."""
+    import json
+
+    from workbench import publish
+    from workbench.findings.blocks import provenance_sentence
+
+    states = iter([{"commit": "a" * 40, "dirty": False}, {"commit": "b" * 40, "dirty": True}, {"commit": "b" * 40, "dirty": True}])
+    monkeypatch.setattr(publish, "source_commit", lambda: next(states))
+    start = publish.source_commit()  # as the study driver and the main job take it
+    moved = publish.provenance(0.0, [0], 1, "cpu", [], start)
+    assert (moved["commit"], moved["dirty"]) == ("a" * 40, False)
+    assert moved["code_at_publish"] == {"commit": "b" * 40, "dirty": True}
+    still = publish.provenance(0.0, [0], 1, "cpu", [])  # no start given: the state now, nothing beside it
+    assert still["commit"] == "b" * 40 and "code_at_publish" not in still
+    (tmp_path / "job").mkdir()
+    (tmp_path / "job" / "provenance.json").write_text(json.dumps(moved | {"command": "workbench study x.toml"}))
+    sentence = provenance_sentence(Results(tmp_path), "job")
+    assert "commit `aaaaaaaaaa` (the checkout at publishing: `bbbbbbbbbb with local changes`)" in sentence

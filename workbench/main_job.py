@@ -87,7 +87,9 @@ def run_main_job(
     ``results_dir``: also publish the tidy tables there with their provenance
     (``workbench.publish``), for docs/findings.md.
     """
-    started = time.time()
+    from workbench.publish import source_commit
+
+    started, code = time.time(), source_commit()
     out = Path(out)
     configs = configs or default_configs()
     devices = {str(resolve_device(c.train.device)) for c in configs}
@@ -125,13 +127,15 @@ def run_main_job(
 
             print(f"wrote {write_report(out)}", flush=True)
     if results_dir is not None:
-        publish_main_job(out, results_dir, checkpoints + [b for _, b in seed_pairs], started, device)
+        publish_main_job(out, results_dir, checkpoints + [b for _, b in seed_pairs], started, device, code)
     return results
 
 
-def publish_main_job(out: Path, results_dir: str | Path, checkpoints: list[Checkpoint], started: float, device) -> Path:
+def publish_main_job(out: Path, results_dir: str | Path, checkpoints: list[Checkpoint], started: float, device,
+                     code: dict | None = None) -> Path:
     """Copy the job's tidy tables (evaluation, probes, every analysis) into ``results_dir``
-    with the job's provenance; each run's training time is the one its trainer logged."""
+    with the job's provenance (``code``: the checkout at the job's start); each run's training
+    time is the one its trainer logged."""
     import torch
 
     from workbench.publish import provenance, publish
@@ -143,7 +147,7 @@ def publish_main_job(out: Path, results_dir: str | Path, checkpoints: list[Check
         tables[csv.stem] = pd.read_csv(csv)
     runs = [{"run": run_name(c.config), "steps": c.step, "train_seconds": round(c.metrics[-1]["elapsed_s"], 1) if c.metrics else None}
             for c in checkpoints]
-    record = provenance(started, [c.config.train.seed for c in checkpoints], torch.get_num_threads(), str(device), runs)
+    record = provenance(started, [c.config.train.seed for c in checkpoints], torch.get_num_threads(), str(device), runs, code)
     return publish(results_dir, tables, record)
 
 

@@ -62,17 +62,23 @@ def device_name(device: str = "cpu") -> str:
     return f"{model}, {os.cpu_count()} cores"
 
 
-def provenance(started: float, seeds: list[int], threads: float, device: str, runs: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+def provenance(started: float, seeds: list[int], threads: float, device: str, runs: list[dict[str, Any]],
+               code: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
     """What produced a published table. ``started`` is the job's ``time.time()`` at its start;
     ``runs`` one dict per run (name, steps, train_seconds as the trainer logged it, and whether
-    this invocation trained it or found it finished)."""
+    this invocation trained it or found it finished). ``code`` is ``source_commit()`` taken at
+    the start: the code that trained is the checkout's when the job began, and a checkout that
+    moved while it ran (hours, for a study) is recorded beside it as ``code_at_publish``."""
     import torch
 
     from workbench._version import __version__
 
+    now = source_commit()
+    code = code or now
     return {
         "command": " ".join(["workbench", *sys.argv[1:]]) if Path(sys.argv[0]).name == "workbench" else " ".join(sys.argv),
-        **source_commit(),
+        **code,
+        **({"code_at_publish": now} if now != code else {}),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "wall_seconds": round(time.time() - started, 1),
         "workbench": __version__,

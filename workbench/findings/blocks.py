@@ -35,6 +35,8 @@ JOBS = {
     "deep_solvers_mamba_g25": "workbench study studies/deep_solvers.toml --subset gpu_mamba objectives=next_token --results results/deep_solvers_mamba_g25",
     "deep_solvers_mamba_g25_remedies": "workbench study studies/deep_solvers.toml --subset gpu_mamba objectives=future_bow,bst,mtp --cpus 3 --results results/deep_solvers_mamba_g25_remedies",
     "deep_solvers_mamba_g24_future_bow": "workbench study studies/deep_solvers.toml --subset runs=mamba-future_bow-G2_4_50-cpu-s0,mamba-future_bow-G2_4_50-cpu-s1,mamba-future_bow-G2_4_50-cpu-s2 --cpus 3 --results results/deep_solvers_mamba_g24_future_bow",
+    "deep_solvers_mamba_g24_bst": "workbench study studies/deep_solvers.toml --subset runs=mamba-bst-G2_4_50-cpu-s0,mamba-bst-G2_4_50-cpu-s1,mamba-bst-G2_4_50-cpu-s2 --cpus 3 --results results/deep_solvers_mamba_g24_bst",
+    "deep_solvers_mamba_g24_mtp": "workbench study studies/deep_solvers.toml --subset runs=mamba-mtp-G2_4_50-cpu-s0,mamba-mtp-G2_4_50-cpu-s1,mamba-mtp-G2_4_50-cpu-s2 --cpus 3 --results results/deep_solvers_mamba_g24_mtp",
     "remedies_mamba_g23": "workbench study studies/remedies.toml --subset mamba_g23 --cpus 3 --results results/remedies_mamba_g23",
     "depth_first_hops": "workbench study studies/depth.toml --subset first_hops_seeds archs=gpt --results results/depth_first_hops",
     "depth_first_hops_mamba": "workbench study studies/depth.toml --subset first_hops_seeds archs=mamba --results results/depth_first_hops_mamba",
@@ -134,7 +136,8 @@ def model_label(arch: str, objective: str, overrides: str = "") -> str:
 def provenance_sentence(results: Results, job: str) -> str:
     """Command, wall time, seeds, code and machine, as the job recorded them."""
     record = results.provenance(job)
-    commit = (record.get("commit") or "unknown")[:10] + (" with local changes" if record.get("dirty") else "")
+    short = lambda code: f"`{(code.get('commit') or 'unknown')[:10]}{' with local changes' if code.get('dirty') else ''}`"
+    commit = short(record) + (f" (the checkout at publishing: {short(record['code_at_publish'])})" if record.get("code_at_publish") else "")
     seeds = record.get("seeds", [])
     seeds_text = f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''} ({', '.join(map(str, seeds))})"
     parallel = record.get("parallel_runs")
@@ -142,7 +145,7 @@ def provenance_sentence(results: Results, job: str) -> str:
     trained = [r for r in record.get("runs", []) if r.get("train_seconds")]
     train_text = f"; training {duration(min(r['train_seconds'] for r in trained))} to {duration(max(r['train_seconds'] for r in trained))} per run" if trained else ""
     return (f"`{record['command']}`: {duration(record['wall_seconds'])} of wall time for {len(record.get('runs', []))} run(s){train_text}; "
-            f"{seeds_text}. Recorded by the run: commit `{commit}`, {record['date'][:10]}, torch {record['torch']}, "
+            f"{seeds_text}. Recorded by the run: commit {commit}, {record['date'][:10]}, torch {record['torch']}, "
             f"{record['device']}, {threads}.")
 
 
@@ -411,10 +414,14 @@ def solvers_layers(results: Results, job: str | tuple[str, ...], objectives: tup
 # The 4-layer GPT solvers, published in two parts: future_bow and bst of G(2,5,50) trained on a GPU
 # with future_bow of G(2,4,50) on the CPU, then bst of G(2,4,50) on the CPU.
 GPT_SOLVERS = ("deep_solvers_gpt", "deep_solvers_gpt_bst_g24")
+# The 2-layer Mamba's remedies on G(2,4,50) on the CPU, one objective per part.
+MAMBA_G24 = ("deep_solvers_mamba_g24_future_bow", "deep_solvers_mamba_g24_bst", "deep_solvers_mamba_g24_mtp")
+# Blocks named for a study published in parts: name -> its parts.
+PARTS = {"deep_solvers_gpt": GPT_SOLVERS, "deep_solvers_mamba_g24": MAMBA_G24}
 
 for _job in ("solvers", "mamba_solvers", "deep_solvers", "deep_solvers_gpt", "deep_solvers_control", "deep_solvers_mamba_g25",
-             "deep_solvers_mamba_g25_remedies", "deep_solvers_mamba_g24_future_bow"):
-    _jobs = GPT_SOLVERS if _job == "deep_solvers_gpt" else _job
+             "deep_solvers_mamba_g25_remedies", "deep_solvers_mamba_g24"):
+    _jobs = PARTS.get(_job, _job)
     BLOCKS[f"{_job}.summary"] = (lambda job: lambda results: solvers_summary(results, job))(_jobs)
     BLOCKS[f"{_job}.layers"] = (lambda job: lambda results: solvers_layers(results, job))(_jobs)
 BLOCKS["deep_solvers.layers_solved"] = lambda results: solvers_layers(results, "deep_solvers", solved=0.9)
@@ -453,10 +460,11 @@ VALUES = {
     "deep_solvers_mamba_g25.next_token.r2": ("deep_solvers_mamba_g25", "next_token", "tf_accuracy", "r2", False),
     "deep_solvers_mamba_g25.next_token.node_r2_eq": ("deep_solvers_mamba_g25", "next_token", "probe_node_r2", "eq", True),
     "deep_solvers_mamba_g25.next_token.node_r2_eq_untrained": ("deep_solvers_mamba_g25", "next_token", "probe_node_r2_untrained", "eq", True),
-    **{f"deep_solvers_mamba_g24_future_bow.future_bow.{name}": ("deep_solvers_mamba_g24_future_bow", "future_bow", metric, position, best)
+    **{f"deep_solvers_mamba_g24.{objective}.{name}": (MAMBA_G24, objective, metric, position, best)
+       for objective in ("future_bow", "bst", "mtp")
        for name, metric, position, best in (("r2", "tf_accuracy", "r2", False), ("node_r2_eq", "probe_node_r2", "eq", True),
                                             ("node_r2_eq_untrained", "probe_node_r2_untrained", "eq", True),
-                                            ("goal_eq", "probe_goal", "eq", True))},
+                                            ("node_r2_r1", "probe_node_r2", "r1", True), ("goal_eq", "probe_goal", "eq", True))},
     "deep_solvers_control.next_token.node_r2_eq": ("deep_solvers_control", "next_token", "probe_node_r2", "eq", True),
     "deep_solvers_control.next_token.node_r2_eq_untrained": ("deep_solvers_control", "next_token", "probe_node_r2_untrained", "eq", True),
     "deep_solvers_control.next_token.node_r2_r1": ("deep_solvers_control", "next_token", "probe_node_r2", "r1", True),
@@ -526,7 +534,7 @@ BLOCKS["deep_solvers_gpt.curve"] = lambda results: r2_curve(results, GPT_SOLVERS
 BLOCKS["deep_solvers_control.curve"] = lambda results: r2_curve(results, "deep_solvers_control")
 BLOCKS["deep_solvers_mamba_g25.curve"] = lambda results: r2_curve(results, "deep_solvers_mamba_g25", every=1_500)
 BLOCKS["depth_deeper_gpt.curve_l3"] = lambda results: r2_curve(results, "depth_deeper_gpt", every=500, graph="G(2,3,50)")
-BLOCKS["deep_solvers_mamba_g24_future_bow.curve"] = lambda results: r2_curve(results, "deep_solvers_mamba_g24_future_bow", every=1_500)
+BLOCKS["deep_solvers_mamba_g24.curve"] = lambda results: r2_curve(results, MAMBA_G24)
 BLOCKS["deep_solvers_mamba_g25_remedies.curve"] = lambda results: r2_curve(results, "deep_solvers_mamba_g25_remedies", every=1_500)
 
 
@@ -726,7 +734,7 @@ def shipped_manifest(results: Results) -> str:
                                            "held-out stream; sha256 of every file in `checkpoints/manifest.csv`.")
 
 
-def seeds_above(results: Results, job: str, objective: str, metric: str, position: str, threshold: float) -> str:
+def seeds_above(results: Results, job: str | tuple[str, ...], objective: str, metric: str, position: str, threshold: float) -> str:
     """How many seeds' best value of ``metric`` at ``position`` (any hook) exceeds ``threshold``,
     and the per-seed values: a bimodal outcome is said as a count, not hidden in a mean."""
     values = study_value(results, job, objective, metric, position, True)
@@ -735,9 +743,12 @@ def seeds_above(results: Results, job: str, objective: str, metric: str, positio
 
 BLOCKS["mamba_solvers.reverse.seeds_reading_eq"] = lambda results: seeds_above(results, "mamba_solvers", "reverse", "patching_recovered", "eq", 0.5)
 BLOCKS["deep_solvers.next_token.seeds_solved"] = lambda results: seeds_above(results, "deep_solvers", "next_token", "tf_accuracy", "r2", 0.9)
+for _objective in ("future_bow", "bst", "mtp"):
+    BLOCKS[f"deep_solvers_mamba_g24.{_objective}.seeds_solved"] = (
+        lambda o: lambda results: seeds_above(results, MAMBA_G24, o, "tf_accuracy", "r2", 0.9))(_objective)
 
 
-def still_falling(results: Results, job: str, window: int = 1_000, solved: float = 0.9) -> str:
+def still_falling(results: Results, job: str | tuple[str, ...], window: int = 1_000, solved: float = 0.9) -> str:
     """For each run that ended below ``solved`` on r2: its held-out r2 loss over the last
     ``window`` steps and the relative fall (``curves.csv``), the test of a budget limit."""
     curves = results.table(job, "curves")
@@ -760,6 +771,7 @@ def still_falling(results: Results, job: str, window: int = 1_000, solved: float
 BLOCKS["deep_solvers.still_falling"] = lambda results: still_falling(results, "deep_solvers")
 BLOCKS["deep_solvers_mamba_g25.still_falling"] = lambda results: still_falling(results, "deep_solvers_mamba_g25")
 BLOCKS["deep_solvers_mamba_g25_remedies.still_falling"] = lambda results: still_falling(results, "deep_solvers_mamba_g25_remedies")
+BLOCKS["deep_solvers_mamba_g24.still_falling"] = lambda results: still_falling(results, MAMBA_G24)
 
 
 def later_tokens_lowest(results: Results, job: str) -> str:
@@ -775,13 +787,37 @@ def later_tokens_lowest(results: Results, job: str) -> str:
 BLOCKS["deep_solvers_mamba_g25_remedies.later_tokens_lowest"] = lambda results: later_tokens_lowest(results, "deep_solvers_mamba_g25_remedies")
 
 
-@block("deep_solvers_mamba_g24_future_bow.eq_after_last_block")
-def eq_after_last_block(results: Results) -> str:
-    """The largest share of r2's logit difference restored by patching '=' where a decision held
-    there would be read: the residual stream after the last block and every layer's SSM state,
-    over every seed (after block 0 '=' carries the goal token itself, which moves r2 trivially)."""
-    frame = _study(results, "deep_solvers_mamba_g24_future_bow")
-    last = f"blocks.{frame['hook'].map(_residual_layer).max() - 1:.0f}.hook_resid_post"
-    rows = frame[(frame["metric"] == "patching_recovered") & (frame["position"] == "eq")
-                 & ((frame["hook"] == last) | frame["hook"].str.endswith("hook_ssm_state"))]
+def eq_state_patching_max(results: Results, job: str | tuple[str, ...], objective: str | None = None) -> str:
+    """The largest share of r2's logit difference restored by patching a Mamba's SSM state at
+    '=' (any layer, any seed of ``objective``, or of every objective): the one place a decision
+    made at '=' could travel to the r1 slot other than the convolution. The residual stream at
+    '=' is no such test: after the last block it reaches no later slot (patching it restores
+    nothing by construction), and after block 0 it carries the goal token itself, which moves
+    r2 trivially."""
+    frame = _study(results, job)
+    frame = frame[frame["objective"] == objective] if objective else frame
+    rows = frame[(frame["metric"] == "patching_recovered") & (frame["position"] == "eq") & frame["hook"].str.endswith("hook_ssm_state")]
+    if rows.empty:
+        raise ValueError(f"results/{job}: no SSM state patching at '='" + (f" for {objective}" if objective else ""))
     return pct(rows["value"].max())
+
+
+BLOCKS["remedies_mamba_g23.mtp.eq_state_max"] = lambda results: eq_state_patching_max(results, "remedies_mamba_g23", "mtp")
+for _objective in ("future_bow", "bst", "mtp"):
+    BLOCKS[f"deep_solvers_mamba_g24.{_objective}.eq_state_max"] = (
+        lambda o: lambda results: eq_state_patching_max(results, MAMBA_G24, o))(_objective)
+
+
+def per_seed_at(results: Results, job: str | tuple[str, ...], objective: str, metric: str, position: str, hook: str) -> str:
+    """One hook's value of ``metric`` at ``position`` in each seed of ``objective``, as percentages
+    (a seed-dependent mechanism is said seed by seed, not averaged away)."""
+    frame = _study(results, job)
+    rows = frame[(frame["objective"] == objective) & (frame["metric"] == metric) & (frame["position"] == position) & (frame["hook"] == hook)]
+    if rows.empty:
+        raise ValueError(f"results/{job}: no {metric} of {objective} at {position}, {hook}")
+    return " / ".join(pct(v) for v in rows.sort_values("seed")["value"])
+
+
+for _objective in ("future_bow", "bst", "mtp"):
+    BLOCKS[f"deep_solvers_mamba_g24.{_objective}.eq_after_block0"] = (
+        lambda o: lambda results: per_seed_at(results, MAMBA_G24, o, "patching_recovered", "eq", "blocks.0.hook_resid_post"))(_objective)

@@ -101,7 +101,9 @@ def run_study(
     provenance there (``publish_study``), once every selected run has finished.
 
     Raises ``RuntimeError`` naming the runs that failed (after gathering the others)."""
-    started = time.time()
+    from workbench.publish import source_commit
+
+    started, code = time.time(), source_commit()
     out = Path(out)
     runs, selected, notes = plan(study, subset)
     for note in notes:
@@ -120,17 +122,19 @@ def run_study(
     if failed:
         raise RuntimeError("failed runs (run the study again to retry them):\n" + "\n".join(f"  {name}: {error}" for name, error in failed.items()))
     if results_dir is not None:
-        publish_study(study, out, table, selected, trained, results_dir, started, subset, _slots(study, cpus))
+        publish_study(study, out, table, selected, trained, results_dir, started, subset, _slots(study, cpus), code)
     return table
 
 
 def publish_study(study: Study, out: Path, table: pd.DataFrame, selected: list[StudyRun], trained: set[str],
-                  results_dir: str | Path, started: float, subset: list[str] | None, parallel_runs: int | None = None) -> Path:
+                  results_dir: str | Path, started: float, subset: list[str] | None, parallel_runs: int | None = None,
+                  code: dict | None = None) -> Path:
     """The selected runs' rows (``study.csv``), their mean and spread over seeds
     (``summary.csv``), their training curves (``curves.csv``) and the provenance, into
     ``results_dir``. Each run's training time and
     steps are those its own ``done.json`` recorded when it was trained; ``parallel_runs`` (how
-    many ran at once) defaults to the slots of a local Ray on this machine's cores."""
+    many ran at once) defaults to the slots of a local Ray on this machine's cores; ``code`` is
+    the checkout at the study's start (``publish.provenance``)."""
     import json
 
     from workbench.publish import provenance, publish
@@ -147,7 +151,7 @@ def publish_study(study: Study, out: Path, table: pd.DataFrame, selected: list[S
     import torch
 
     device = "cuda" if study.gpus_per_run and torch.cuda.is_available() else "cpu"  # the driver's machine
-    record = provenance(started, [run.seed for run in selected], study.cpus_per_run, device, runs,
+    record = provenance(started, [run.seed for run in selected], study.cpus_per_run, device, runs, code,
                         study=study.name, study_file=str(study.source), subset=subset or [], parallel_runs=parallel_runs or _slots(study))
     return publish(results_dir, {"study": rows, "summary": summary(per_seed(rows)), "curves": training_curves(out, selected)}, record)
 
