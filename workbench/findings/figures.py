@@ -10,7 +10,7 @@ import importlib
 from collections.abc import Callable
 from pathlib import Path
 
-from workbench.findings.blocks import GPT_SOLVERS, Results, depth_frame, hops_by_layers
+from workbench.findings.blocks import GPT_SOLVERS, MAMBA_G24, Results, depth_frame, hops_by_layers
 
 
 def _plot(module: str, function: str, job: str | tuple[str, ...], table: str, prepare: Callable | None = None) -> Callable[[Results, Path], Path]:
@@ -60,6 +60,8 @@ FIGURES: dict[str, Callable[[Results, Path], Path]] = {  # docs/figures/{name}.p
     "deep_solvers_control_curves": _plot("workbench.study.figures", "plot_r2_curves", "deep_solvers_control", "curves"),
     "deep_solvers_mamba_g25_curves": _plot("workbench.study.figures", "plot_r2_curves", "deep_solvers_mamba_g25", "curves"),
     "deep_solvers_mamba_g25_remedies_curves": _plot("workbench.study.figures", "plot_r2_curves", "deep_solvers_mamba_g25_remedies", "curves"),
+    "deep_solvers_mamba_g24": _plot("workbench.study.figures", "plot_solvers", MAMBA_G24, "study"),
+    "deep_solvers_mamba_g24_curves": _plot("workbench.study.figures", "plot_r2_curves", MAMBA_G24, "curves"),
     "depth_first_hops": _depth("depth_first_hops"),
     "depth_first_hops_mamba": _depth("depth_first_hops_mamba"),
     "depth_deeper_gpt": _depth("depth_deeper_gpt"),
