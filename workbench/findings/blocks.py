@@ -818,6 +818,16 @@ def per_seed_at(results: Results, job: str | tuple[str, ...], objective: str, me
     return " / ".join(pct(v) for v in rows.sort_values("seed")["value"])
 
 
+# What '=' holds and hands on, seed by seed: name -> (metric, hook), at '='
+EQ_PER_SEED = {"eq_after_block0": ("patching_recovered", "blocks.0.hook_resid_post"),
+               "node_r2_eq_block0": ("probe_node_r2", "blocks.0.hook_resid_post"),
+               "node_r2_eq_block0_untrained": ("probe_node_r2_untrained", "blocks.0.hook_resid_post"),
+               "node_r2_eq_last": ("probe_node_r2", "blocks.1.hook_resid_post"),
+               "goal_eq_block0": ("probe_goal", "blocks.0.hook_resid_post"),
+               "goal_eq_block0_untrained": ("probe_goal_untrained", "blocks.0.hook_resid_post")}
+BLOCKS["deep_solvers_mamba_g24.node_r2_eq_block0_untrained_max"] = lambda results: pct(
+    _study(results, MAMBA_G24).query("metric == 'probe_node_r2_untrained' and position == 'eq' and hook == 'blocks.0.hook_resid_post'")["value"].max())
 for _objective in ("future_bow", "bst", "mtp"):
-    BLOCKS[f"deep_solvers_mamba_g24.{_objective}.eq_after_block0"] = (
-        lambda o: lambda results: per_seed_at(results, MAMBA_G24, o, "patching_recovered", "eq", "blocks.0.hook_resid_post"))(_objective)
+    for _name, (_metric, _hook) in EQ_PER_SEED.items():
+        BLOCKS[f"deep_solvers_mamba_g24.{_objective}.{_name}"] = (
+            lambda o, m, h: lambda results: per_seed_at(results, MAMBA_G24, o, m, "eq", h))(_objective, _metric, _hook)
