@@ -348,10 +348,22 @@ def _models(frame: pd.DataFrame) -> list[tuple[tuple[str, str, str, str], pd.Dat
     return list(frame.groupby(["arch", "objective", "graph", "overrides"], sort=False))
 
 
+def _without_final_residual(frame: pd.DataFrame) -> pd.DataFrame:
+    """Every row but those of the residual stream after each run's last block. Patched there,
+    the slot that emits r2 hands back r2's logits (all of the logit difference, by
+    construction) and any earlier slot reaches no later one (none of it): neither says where
+    the decision is made."""
+    layers = frame["hook"].map(_residual_layer)
+    last = layers.groupby(frame["run"]).transform("max")
+    return frame[~(layers.notna() & (layers == last))]
+
+
 def solvers_summary(results: Results, job: str | tuple[str, ...]) -> str:
     """Per model, mean ± sd over seeds: r2 accuracy; r2's node at '=' and at r1 (best residual
     layer), each beside the untrained model; the share of r2's logit difference that patching
-    restores at '=' and at r1 (best layer; residual stream and, for Mamba, the SSM state); and,
+    restores at '=' and at r1 (best site before the last block's output, which restores all or
+    nothing by construction: ``_without_final_residual``; residual stream and, for Mamba, every
+    block's SSM state); and,
     where the study patched the untrained twin too, how far moving the goal moves r2's logit
     difference in the model and in its twin (the control of "used")."""
     frame = _study(results, job)
@@ -364,8 +376,9 @@ def solvers_summary(results: Results, job: str | tuple[str, ...]) -> str:
             row[f"r2's node at {'=' if position == 'eq' else position}"] = spread(_per_run_best(model, "probe_node_r2", position))
             row[f"untrained at {'=' if position == 'eq' else position}"] = spread(_per_run_best(model, "probe_node_r2_untrained", position))
         for position in ("eq", "r1"):
-            recovered = _per_run_best(model, "patching_recovered", position, residual_only=False).reindex(r2.index)
-            row[f"patching recovers at {'=' if position == 'eq' else position}"] = "undefined" if recovered.isna().all() else spread(recovered)
+            recovered = _per_run_best(_without_final_residual(model), "patching_recovered", position, residual_only=False).reindex(r2.index)
+            row[f"patching recovers at {'=' if position == 'eq' else position}, before the last block"] = (
+                "undefined" if recovered.isna().all() else spread(recovered))
         if (model["metric"] == "patching_ld_clean_untrained").any():  # studies run since the patching stage patches the twin too
             gap = {suffix: (_per_run(model, f"patching_ld_clean{suffix}", "r2") - _per_run(model, f"patching_ld_corrupted{suffix}", "r2")).abs()
                    for suffix in ("", "_untrained")}
