@@ -120,6 +120,15 @@ def test_hops_learned_names_how_the_first_unlearned_path_length_ended(tmp_path):
     hops = hops_by_layers(Results(tmp_path), jobs=("depth", "not_published"))
     assert hops[["layers", "hops", "hops_tried", "next_hop_ended"]].values.tolist() == [[1, 0, 2, "plateau"], [2, 1, 2, "cap"]]
     assert plot_hops_by_layers(hops, tmp_path / "hops.png").stat().st_size > 10_000
+
+    # a later job that re-runs one cell with a higher cap replaces that cell's run, not the rest
+    long = [row | {"value": {"train_steps": 11_000, "stopped_by_rule": 1.0, "tf_accuracy": 0.95}.get(row["metric"], row["value"]),
+                   "position": "solved" if row["metric"] == "stopped_by_rule" else row["position"]}
+            for row in rows if row["run"] == "gpt-first_decision_only-G2_4_50-cpu-n_layers2-s0"]
+    (tmp_path / "depth_long").mkdir()
+    pd.DataFrame(long).to_csv(tmp_path / "depth_long" / "study.csv", index=False)
+    hops = hops_by_layers(Results(tmp_path), jobs=("depth", "depth_long"))
+    assert hops[["layers", "hops", "hops_tried", "next_hop_ended"]].values.tolist() == [[1, 0, 2, "plateau"], [2, 2, 2, ""]]
     with pytest.raises(FileNotFoundError, match="none published"):
         hops_by_layers(Results(tmp_path), jobs=("not_published",))
 

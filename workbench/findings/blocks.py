@@ -41,6 +41,7 @@ JOBS = {
     "depth_first_hops": "workbench study studies/depth.toml --subset first_hops_seeds archs=gpt --results results/depth_first_hops",
     "depth_first_hops_mamba": "workbench study studies/depth.toml --subset first_hops_seeds archs=mamba --results results/depth_first_hops_mamba",
     "depth_deeper_gpt": "workbench study studies/depth.toml --subset deeper_gpt --cpus 3 --results results/depth_deeper_gpt",
+    "depth_long_mamba": "workbench study studies/depth_long.toml --cpus 3 --results results/depth_long_mamba",
 }
 BLOCKS: dict[str, Callable[[Results], str]] = {}
 
@@ -631,6 +632,7 @@ def depth_cell(results: Results, job: str, layers: int, path_length: int) -> str
 
 BLOCKS["depth_deeper_gpt.four_layers_one_hop"] = lambda results: depth_cell(results, "depth_deeper_gpt", 4, 3)
 BLOCKS["depth_first_hops_mamba.two_layers_two_hops"] = lambda results: depth_cell(results, "depth_first_hops_mamba", 2, 4)
+BLOCKS["depth_long_mamba.two_layers_two_hops"] = lambda results: depth_cell(results, "depth_long_mamba", 2, 4)
 
 
 def _hops_of(runs: pd.DataFrame) -> tuple[int | None, pd.Series | None]:
@@ -681,19 +683,22 @@ def depth_over_seeds(results: Results, job: str) -> str:
     return markdown(pd.DataFrame(rows))
 
 
-for _job in ("depth_first_hops", "depth_first_hops_mamba", "depth_deeper_gpt"):
+for _job in ("depth_first_hops", "depth_first_hops_mamba", "depth_deeper_gpt", "depth_long_mamba"):
     BLOCKS[f"{_job}.hops"] = (lambda job: lambda results: depth_hops(results, job))(_job)
     BLOCKS[f"{_job}.seeds"] = (lambda job: lambda results: depth_over_seeds(results, job))(_job)
     BLOCKS[f"{_job}.table"] = (lambda job: lambda results: depth_table(results, job))(_job)
 
-DEPTH_JOBS = ("depth_first_hops", "depth_first_hops_mamba", "depth_deeper_gpt")  # every published part of the depth grid
+# Every published part of the depth grid; a later job's run of a cell (arch, objective, layers,
+# path length, seed) replaces an earlier job's: depth_long_mamba re-runs one cell with a higher cap.
+DEPTH_JOBS = ("depth_first_hops", "depth_first_hops_mamba", "depth_deeper_gpt", "depth_long_mamba")
 
 
 def hops_by_layers(results: Results, jobs: tuple[str, ...] = DEPTH_JOBS) -> pd.DataFrame:
     """Hops learned per (arch, objective, layers, seed) over the depth jobs published so far,
     one row each: ``hops`` (the most hops with r2 >= ``LEARNED``; -1: not even the copy),
     ``hops_tried`` (the most tried), and ``next_hop_ended`` (how the first unlearned path length
-    ended: "plateau", "cap" or "fixed budget"; "" when every length tried was learned).
+    ended: "plateau", "cap" or "fixed budget"; "" when every length tried was learned). Where
+    two jobs ran the same cell and seed, the later job's run counts (``DEPTH_JOBS``' order).
     Raises ``FileNotFoundError`` when no depth job is published."""
     frames = []
     for job in jobs:
@@ -705,6 +710,7 @@ def hops_by_layers(results: Results, jobs: tuple[str, ...] = DEPTH_JOBS) -> pd.D
         raise FileNotFoundError(f"results/{{{','.join(jobs)}}}: none published; the jobs that write them: "
                                 + "; ".join(JOBS.get(job, f"{job}: unknown job") for job in jobs))
     frame = pd.concat(frames, ignore_index=True)
+    frame = frame.drop_duplicates(["arch", "objective", "layers", "path_length", "seed"], keep="last")
     frame = frame.assign(hops=frame["path_length"] - 2)
     rows = []
     for (arch, objective, layers, seed), group in frame.groupby(["arch", "objective", "layers", "seed"], sort=True):
