@@ -548,6 +548,7 @@ BLOCKS["deep_solvers_gpt.curve"] = lambda results: r2_curve(results, GPT_SOLVERS
 BLOCKS["deep_solvers_control.curve"] = lambda results: r2_curve(results, "deep_solvers_control")
 BLOCKS["deep_solvers_mamba_g25.curve"] = lambda results: r2_curve(results, "deep_solvers_mamba_g25", every=1_500)
 BLOCKS["depth_deeper_gpt.curve_l3"] = lambda results: r2_curve(results, "depth_deeper_gpt", every=500, graph="G(2,3,50)")
+BLOCKS["depth_long_mamba.curve"] = lambda results: r2_curve(results, "depth_long_mamba")
 BLOCKS["deep_solvers_mamba_g24.curve"] = lambda results: r2_curve(results, MAMBA_G24)
 BLOCKS["deep_solvers_mamba_g25_remedies.curve"] = lambda results: r2_curve(results, "deep_solvers_mamba_g25_remedies", every=1_500)
 
