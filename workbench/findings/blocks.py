@@ -474,11 +474,6 @@ VALUES = {
     "deep_solvers_mamba_g25.next_token.r2": ("deep_solvers_mamba_g25", "next_token", "tf_accuracy", "r2", False),
     "deep_solvers_mamba_g25.next_token.node_r2_eq": ("deep_solvers_mamba_g25", "next_token", "probe_node_r2", "eq", True),
     "deep_solvers_mamba_g25.next_token.node_r2_eq_untrained": ("deep_solvers_mamba_g25", "next_token", "probe_node_r2_untrained", "eq", True),
-    **{f"deep_solvers_mamba_g24.{objective}.{name}": (MAMBA_G24, objective, metric, position, best)
-       for objective in ("future_bow", "bst", "mtp")
-       for name, metric, position, best in (("r2", "tf_accuracy", "r2", False), ("node_r2_eq", "probe_node_r2", "eq", True),
-                                            ("node_r2_eq_untrained", "probe_node_r2_untrained", "eq", True),
-                                            ("node_r2_r1", "probe_node_r2", "r1", True), ("goal_eq", "probe_goal", "eq", True))},
     "deep_solvers_control.next_token.node_r2_eq": ("deep_solvers_control", "next_token", "probe_node_r2", "eq", True),
     "deep_solvers_control.next_token.node_r2_eq_untrained": ("deep_solvers_control", "next_token", "probe_node_r2_untrained", "eq", True),
     "deep_solvers_control.next_token.node_r2_r1": ("deep_solvers_control", "next_token", "probe_node_r2", "r1", True),
@@ -828,25 +823,29 @@ for _objective in ("future_bow", "bst", "mtp"):
         lambda o: lambda results: eq_state_patching_max(results, MAMBA_G24, o))(_objective)
 
 
+def _at_hook(results: Results, job: str | tuple[str, ...], metric: str, position: str, hook: str, objective: str | None = None) -> pd.DataFrame:
+    """The rows of one hook's ``metric`` at ``position`` (of ``objective``'s runs, or every run's)."""
+    frame = _study(results, job)
+    rows = frame[(frame["metric"] == metric) & (frame["position"] == position) & (frame["hook"] == hook)
+                 & ((frame["objective"] == objective) if objective else True)]
+    if rows.empty:
+        raise ValueError(f"results/{job}: no {metric} at {position}, {hook}" + (f" for {objective}" if objective else ""))
+    return rows
+
+
 def per_seed_at(results: Results, job: str | tuple[str, ...], objective: str, metric: str, position: str, hook: str) -> str:
     """One hook's value of ``metric`` at ``position`` in each seed of ``objective``, as percentages
     (a seed-dependent mechanism is said seed by seed, not averaged away)."""
-    frame = _study(results, job)
-    rows = frame[(frame["objective"] == objective) & (frame["metric"] == metric) & (frame["position"] == position) & (frame["hook"] == hook)]
-    if rows.empty:
-        raise ValueError(f"results/{job}: no {metric} of {objective} at {position}, {hook}")
-    return " / ".join(pct(v) for v in rows.sort_values("seed")["value"])
+    return " / ".join(pct(v) for v in _at_hook(results, job, metric, position, hook, objective).sort_values("seed")["value"])
 
 
-# What '=' holds and hands on, seed by seed: name -> (metric, hook), at '='
+# What '=' holds and hands on in the 2-block Mamba remedies, seed by seed: name -> (metric, hook)
 EQ_PER_SEED = {"eq_after_block0": ("patching_recovered", "blocks.0.hook_resid_post"),
                "node_r2_eq_block0": ("probe_node_r2", "blocks.0.hook_resid_post"),
-               "node_r2_eq_block0_untrained": ("probe_node_r2_untrained", "blocks.0.hook_resid_post"),
                "node_r2_eq_last": ("probe_node_r2", "blocks.1.hook_resid_post"),
-               "goal_eq_block0": ("probe_goal", "blocks.0.hook_resid_post"),
                "goal_eq_block0_untrained": ("probe_goal_untrained", "blocks.0.hook_resid_post")}
 BLOCKS["deep_solvers_mamba_g24.node_r2_eq_block0_untrained_max"] = lambda results: pct(
-    _study(results, MAMBA_G24).query("metric == 'probe_node_r2_untrained' and position == 'eq' and hook == 'blocks.0.hook_resid_post'")["value"].max())
+    _at_hook(results, MAMBA_G24, "probe_node_r2_untrained", "eq", "blocks.0.hook_resid_post")["value"].max())
 for _objective in ("future_bow", "bst", "mtp"):
     for _name, (_metric, _hook) in EQ_PER_SEED.items():
         BLOCKS[f"deep_solvers_mamba_g24.{_objective}.{_name}"] = (
