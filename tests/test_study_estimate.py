@@ -142,11 +142,12 @@ def _study_csv() -> pd.DataFrame:
 def test_solver_measures_read_the_r2_node_and_patching_at_eq(tmp_path):
     seeds = per_seed(_study_csv()).set_index("run")
     assert seeds.loc["a0", "node_r2_at_eq"] == pytest.approx(0.9) and seeds.loc["b1", "node_r2_at_eq"] == pytest.approx(0.4)
-    assert seeds.loc["a1", "patching_at_eq"] == pytest.approx(0.3) and seeds.loc["a1", "patching_recovered"] == 1.0
+    # best site before the last block's output (blocks.1 here): '=' after block 0, r1 at the embedding
+    assert seeds.loc["a1", "patching_at_eq"] == pytest.approx(0.15) and seeds.loc["a1", "patching_recovered"] == 1.0
     assert np.isnan(seeds.loc["b0", "patching_at_eq"]) and np.isnan(seeds.loc["b0", "patching_recovered"])
     shown = mean_pm(summary(per_seed(_study_csv())), ("evaluate", "probes", "patching"), ("arm", "goal", "node_r2")).set_index("objective")
     assert shown.loc["a", "r2 node at eq (best hook)"] == "0.800 ± 0.141 (2)"
-    assert shown.loc["a", "patching recovery at eq (best site)"] == "0.200 ± 0.141 (2)"
+    assert shown.loc["a", "patching recovery at eq (best site)"] == "0.100 ± 0.071 (2)"
     assert shown.loc["b", "patching recovery at eq (best site)"] == "undefined"
     without = mean_pm(summary(per_seed(_study_csv())), ("evaluate", "probes"), ("arm", "goal"))
     assert "r2 node at eq (best hook)" not in without.columns and "goal node at eq (best hook)" in without.columns
@@ -159,6 +160,23 @@ def test_solver_measures_read_the_r2_node_and_patching_at_eq(tmp_path):
     mixed = solver_lines(pd.concat([table, table.assign(arch="mamba", run=table["run"] + "m")]))
     assert set(mixed["model"]) == {"a (gpt)", "a (mamba)", "b (gpt)", "b (mamba)"}
     assert plot_solvers(table, tmp_path / "solvers.png").stat().st_size > 10_000
+
+
+def test_the_best_patching_site_is_taken_before_the_last_blocks_output():
+    """At the slot that emits r2 the last block's residual is r2's logits: patched, it restores
+    all of the logit difference whatever the model does, so the best site skips it (and each
+    run's own last block counts, whatever its depth)."""
+    rows = []
+    for run, layers in (("two", 2), ("three", 3)):
+        identity = dict(study="s", objective="a", arch="mamba", graph="G(2,3,50)", preset="cpu", overrides="", seed=layers, run=run)
+        hooks = ["hook_embed", *(f"blocks.{i}.hook_resid_post" for i in range(layers)), f"blocks.{layers - 1}.mixer.hook_ssm_state"]
+        values = [0.0, *(0.1 * (i + 1) for i in range(layers - 1)), 1.0, 0.45]  # the final residual 1.0, the last block's SSM state 0.45
+        rows += [identity | dict(metric="patching_recovered", hook=hook, position="r1", value=value) for hook, value in zip(hooks, values)]
+        rows.append(identity | dict(metric="patching_recovered", hook=f"blocks.{layers - 1}.hook_resid_post", position="eq", value=0.0))
+    seeds = per_seed(pd.DataFrame(rows)).set_index("run")
+    assert seeds.loc["two", "patching_recovered"] == pytest.approx(0.45)
+    assert seeds.loc["three", "patching_site"] == "blocks.2.mixer.hook_ssm_state @ r1"
+    assert np.isnan(seeds.loc["two", "patching_at_eq"])  # '=' was patched only after the last block: nothing before it
 
 
 def test_the_solvers_figure_needs_the_r2_node_probe_and_patching(tmp_path):

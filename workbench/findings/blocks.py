@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from workbench.study.figures import residual_layer, without_final_residual
+
 # job folder under results/ -> the command that publishes it (each provenance.json records the command actually run)
 JOBS = {
     "main_job": "workbench main --results results/main_job",
@@ -324,19 +326,11 @@ def _study(results: Results, job: str | tuple[str, ...]) -> pd.DataFrame:
     return results.table(job, "study")
 
 
-def _residual_layer(hook: str) -> int | None:
-    """The residual stream's layer (``probes.activations.hook_layer``: 0 for the embedding,
-    i+1 after block i); None for other hooks (the SSM state)."""
-    from workbench.probes.activations import hook_layer
-
-    return hook_layer(hook) if hook == "hook_embed" or re.fullmatch(r"blocks\.\d+\.hook_resid_post", hook) else None
-
-
 def _per_run_best(frame: pd.DataFrame, metric: str, position: str, residual_only: bool = True) -> pd.Series:
     """Per run: the best value of ``metric`` over hooks at ``position``."""
     rows = frame[(frame["metric"] == metric) & (frame["position"] == position)]
     if residual_only:
-        rows = rows[rows["hook"].map(_residual_layer).notna()]
+        rows = rows[rows["hook"].map(residual_layer).notna()]
     return rows.groupby("run", sort=False)["value"].max()
 
 
@@ -349,21 +343,11 @@ def _models(frame: pd.DataFrame) -> list[tuple[tuple[str, str, str, str], pd.Dat
     return list(frame.groupby(["arch", "objective", "graph", "overrides"], sort=False))
 
 
-def _without_final_residual(frame: pd.DataFrame) -> pd.DataFrame:
-    """Every row but those of the residual stream after each run's last block. Patched there,
-    the slot that emits r2 hands back r2's logits (all of the logit difference, by
-    construction) and any earlier slot reaches no later one (none of it): neither says where
-    the decision is made."""
-    layers = frame["hook"].map(_residual_layer)
-    last = layers.groupby(frame["run"]).transform("max")
-    return frame[~(layers.notna() & (layers == last))]
-
-
 def solvers_summary(results: Results, job: str | tuple[str, ...]) -> str:
     """Per model, mean ± sd over seeds: r2 accuracy; r2's node at '=' and at r1 (best residual
     layer), each beside the untrained model; the share of r2's logit difference that patching
     restores at '=' and at r1 (best site before the last block's output, which restores all or
-    nothing by construction: ``_without_final_residual``; residual stream and, for Mamba, every
+    nothing by construction: ``without_final_residual``; residual stream and, for Mamba, every
     block's SSM state); and,
     where the study patched the untrained twin too, how far moving the goal moves r2's logit
     difference in the model and in its twin (the control of "used")."""
@@ -377,7 +361,7 @@ def solvers_summary(results: Results, job: str | tuple[str, ...]) -> str:
             row[f"r2's node at {'=' if position == 'eq' else position}"] = spread(_per_run_best(model, "probe_node_r2", position))
             row[f"untrained at {'=' if position == 'eq' else position}"] = spread(_per_run_best(model, "probe_node_r2_untrained", position))
         for position in ("eq", "r1"):
-            recovered = _per_run_best(_without_final_residual(model), "patching_recovered", position, residual_only=False).reindex(r2.index)
+            recovered = _per_run_best(without_final_residual(model), "patching_recovered", position, residual_only=False).reindex(r2.index)
             row[f"patching recovers at {'=' if position == 'eq' else position}, before the last block"] = (
                 "undefined" if recovered.isna().all() else spread(recovered))
         if (model["metric"] == "patching_ld_clean_untrained").any():  # studies run since the patching stage patches the twin too
@@ -407,7 +391,7 @@ def solvers_layers(results: Results, job: str | tuple[str, ...], objectives: tup
                 continue
         from workbench.probes.activations import hook_layer
 
-        model = model.assign(layer=model["hook"].map(_residual_layer))
+        model = model.assign(layer=model["hook"].map(residual_layer))
         means = model.dropna(subset=["layer"]).groupby(["metric", "position", "layer"])["value"].mean()
         ssm = model[model["hook"].str.endswith("hook_ssm_state") & (model["metric"] == "patching_recovered")]
         ssm_means = ssm.assign(layer=ssm["hook"].map(hook_layer)).groupby(["position", "layer"])["value"].mean() if len(ssm) else None
@@ -557,7 +541,7 @@ def mtp_seeds_solved(results: Results) -> str:
 def remedies_summary(results: Results, job: str) -> str:
     """Per objective (one seed each unless more were run): r2 accuracy and loss, greedy path,
     the best goal-arm probe at '=' with its control task and untrained model, the goal node
-    at '=', and patching recovery (best site, and at '=')."""
+    at '=', and patching recovery (best site before the last block's output, and at '=')."""
     from workbench.study.figures import per_seed
 
     seeds = per_seed(_study(results, job))
@@ -570,7 +554,7 @@ def remedies_summary(results: Results, job: str) -> str:
             "r2 accuracy": show(model["r2_accuracy"]), "r2 loss": show(model["r2_loss"], 2), "path (greedy)": show(model["path_accuracy"]),
             "goal arm at = (control task / untrained)": f"{show(model['arm_probe'])} ({num(model['arm_probe_control'].mean())} / {num(model['arm_probe_untrained'].mean())})",
             "goal node at =": show(model["goal_at_eq"]),
-            "patching: best site / at =": f"{show(model['patching_recovered'])} / {show(model['patching_at_eq'])}" if defined else "undefined (r2 ignores the goal)",
+            "patching: best site before the last block / at =": f"{show(model['patching_recovered'])} / {show(model['patching_at_eq'])}" if defined else "undefined (r2 ignores the goal)",
         })
     return markdown(pd.DataFrame(rows))
 
@@ -817,7 +801,21 @@ def eq_state_patching_max(results: Results, job: str | tuple[str, ...], objectiv
     return pct(rows["value"].max())
 
 
+def best_site_max(results: Results, job: str | tuple[str, ...], objective: str) -> str:
+    """The largest share of r2's logit difference that any patched site before the last
+    block's output restores, over ``objective``'s seeds (``per_seed``'s best site): small, it
+    says the goal reaches the last block by a position the study did not patch."""
+    from workbench.study.figures import per_seed
+
+    seeds = per_seed(_study(results, job))
+    recovered = seeds[seeds["objective"] == objective]["patching_recovered"].dropna()
+    if recovered.empty:
+        raise ValueError(f"results/{job}: no patching recovery for {objective}")
+    return pct(recovered.max())
+
+
 BLOCKS["remedies_mamba_g23.mtp.eq_state_max"] = lambda results: eq_state_patching_max(results, "remedies_mamba_g23", "mtp")
+BLOCKS["remedies_mamba_g23.future_bow.best_site_max"] = lambda results: best_site_max(results, "remedies_mamba_g23", "future_bow")
 for _objective in ("future_bow", "bst", "mtp"):
     BLOCKS[f"deep_solvers_mamba_g24.{_objective}.eq_state_max"] = (
         lambda o: lambda results: eq_state_patching_max(results, MAMBA_G24, o))(_objective)

@@ -11,6 +11,7 @@ what patching shows is used, layer by layer, at ``eq`` and at the slot that pred
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -28,7 +29,7 @@ MEASURES = {  # column of per_seed -> what the page calls it
     "arm_probe_untrained": "its untrained model",
     "goal_at_eq": "goal node at eq (best hook)",
     "node_r2_at_eq": "r2 node at eq (best hook)",
-    "patching_recovered": "patching recovery (best site)",
+    "patching_recovered": "patching recovery (best site before the last block)",
     "patching_at_eq": "patching recovery at eq (best site)",
 }
 # The probe target a measure needs: a study that does not probe it shows no column for it.
@@ -40,6 +41,24 @@ def empty_as_blank(table: pd.DataFrame) -> pd.DataFrame:
     reads as float: made object first)."""
     columns = [c for c in ("hook", "overrides") if c in table]
     return table.astype({c: object for c in columns}).fillna({c: "" for c in columns})
+
+
+def residual_layer(hook: str) -> int | None:
+    """The residual stream's layer (``probes.activations.hook_layer``: 0 for the embedding,
+    i+1 after block i); None for other hooks (the SSM state)."""
+    from workbench.probes.activations import hook_layer
+
+    return hook_layer(hook) if hook == "hook_embed" or re.fullmatch(r"blocks\.\d+\.hook_resid_post", hook) else None
+
+
+def without_final_residual(frame: pd.DataFrame) -> pd.DataFrame:
+    """Every row but those of the residual stream after each run's last block. Patched there,
+    the slot that emits r2 hands back r2's logits (all of the logit difference, by
+    construction) and any earlier slot reaches no later one (none of it): neither says where
+    the decision is made."""
+    layers = frame["hook"].map(residual_layer)
+    last = layers.groupby(frame["run"]).transform("max")
+    return frame[~(layers.notna() & (layers == last))]
 
 
 def per_seed(table: pd.DataFrame) -> pd.DataFrame:
@@ -66,8 +85,8 @@ def per_seed(table: pd.DataFrame) -> pd.DataFrame:
         for measure, metric in (("goal_at_eq", "probe_goal"), ("node_r2_at_eq", "probe_node_r2")):
             probed = run[(run["metric"] == metric) & (run["position"] == "eq")]
             row[measure] = probed["value"].max() if len(probed) else np.nan
-        patched = run[run["metric"] == "patching_recovered"].dropna(subset=["value"])
-        if len(patched):
+        patched = without_final_residual(run[run["metric"] == "patching_recovered"].dropna(subset=["value"]))
+        if len(patched):  # the best site before the last block's output, which restores all or nothing by construction
             best = patched.loc[patched["value"].idxmax()]
             row.update(patching_recovered=best["value"], patching_site=f"{best['hook']} @ {best['position']}")
             at_eq = patched[patched["position"] == "eq"]
