@@ -33,6 +33,7 @@ JOBS = {
     "deep_solvers": "workbench study studies/deep_solvers.toml --subset cpu --results results/deep_solvers",
     "deep_solvers_gpt": "workbench study studies/deep_solvers.toml --subset solvers --results results/deep_solvers_gpt",
     "deep_solvers_gpt_bst_g24": "workbench study studies/deep_solvers.toml --subset gpt objectives=bst graphs=2,4,50 --cpus 3 --results results/deep_solvers_gpt_bst_g24",
+    "deep_solvers_gpt_mtp_g24": "workbench study studies/deep_solvers.toml --subset runs=gpt-mtp-G2_4_50-cpu-s0,gpt-mtp-G2_4_50-cpu-s1,gpt-mtp-G2_4_50-cpu-s2 --cpus 3 --results results/deep_solvers_gpt_mtp_g24",
     "deep_solvers_control": "workbench study studies/deep_solvers.toml --subset control --results results/deep_solvers_control",
     "deep_solvers_mamba_g25": "workbench study studies/deep_solvers.toml --subset gpu_mamba objectives=next_token --results results/deep_solvers_mamba_g25",
     "deep_solvers_mamba_g25_remedies": "workbench study studies/deep_solvers.toml --subset gpu_mamba objectives=future_bow,bst,mtp --cpus 3 --results results/deep_solvers_mamba_g25_remedies",
@@ -409,9 +410,11 @@ def solvers_layers(results: Results, job: str | tuple[str, ...], objectives: tup
     return markdown(pd.DataFrame(rows))
 
 
-# The 4-layer GPT solvers, published in two parts: future_bow and bst of G(2,5,50) trained on a GPU
-# with future_bow of G(2,4,50) on the CPU, then bst of G(2,4,50) on the CPU.
-GPT_SOLVERS = ("deep_solvers_gpt", "deep_solvers_gpt_bst_g24")
+# The 4-layer GPT solvers, published in three parts: future_bow and bst of G(2,5,50) trained on a GPU
+# with future_bow of G(2,4,50) on the CPU, then bst and mtp of G(2,4,50) on the CPU.
+GPT_SOLVERS = ("deep_solvers_gpt", "deep_solvers_gpt_bst_g24", "deep_solvers_gpt_mtp_g24")
+# The objectives of each graph in GPT_SOLVERS (mtp ran on G(2,4,50) only).
+GPT_SOLVER_OBJECTIVES = {"G(2,4,50)": ("future_bow", "bst", "mtp"), "G(2,5,50)": ("future_bow", "bst")}
 # The 2-layer Mamba's remedies on G(2,4,50) on the CPU, one objective per part.
 MAMBA_G24 = ("deep_solvers_mamba_g24_future_bow", "deep_solvers_mamba_g24_bst", "deep_solvers_mamba_g24_mtp")
 # Blocks named for a study published in parts: name -> its parts.
@@ -470,7 +473,7 @@ for _name, (_job, _objective, _metric, _position, _best_hook) in VALUES.items():
 GRAPH_VALUES = {
     f"deep_solvers_gpt.{tag}.{objective}.{name}": (GPT_SOLVERS, objective, graph, metric, position, True)
     for tag, graph in (("g24", "G(2,4,50)"), ("g25", "G(2,5,50)"))
-    for objective in ("future_bow", "bst")
+    for objective in GPT_SOLVER_OBJECTIVES[graph]
     for name, metric, position in (("node_r2_eq", "probe_node_r2", "eq"), ("node_r2_eq_untrained", "probe_node_r2_untrained", "eq"),
                                    ("node_r2_r1", "probe_node_r2", "r1"), ("patching_eq", "patching_recovered", "eq"))
 }
@@ -481,11 +484,13 @@ for _name, (_job, _objective, _graph, _metric, _position, _best_hook) in GRAPH_V
 
 @block("deep_solvers_gpt.patching_eq_max")
 def largest_patching_at_eq(results: Results) -> str:
-    """The largest share of r2's logit difference that patching '=' restores, over every run
-    (every graph, objective and seed, learned or not) and layer of the study: the test of
-    "uses what '=' holds", taken where it is hardest to pass."""
+    """The largest share of r2's logit difference that patching '=' restores, over every
+    future_bow and bst run (every graph and seed, learned or not) and layer of the study: the
+    test of "uses what '=' holds", taken where it is hardest to pass (mtp, which does route
+    the goal through '=', has its own per-seed blocks)."""
     frame = _study(results, GPT_SOLVERS)
-    recovered = frame[(frame["metric"] == "patching_recovered") & (frame["position"] == "eq")]["value"]
+    recovered = frame[(frame["metric"] == "patching_recovered") & (frame["position"] == "eq")
+                      & frame["objective"].isin(["future_bow", "bst"])]["value"]
     return pct(recovered.max())
 
 
@@ -518,8 +523,8 @@ def first_step_solved(results: Results, job: str | tuple[str, ...], objective: s
     return "; ".join(parts)
 
 
-for _objective in ("future_bow", "bst"):
-    for _tag, _graph in (("g24", "G(2,4,50)"), ("g25", "G(2,5,50)")):
+for _tag, _graph in (("g24", "G(2,4,50)"), ("g25", "G(2,5,50)")):
+    for _objective in GPT_SOLVER_OBJECTIVES[_graph]:
         BLOCKS[f"deep_solvers_gpt.{_tag}.{_objective}.first_solved"] = (
             lambda o, g: lambda results: first_step_solved(results, GPT_SOLVERS, o, g))(_objective, _graph)
 BLOCKS["deep_solvers.curve"] = lambda results: r2_curve(results, "deep_solvers")
@@ -836,6 +841,12 @@ def per_seed_at(results: Results, job: str | tuple[str, ...], objective: str, me
     (a seed-dependent mechanism is said seed by seed, not averaged away)."""
     return " / ".join(pct(v) for v in _at_hook(results, job, metric, position, hook, objective).sort_values("seed")["value"])
 
+
+# What '=' holds after block 1 in the 4-layer GPT under mtp (G(2,4,50)), seed by seed
+for _name, _metric in (("eq_after_block1", "patching_recovered"), ("goal_eq_block1", "probe_goal"),
+                       ("node_r2_eq_block1", "probe_node_r2"), ("node_r2_eq_block1_untrained", "probe_node_r2_untrained")):
+    BLOCKS[f"deep_solvers_gpt.g24.mtp.{_name}"] = (
+        lambda m: lambda results: per_seed_at(results, GPT_SOLVERS, "mtp", m, "eq", "blocks.1.hook_resid_post"))(_metric)
 
 # What '=' holds and hands on in the 2-block Mamba remedies, seed by seed: name -> (metric, hook)
 EQ_PER_SEED = {"eq_after_block0": ("patching_recovered", "blocks.0.hook_resid_post"),
