@@ -14,6 +14,8 @@ from test_task import hand_graph
 import workbench
 from workbench.factory import build_model_and_parts
 from workbench.config import RunConfig, apply_overrides
+from workbench.datasets import evaluation_graphs
+from workbench.evaluate import evaluate, predictions
 from workbench.models import final_norm, forward_with_residual, residual_to_logits
 from workbench.objectives import OBJECTIVES, get_objective, objective_class, step_generator
 from workbench.objectives.future_bow import future_bags
@@ -173,6 +175,34 @@ def test_mtp_heads_are_causal():
     a, b = parts["head2"](resid), parts["head2"](changed)
     torch.testing.assert_close(a[0, :10], b[0, :10])
     assert not torch.allclose(a[0, 10:], b[0, 10:])
+
+
+def test_evaluation_scores_each_mtp_head_on_the_answer_token_it_predicts(tmp_path):
+    """With its block zeroed, head o is the next-token head read o - 1 positions early: its
+    guess at r_e is the model's guess at r_(e-o+1), so its accuracy on r_e must be that guess
+    scored against r_e. Evaluation must find exactly that, and training must log it."""
+    config, model, parts = model_and_parts("mtp", k=3)
+    objective = get_objective("mtp", config.objective_params)
+    with torch.no_grad():
+        for head in parts.values():
+            for linear in (head.layer.self_attn.out_proj, head.layer.linear2):
+                linear.weight.zero_(), linear.bias.zero_()
+    data = generate(config.task.graph, 500, seed=3)
+    frame = evaluate(model, data, objective, parts=parts).set_index(["metric", "position"])["value"]
+    tf_pred = predictions(model, data, objective)["tf_pred"]
+    for offset in (2, 3):
+        for e in range(offset - 1, 3):  # r_(e+1), read where the next-token head guesses r_(e-offset+2)
+            expected = (tf_pred[:, e - offset + 1] == data.path[:, e]).float().mean().item()
+            assert frame[(f"head{offset}_accuracy", f"r{e + 1}")] == pytest.approx(expected, abs=1 / len(data))
+    assert not evaluate(model, data, objective)["metric"].str.startswith("head").any()  # no parts, no head rows
+
+    config = apply_overrides(config, ["train.steps=10", "train.eval_every=10"])
+    trained = train(config, tmp_path / "run", progress=False)
+    logged = trained.metrics[-1]["test"]
+    held_out = evaluation_graphs(config.task)[: config.train.eval_graphs]
+    again = evaluate(trained.model, held_out, objective, parts=trained.parts).set_index(["metric", "position"])["value"]
+    for offset in (2, 3):
+        assert logged[f"head{offset}_accuracy"] == pytest.approx({f"r{e}": again[(f"head{offset}_accuracy", f"r{e}")] for e in (1, 2, 3)})
 
 
 # --- token dropout --------------------------------------------------------------------------

@@ -70,7 +70,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     print(f"run {out}: {config.arch} ({args.preset}) / {config.objective} / {spec}, {config.train.steps} steps")
     checkpoint = train(config, out, resume=not args.no_resume, until_step=args.until_step, progress=not args.no_progress)
     test = evaluation_graphs(config.task)
-    frame = evaluate(checkpoint.model, test, checkpoint.objective)  # on the device it trained on
+    frame = evaluate(checkpoint.model, test, checkpoint.objective, parts=checkpoint.parts)  # on the device it trained on
     print(f"\nheld-out graphs ({len(test)}), step {checkpoint.step}:\n{format_table(frame)}")
     print(f"checkpoint: {out}")
 
@@ -91,7 +91,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         for name, data in sets:
             if data.spec != checkpoint.graph:
                 raise ValueError(f"{name} holds {data.spec} graphs, but {path} was trained on {checkpoint.graph}")
-            frame = evaluate(checkpoint.model, data, checkpoint.objective, batch_size=args.batch_size, device=args.device)
+            frame = evaluate(checkpoint.model, data, checkpoint.objective, batch_size=args.batch_size, device=args.device, parts=checkpoint.parts)
             print(f"{path} on {name} ({len(data)} graphs), step {checkpoint.step}:\n{format_table(frame)}\n")
             config = checkpoint.config
             identity = dict(checkpoint=str(path), **row_identity(config, checkpoint.step, graph=data.spec), data=name)

@@ -6,7 +6,10 @@ Metrics, every one reported in forward path order r1..rl whatever the objective'
 - ``greedy_accuracy``: free greedy decoding;
 - position ``path``: ``greedy_accuracy`` and ``tf_accuracy`` of the whole answer;
 - ``fill_step``, for objectives that decode in an order of their own (the masked ones): the
-  mean step (1..l) at which each position was filled, so r_l near 1 means the goal end first.
+  mean step (1..l) at which each position was filled, so r_l near 1 means the goal end first;
+- ``head{o}_accuracy``, for objectives with extra prediction heads (mtp) when their parts are
+  passed: head o's teacher-forced accuracy on each answer token, read o - 1 positions before
+  the slot that emits it (mtp's head 2 guesses r2 at '=', before any answer token is given).
 r2 is the first decision; its row has ``role == "first_decision"``.
 
 Each position is scored on its own prediction. (The paper's code logged one and the same
@@ -45,21 +48,26 @@ def model_device(model: nn.Module) -> torch.device:
 
 @torch.no_grad()
 def predictions(
-    model: nn.Module, data: PathStarData, objective: Objective, batch_size: int = 2_000, device: str | torch.device | None = None
+    model: nn.Module, data: PathStarData, objective: Objective, batch_size: int = 2_000, device: str | torch.device | None = None,
+    parts: nn.Module | None = None,
 ) -> dict[str, Tensor]:
     """Teacher-forced and greedy predictions and teacher-forced losses, in path order (batch, l),
-    and ``fill_step`` where the objective decodes in an order of its own. ``device``: where the
-    inputs go; None -> where the model's weights are (a model trained on CUDA stays there)."""
+    ``fill_step`` where the objective decodes in an order of its own, and ``{head}_pred`` for
+    each extra head of the objective's ``parts`` (when given). ``device``: where the inputs go;
+    None -> where the model's weights are (a model trained on CUDA stays there)."""
     spec = data.spec
     device = model_device(model) if device is None else resolve_device(device)
     out: dict[str, list[Tensor]] = {"tf_pred": [], "tf_loss": [], "greedy_pred": [], "fill_step": []}
-    was_training = model.training
+    was_training = model.training, parts.training if parts is not None else False
     model.eval()
+    if parts is not None:
+        parts.eval()
     for start in range(0, len(data), batch_size):
         chunk = data[start : start + batch_size]
         prompt, answer = chunk.prompt_tokens().to(device), chunk.answer_tokens().to(device)
         targets = objective.targets(answer)
-        logits = answer_logits(logits_of(model, objective.inputs(prompt, targets, spec)), spec).float()
+        inputs = objective.inputs(prompt, targets, spec)
+        logits = answer_logits(logits_of(model, inputs), spec).float()
         loss = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
         tf_pred = logits.argmax(-1)
         greedy, fill_step = objective.decode_with_order(model, prompt, spec, teacher_forced=(targets, tf_pred))
@@ -68,16 +76,23 @@ def predictions(
         out["tf_pred"].append(objective.to_path_order(tf_pred).cpu())
         out["tf_loss"].append(objective.to_path_order(loss).cpu())
         out["greedy_pred"].append(objective.to_path_order(greedy).cpu())
-    model.train(was_training)
+        if parts is not None:
+            for head, head_pred in objective.head_predictions(model, parts, inputs, spec).items():
+                out.setdefault(f"{head}_pred", []).append(objective.to_path_order(head_pred).cpu())
+    model.train(was_training[0])
+    if parts is not None:
+        parts.train(was_training[1])
     return {key: torch.cat(values) for key, values in out.items() if values}
 
 
 def evaluate(
-    model: nn.Module, data: PathStarData, objective: Objective, batch_size: int = 2_000, device: str | torch.device | None = None
+    model: nn.Module, data: PathStarData, objective: Objective, batch_size: int = 2_000, device: str | torch.device | None = None,
+    parts: nn.Module | None = None,
 ) -> pd.DataFrame:
-    """Per-position accuracy (teacher-forced and greedy) and loss, plus full-path accuracy."""
+    """Per-position accuracy (teacher-forced and greedy) and loss, plus full-path accuracy;
+    with the objective's ``parts``, each extra head's accuracy as well."""
     spec = data.spec
-    pred = predictions(model, data, objective, batch_size, device)
+    pred = predictions(model, data, objective, batch_size, device, parts)
     tf_correct = (pred["tf_pred"] == data.path).float()
     greedy_correct = (pred["greedy_pred"] == data.path).float()
     rows: list[dict[str, Any]] = []
@@ -87,6 +102,10 @@ def evaluate(
     if "fill_step" in pred:
         for k, position in enumerate(spec.positions):
             rows.append({"position": position, "metric": "fill_step", "value": pred["fill_step"][:, k].float().mean().item()})
+    for key in [key for key in pred if key.endswith("_pred") and key not in ("tf_pred", "greedy_pred")]:
+        correct = (pred[key] == data.path).float()
+        for k, position in enumerate(spec.positions):
+            rows.append({"position": position, "metric": key.removesuffix("_pred") + "_accuracy", "value": correct[:, k].mean().item()})
     rows.append({"position": "path", "metric": "tf_accuracy", "value": tf_correct.all(dim=1).float().mean().item()})
     rows.append({"position": "path", "metric": "greedy_accuracy", "value": greedy_correct.all(dim=1).float().mean().item()})
     frame = pd.DataFrame(rows)

@@ -155,7 +155,7 @@ def _evaluate_run(checkpoint: Checkpoint, device) -> pd.DataFrame:
     """The run's evaluation on its held-out graphs, with the identity columns of results.csv."""
     config = checkpoint.config
     test = evaluation_graphs(config.task)
-    frame = evaluate(checkpoint.model, test, checkpoint.objective, device=device)
+    frame = evaluate(checkpoint.model, test, checkpoint.objective, device=device, parts=checkpoint.parts)
     print(f"\n{run_name(config)}, step {checkpoint.step}, {len(test)} held-out graphs:\n{format_table(frame)}", flush=True)
     columns = identity.row_identity(config, checkpoint.step, graph=config.task.graph)
     return frame.assign(**columns)[[*columns, *frame.columns]]

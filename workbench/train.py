@@ -77,9 +77,9 @@ class BatchOrder:
         return torch.cat([self.permutation(int(e))[offset[epoch == e]] for e in epoch.unique()])
 
 
-def _eval_record(model, test: PathStarData, objective: Objective, device: torch.device) -> dict[str, dict[str, float]]:
+def _eval_record(model, test: PathStarData, objective: Objective, device: torch.device, parts: torch.nn.Module | None = None) -> dict[str, dict[str, float]]:
     """The evaluation of ``workbench.evaluate`` as {metric: {position: value}} for metrics.jsonl."""
-    frame = evaluate(model, test, objective, device=device)
+    frame = evaluate(model, test, objective, device=device, parts=parts)
     record: dict[str, dict[str, float]] = {}
     for metric, position, value in frame[["metric", "position", "value"]].itertuples(index=False):
         record.setdefault(metric, {})[position] = value
@@ -259,7 +259,7 @@ def _train_locked(config: RunConfig, run_dir: Path, resume: bool, until_step: in
         record: dict[str, Any] = {"step": step, "lr": learning_rate(min(step, cfg.steps - 1), cfg), "elapsed_s": time.time() - started}
         if running.count:
             record["train"] = running.record(spec.positions)
-        record["test"] = _eval_record(model, eval_data, objective, device)
+        record["test"] = _eval_record(model, eval_data, objective, device, parts)
         metrics.append(record)
         if run_dir.exists():
             write_metrics(run_dir, metrics)

@@ -150,6 +150,13 @@ class Objective:
         """The clean teacher-forced sequence (what evaluation and probes feed)."""
         return torch.cat([prompt, self.answer_slots(targets, spec)], dim=1)
 
+    def head_predictions(self, model: nn.Module, parts: nn.Module | None, inputs: Tensor, spec: GraphSpec) -> dict[str, Tensor]:
+        """{head: (batch, l) argmax for the answer tokens, emission order} of the objective's
+        extra prediction heads, under teacher forcing; empty for objectives without any.
+        Evaluation scores them beside the answer (``head{o}_accuracy``), because a head can
+        know a token before the answer that is decoded does."""
+        return {}
+
     # --- training ----------------------------------------------------------------------------
     def build_parts(self, d_model: int, spec: GraphSpec) -> nn.Module | None:
         """Trainable parts of the objective's own (None: it trains the model alone)."""

@@ -7,7 +7,8 @@ predicts the token o ahead. Every head is trained on every answer token it can r
 predicts answer token e from position ``prompt_length + e - o``, so head 2 predicts r2 from
 '=' itself, where no given answer token offers a shortcut. The loss is the sum of the
 next-token loss and ``head_weight`` times each extra head's mean loss (the paper sums them).
-Decoding is greedy with the next-token head; the extra heads are unused there.
+Decoding is greedy with the next-token head; the extra heads are unused there, but evaluation
+scores each of them on the answer tokens it predicts (``head{o}_accuracy``).
 
 Choices the paper leaves open here: the extra heads are ``nn.TransformerEncoderLayer`` blocks
 (pre-norm, GELU, 4x MLP, heads of width 32) for GPT and Mamba alike, so one objective serves
@@ -104,7 +105,14 @@ class MultiTokenPrediction(Objective):
         return LossTerms(total, out.position_loss, terms)
 
     @torch.no_grad()
-    def head_predictions(self, model: nn.Module, parts: nn.Module, inputs: Tensor, spec: GraphSpec) -> dict[int, Tensor]:
-        """{offset: (batch, l) argmax of head ``offset`` for the answer tokens} (emission order)."""
+    def head_predictions(self, model: nn.Module, parts: nn.Module | None, inputs: Tensor, spec: GraphSpec) -> dict[str, Tensor]:
+        """{"head{o}": (batch, l) argmax of head o for r1..rl}: head o's guess at answer token
+        e is read at position ``prompt_length + e - 1 - o`` (head 2's r2 at '=')."""
+        if parts is None:
+            raise ValueError("mtp: the extra heads are the objective's parts; pass the checkpoint's parts")
         _, resid, _ = forward_with_residual(model, inputs)
-        return {o: residual_to_logits(model, parts[f"head{o}"](resid)[:, self.head_positions(o, spec)]).argmax(-1) for o in self.offsets}
+        out = {}
+        for o in self.offsets:
+            rows = self.head_positions(o, spec)
+            out[f"head{o}"] = residual_to_logits(model, parts[f"head{o}"].rows(resid, rows.start, rows.stop)).argmax(-1)
+        return out

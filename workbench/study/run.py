@@ -147,7 +147,7 @@ def _evaluate(checkpoint, settings: dict, threads: int) -> pd.DataFrame:
     from workbench.evaluate import evaluate
     from workbench.datasets import evaluation_graphs
 
-    frame = evaluate(checkpoint.model, evaluation_graphs(checkpoint.config.task, settings["n_graphs"]), checkpoint.objective)
+    frame = evaluate(checkpoint.model, evaluation_graphs(checkpoint.config.task, settings["n_graphs"]), checkpoint.objective, parts=checkpoint.parts)
     return frame.assign(hook="")[list(ROW_COLUMNS)]
 
 
