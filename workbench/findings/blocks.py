@@ -848,6 +848,13 @@ for _name, _metric in (("eq_after_block1", "patching_recovered"), ("goal_eq_bloc
     BLOCKS[f"deep_solvers_gpt.g24.mtp.{_name}"] = (
         lambda m: lambda results: per_seed_at(results, GPT_SOLVERS, "mtp", m, "eq", "blocks.1.hook_resid_post"))(_metric)
 
+# What mtp's extra heads predict before the first answer token, seed by seed, beside the answer's
+# own r2 (the evaluation's head{o}_accuracy): head 2's guess at r2 and head 3's at r3 are read at '='
+MTP_HEADS = {"head2_r2": ("head2_accuracy", "r2"), "head3_r3": ("head3_accuracy", "r3"), "answer_r2": ("tf_accuracy", "r2")}
+for _name, (_metric, _position) in MTP_HEADS.items():
+    BLOCKS[f"deep_solvers_mamba_g24.mtp.{_name}"] = (
+        lambda m, p: lambda results: per_seed_at(results, MAMBA_G24, "mtp", m, p, ""))(_metric, _position)
+
 # What '=' holds and hands on in the 2-block Mamba remedies, seed by seed: name -> (metric, hook)
 EQ_PER_SEED = {"eq_after_block0": ("patching_recovered", "blocks.0.hook_resid_post"),
                "node_r2_eq_block0": ("probe_node_r2", "blocks.0.hook_resid_post"),
