@@ -18,6 +18,8 @@ bring the trainer's step level with a plain PyTorch GPT (benchmarks/trainer_step
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 import torch.nn.functional as F
 import transformer_lens.model_bridge.sources  # noqa: F401  (attaches TransformerBridge.boot_native)
@@ -67,6 +69,32 @@ def build_gpt(
     return model
 
 
+class PlainModules:
+    """The modules a ``build_gpt`` bridge wraps, looked up once per model. Dynamo cannot trace
+    the bridge's attribute lookup (``block.attn`` breaks the graph at every block), so a
+    compiled forward (``plain_forward``) takes these instead of the bridge."""
+
+    def __init__(self, model: TransformerBridge) -> None:
+        self.embed, self.pos_embed = model.embed.original_component, model.pos_embed.original_component
+        self.blocks = []
+        for block in model.blocks:
+            attn = block.attn
+            self.blocks.append((block.ln1.original_component, attn.q.original_component, attn.k.original_component, attn.v.original_component,
+                                attn.o.original_component, block.ln2.original_component, block.mlp.fc_in.original_component,
+                                block.mlp.fc_out.original_component, attn.original_component))
+        self.ln_final, self.unembed = model.ln_final.original_component, model.unembed.original_component
+
+
+_PLAIN: weakref.WeakKeyDictionary[TransformerBridge, PlainModules] = weakref.WeakKeyDictionary()
+
+
+def plain_modules(model: TransformerBridge) -> PlainModules:
+    """``PlainModules(model)``, kept while the model lives (the bridge wraps the same modules for life)."""
+    if model not in _PLAIN:
+        _PLAIN[model] = PlainModules(model)
+    return _PLAIN[model]
+
+
 def unhooked_forward(model: TransformerBridge, tokens: Tensor, first: int = 0) -> tuple[Tensor, Tensor, Tensor]:
     """(logits, final residual stream, token embeddings) of ``model(tokens)`` for a model of
     ``build_gpt`` with no hook attached, from the modules the bridge wraps: the same
@@ -83,18 +111,22 @@ def unhooked_forward(model: TransformerBridge, tokens: Tensor, first: int = 0) -
     rows ``first:`` up to the rounding of matrix products of another shape; in a 2-layer
     model of G(2,5,50) (answer: the last 5 of 31 positions) this is a third of the step's
     arithmetic (benchmarks/trainer_step.py)."""
+    return plain_forward(plain_modules(model), tokens, first)
+
+
+def plain_forward(modules: PlainModules, tokens: Tensor, first: int = 0) -> tuple[Tensor, Tensor, Tensor]:
+    """``unhooked_forward`` on the looked-up modules: the part ``torch.compile`` traces whole."""
     batch, seq = tokens.shape
     positions = torch.arange(seq, device=tokens.device).unsqueeze(0).expand(batch, -1)
-    embed = model.embed.original_component(tokens)
-    x = embed + model.pos_embed.original_component(positions)
-    last = len(model.blocks) - 1
-    for layer, block in enumerate(model.blocks):
+    embed = modules.embed(tokens)
+    x = embed + modules.pos_embed(positions)
+    last = len(modules.blocks) - 1
+    for layer, (ln1, q_proj, k_proj, v_proj, o_proj, ln2, fc_in, fc_out, attn) in enumerate(modules.blocks):
         start = first if layer == last else 0  # the rows the rest of the forward reads
-        attn = block.attn.original_component
-        normed = block.ln1.original_component(x)
+        normed = ln1(x)
         queries = normed[:, start:] if start else normed
-        q = block.attn.q.original_component(queries).view(batch, seq - start, attn.n_heads, attn.d_head).transpose(1, 2)
-        k, v = (getattr(block.attn, name).original_component(normed).view(batch, seq, attn.n_heads, attn.d_head).transpose(1, 2) for name in "kv")
+        q = q_proj(queries).view(batch, seq - start, attn.n_heads, attn.d_head).transpose(1, 2)
+        k, v = (proj(normed).view(batch, seq, attn.n_heads, attn.d_head).transpose(1, 2) for proj in (k_proj, v_proj))
         scores = torch.matmul(q, k.transpose(-2, -1)) / attn.scale
         if attn.causal:
             mask = attn.causal_mask[start:seq, :seq]
@@ -102,7 +134,7 @@ def unhooked_forward(model: TransformerBridge, tokens: Tensor, first: int = 0) -
         else:
             pattern = F.softmax(scores, dim=-1)
         attended = torch.matmul(pattern, v).transpose(1, 2).contiguous().view(batch, seq - start, -1)
-        x = (x[:, start:] if start else x) + block.attn.o.original_component(attended)
-        hidden = F.gelu(block.mlp.fc_in.original_component(block.ln2.original_component(x)), approximate="tanh")
-        x = x + block.mlp.fc_out.original_component(hidden)
-    return model.unembed.original_component(model.ln_final.original_component(x)), x, embed
+        x = (x[:, start:] if start else x) + o_proj(attended)
+        hidden = F.gelu(fc_in(ln2(x)), approximate="tanh")
+        x = x + fc_out(hidden)
+    return modules.unembed(modules.ln_final(x)), x, embed
