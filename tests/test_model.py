@@ -3,6 +3,7 @@ import torch
 
 from workbench import models
 
+from workbench.models import gpt
 from workbench.models.gpt import GPTConfig, build_gpt, context_length, unhooked_forward
 from workbench.task import GraphSpec, generate
 
@@ -108,3 +109,16 @@ def test_logits_of_honours_hooks():
     torch.testing.assert_close(patched, model.run_with_hooks(tokens, fwd_hooks=[("blocks.0.hook_mlp_out", zero_mlp)]))
     assert not models._hooked(model)  # the context removed it
     torch.testing.assert_close(models.residual_to_logits(model, resid), patched)
+
+
+def test_the_unhooked_forward_traces_as_one_graph():
+    """``torch.compile`` of the unhooked forward must not break its graph (the bridge's own
+    attribute lookup did, once per block): Dynamo alone (backend "eager") with fullgraph=True
+    raises at a break, and the traced function gives the eager one's logits."""
+    model = build_gpt(GPTConfig(n_layers=2, d_model=64, n_heads=4), SPEC, seed=0)
+    tokens = generate(SPEC, 4, seed=3).prompt_tokens()
+    traced = torch.compile(gpt.plain_forward, backend="eager", fullgraph=True, dynamic=False)
+    modules = gpt.plain_modules(model)
+    for first in (0, SPEC.eq_position):
+        torch.testing.assert_close(traced(modules, tokens, first)[0], unhooked_forward(model, tokens, first)[0])
+    assert gpt.plain_modules(model) is modules  # looked up once per model
