@@ -273,4 +273,11 @@ def test_cpp_kernels_stay_finite_where_exp_overflows():
     for name, a, b in zip(("x", "weight", "bias"), torch.autograd.grad(got, (x, weight, bias), upstream),
                           torch.autograd.grad(expected, (x, weight, bias), upstream)):
         assert torch.isfinite(a).all(), name
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-3, msg=name)
+        if name == "weight":
+            # a sum over batch and positions of terms up to |x| = 120 that cancel to a few units:
+            # the float32 error scales with the sum of |terms| (bounded via |x|, |upstream| and
+            # SiLU' <= 1.1), not with the result (the kernel's vectorised exp differs by CPU)
+            terms = torch.autograd.grad(causal_depthwise_conv(x.detach().abs(), weight, bias), weight, upstream.abs())[0] * 1.1
+            assert ((a - b).abs() <= 1e-4 * terms + 1e-3).all(), (a - b).abs().max()
+        else:
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-3, msg=name)
