@@ -58,10 +58,10 @@ def predictions(
     spec = data.spec
     device = model_device(model) if device is None else resolve_device(device)
     out: dict[str, list[Tensor]] = {"tf_pred": [], "tf_loss": [], "greedy_pred": [], "fill_step": []}
-    was_training = model.training, parts.training if parts is not None else False
-    model.eval()
-    if parts is not None:
-        parts.eval()
+    modules = [m for m in (model, parts) if m is not None]
+    was_training = [m.training for m in modules]
+    for module in modules:
+        module.eval()
     for start in range(0, len(data), batch_size):
         chunk = data[start : start + batch_size]
         prompt, answer = chunk.prompt_tokens().to(device), chunk.answer_tokens().to(device)
@@ -79,9 +79,8 @@ def predictions(
         if parts is not None:
             for head, head_pred in objective.head_predictions(model, parts, inputs, spec).items():
                 out.setdefault(f"{head}_pred", []).append(objective.to_path_order(head_pred).cpu())
-    model.train(was_training[0])
-    if parts is not None:
-        parts.train(was_training[1])
+    for module, mode in zip(modules, was_training):
+        module.train(mode)
     return {key: torch.cat(values) for key, values in out.items() if values}
 
 

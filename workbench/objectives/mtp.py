@@ -91,14 +91,20 @@ class MultiTokenPrediction(Objective):
         start = spec.prompt_length - offset
         return slice(start, start + spec.path_length)
 
+    def head_logits(self, model: nn.Module, parts: nn.Module, resid: Tensor, spec: GraphSpec) -> dict[int, Tensor]:
+        """{o: (batch, l, d_vocab) head o's logits for r1..rl}, from the trunk's final residual
+        (each head computes only the rows it is read at)."""
+        logits = {}
+        for offset in self.offsets:
+            rows = self.head_positions(offset, spec)
+            logits[offset] = residual_to_logits(model, parts[f"head{offset}"].rows(resid, rows.start, rows.stop)).float()
+        return logits
+
     def loss(self, model: nn.Module, parts: nn.Module, batch: Batch, spec: GraphSpec) -> LossTerms:
         logits, resid, _ = forward_with_residual(model, batch["inputs"])
         out = self.next_token_terms(answer_logits(logits, spec).float(), batch["targets"], spec)
         total, terms = out.total, dict(out.terms)
-        for offset in self.offsets:
-            rows = self.head_positions(offset, spec)
-            hidden = parts[f"head{offset}"].rows(resid, rows.start, rows.stop)
-            head_logits = residual_to_logits(model, hidden).float()
+        for offset, head_logits in self.head_logits(model, parts, resid, spec).items():
             head_loss = F.cross_entropy(head_logits.transpose(1, 2), batch["targets"]) * self.params.head_weight
             terms[f"head{offset}"] = head_loss
             total = total + head_loss
@@ -111,8 +117,4 @@ class MultiTokenPrediction(Objective):
         if parts is None:
             raise ValueError("mtp: the extra heads are the objective's parts; pass the checkpoint's parts")
         _, resid, _ = forward_with_residual(model, inputs)
-        out = {}
-        for o in self.offsets:
-            rows = self.head_positions(o, spec)
-            out[f"head{o}"] = residual_to_logits(model, parts[f"head{o}"].rows(resid, rows.start, rows.stop)).argmax(-1)
-        return out
+        return {f"head{o}": logits.argmax(-1) for o, logits in self.head_logits(model, parts, resid, spec).items()}
