@@ -117,3 +117,21 @@ def test_summary_cheat_rate_counts_decisions_only_not_the_copied_goal():
 
     assert frames(5, {"r3": 1.0, "r4": 0.9, "r5": 0.0}) == "0.950"  # r5 is the goal, a copy: left out
     assert frames(3, {"r3": 0.0}) == "n/a"  # on G(d,3) no decision follows a fed token
+
+
+def test_the_report_names_the_best_patching_site_before_the_last_blocks_output():
+    """Patched at the r2 slot after the last block, the clean run's residual hands back r2's
+    logits whole (100% by construction): the report's best site is the best one before it, in
+    the summary table and in the findings sentence alike."""
+    from workbench.analyses.report import findings, summary_table
+
+    results = pd.DataFrame([dict(arch="gpt", objective="reverse", seed=0, metric=m, position=p, value=0.9, path_length=3)
+                            for m in ("tf_accuracy", "greedy_accuracy") for p in ("r1", "r2", "r3", "path")])
+    sites = [("hook_embed", "embed", 0, "eq", 0.0), ("blocks.0.hook_resid_post", "resid_post", 1, "eq", 0.1),
+             ("blocks.0.hook_resid_post", "resid_post", 1, "r3", 0.97), ("blocks.1.hook_resid_post", "resid_post", 2, "r3", 1.0),
+             ("blocks.1.hook_resid_post", "resid_post", 2, "eq", 0.0)]
+    patching = pd.DataFrame([dict(hook=h, site=s, layer=layer, position=p, ld_clean=10.0, ld_corrupted=-10.0, recovered=r,
+                                  arch="gpt", objective="reverse", seed=0) for h, s, layer, p, r in sites])
+    row = summary_table(results, {"patching": patching}, None).iloc[0]
+    assert row["patching recovery"] == "0.97 (resid_post L1 @ r3)"
+    assert "patching blocks.0.hook_resid_post at r3 recovers 97% of it" in findings(results, {"patching": patching}, None, degree=2)

@@ -27,6 +27,7 @@ can then reach the r2 prediction (one position later) only through the later lay
 
 from __future__ import annotations
 
+import re
 from functools import partial
 from pathlib import Path
 
@@ -138,6 +139,22 @@ def _goal_patching(model: nn.Module, data: PathStarData, objective: Objective, p
                 "ld_patched": ld, "recovered": (ld - ld_corrupt) / gap if abs(gap) > min_gap else float("nan"),
             })
     return pd.DataFrame(rows)
+
+
+def residual_layer(hook: str) -> int | None:
+    """The residual stream's layer (``hook_layer``: 0 for the embedding, i+1 after block i);
+    None for other hooks (the SSM state)."""
+    return hook_layer(hook) if hook == "hook_embed" or re.fullmatch(r"blocks\.\d+\.hook_resid_post", hook) else None
+
+
+def without_final_residual(frame: pd.DataFrame, by: str | list[str] | None = "run") -> pd.DataFrame:
+    """Every row but those of the residual stream after each run's last block (runs told apart
+    by the ``by`` columns; None: the frame is one run). Patched there, the slot that emits r2
+    hands back r2's logits (all of the logit difference, by construction) and any earlier slot
+    reaches no later one (none of it): neither says where the decision is made."""
+    layers = frame["hook"].map(residual_layer)
+    last = layers.max() if by is None else layers.groupby([frame[c] for c in ([by] if isinstance(by, str) else by)]).transform("max")
+    return frame[~(layers.notna() & (layers == last))]
 
 
 def row_order(frame: pd.DataFrame) -> list[str]:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from workbench.analyses.patching import without_final_residual
 from workbench.pages import STYLE, details, img, table_html
 from workbench.files import atomic_write_text
 
@@ -129,9 +130,11 @@ def findings(results: pd.DataFrame, analyses: dict[str, pd.DataFrame | None], pr
             rows = mine(patched)
             first = rows.iloc[0]
             if rows["recovered"].notna().any():
-                best = rows.loc[rows["recovered"].idxmax()]
+                before_last = without_final_residual(rows, by=None)
+                best = before_last.loc[before_last["recovered"].idxmax()]
                 text += (f" Goal patching: r2's logit difference is {first['ld_clean']:.2f} clean vs {first['ld_corrupted']:.2f} with the goal moved; "
-                         f"patching {best['hook']} at {best['position']} recovers {best['recovered']:.0%} of it.")
+                         f"patching {best['hook']} at {best['position']} recovers {best['recovered']:.0%} of it (the best site before the last block's output, "
+                         "which restores all of it at the slot that emits r2 by construction).")
             else:
                 text += f" Goal patching: moving the goal barely changes r2's logits (logit difference {first['ld_clean']:.2f} vs {first['ld_corrupted']:.2f}): its r2 does not use the goal."
         r2 = value[(arch, objective, "tf_accuracy", "r2")]  # one per seed
@@ -160,7 +163,8 @@ def summary_table(results: pd.DataFrame, analyses: dict[str, pd.DataFrame | None
     the only decision and no token after it is one). Best goal-arm probe: the most accurate (hook, position),
     with the control task and the untrained model at that probe. Goal node at '=': the best
     hook. Patching recovery: the largest share of r2's logit difference one clean activation
-    restores (blank where moving the goal does not change r2)."""
+    restores before the last block's output (``without_final_residual``; blank where moving the
+    goal does not change r2)."""
     cheat, patched = analyses.get("cheat_test"), analyses.get("patching")
     seeds, value = first_seeds(results), values_by_seed(results)
     rows = []
@@ -192,7 +196,8 @@ def summary_table(results: pd.DataFrame, analyses: dict[str, pd.DataFrame | None
         patch = mine(patched)
         if len(patch):
             if patch["recovered"].notna().any():
-                best = patch.loc[patch["recovered"].idxmax()]
+                before_last = without_final_residual(patch, by=None)
+                best = before_last.loc[before_last["recovered"].idxmax()]
                 row["patching recovery"] = f"{best['recovered']:.2f} ({best['site']} L{best['layer']} @ {best['position']})"
             else:
                 row["patching recovery"] = "r2 ignores the goal"

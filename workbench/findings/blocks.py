@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from workbench.study.figures import residual_layer, without_final_residual
+from workbench.analyses.patching import residual_layer, without_final_residual
 
 # job folder under results/ -> the command that publishes it (each provenance.json records the command actually run)
 JOBS = {
@@ -307,18 +307,35 @@ def probe_counts(results: Results) -> str:
 @block("main_job.patching")
 def main_patching(results: Results) -> str:
     """Goal patching per model: r2's logit difference clean and with the goal moved, and the
-    site whose clean activation restores most of it (residual stream and Mamba's SSM state)."""
+    site whose clean activation restores most of it (residual stream and Mamba's SSM state),
+    leaving out the residual after the last block, which restores all of it at the slot that
+    emits r2 by construction (``without_final_residual``)."""
     patching = _first_seed(results.table("main_job", "patching"))
     rows = []
     for (arch, objective), run in patching.groupby(["arch", "objective"], sort=False):
         first = run.iloc[0]
         row = {"model": model_label(arch, objective), "r2 logit difference: clean / goal moved": f"{num(first['ld_clean'], 2)} / {num(first['ld_corrupted'], 2)}"}
-        best = _best(run, "recovered")
-        row["best site: recovered"] = "undefined (r2 ignores the goal)" if best is None else f"{best['site']} L{best['layer']} @ {best['position']}: {pct(best['recovered'])}"
+        best = _best(without_final_residual(run, by=None), "recovered")
+        row["best site before the last block: recovered"] = "undefined (r2 ignores the goal)" if best is None else f"{best['site']} L{best['layer']} @ {best['position']}: {pct(best['recovered'])}"
         at_eq = _best(run[run["position"] == "eq"], "recovered")
         row["at =, best layer: recovered"] = "undefined" if at_eq is None else f"{pct(at_eq['recovered'])} ({at_eq['site']} L{at_eq['layer']})"
         rows.append(row)
     return markdown(pd.DataFrame(rows))
+
+
+@block("main_job.patching.reverse_embed_goal")
+def reverse_embed_goal(results: Results) -> str:
+    """Under ``reverse`` the goal is emitted first and fed back as the input of the slot that
+    emits r2 (position r_l): what patching that slot's token embedding alone restores, per arch."""
+    patching = _first_seed(results.table("main_job", "patching"))
+    reverse = patching[patching["objective"] == "reverse"]
+    if reverse.empty:
+        raise ValueError("results/main_job/patching.csv: no reverse model")
+    parts = []
+    for arch, run in reverse.groupby("arch", sort=False):
+        goal_slot = max(run["position"][run["position"].str.fullmatch(r"r\d+")], key=lambda p: int(p[1:]))
+        parts.append(f"{arch} {pct(run[(run['hook'] == 'hook_embed') & (run['position'] == goal_slot)]['recovered'].iloc[0])}")
+    return ", ".join(parts)
 
 
 # ---- studies ----------------------------------------------------------------------------------
@@ -854,6 +871,18 @@ MTP_HEADS = {"head2_r2": ("head2_accuracy", "r2"), "head3_r3": ("head3_accuracy"
 for _name, (_metric, _position) in MTP_HEADS.items():
     BLOCKS[f"deep_solvers_mamba_g24.mtp.{_name}"] = (
         lambda m, p: lambda results: per_seed_at(results, MAMBA_G24, "mtp", m, p, ""))(_metric, _position)
+
+# The same for the 4-layer GPT under mtp (G(2,4,50)), beside what the trunk's last residual holds
+# of r2's node at '=' (what head 2 reads) and at the r1 slot (what the answer reads)
+for _name, (_metric, _position) in MTP_HEADS.items():
+    BLOCKS[f"deep_solvers_gpt.g24.mtp.{_name}"] = (
+        lambda m, p: lambda results: per_seed_at(results, GPT_SOLVERS, "mtp", m, p, ""))(_metric, _position)
+MTP_TRUNK = {"node_r2_eq_last": ("probe_node_r2", "eq", 3), "node_r2_eq_last_untrained": ("probe_node_r2_untrained", "eq", 3),
+             "node_r2_eq_block2": ("probe_node_r2", "eq", 2), "node_r2_eq_block2_untrained": ("probe_node_r2_untrained", "eq", 2),
+             "eq_after_block2": ("patching_recovered", "eq", 2), "node_r2_r1_last": ("probe_node_r2", "r1", 3)}
+for _name, (_metric, _position, _block) in MTP_TRUNK.items():
+    BLOCKS[f"deep_solvers_gpt.g24.mtp.{_name}"] = (
+        lambda m, p, b: lambda results: per_seed_at(results, GPT_SOLVERS, "mtp", m, p, f"blocks.{b}.hook_resid_post"))(_metric, _position, _block)
 
 # What '=' holds and hands on in the 2-block Mamba remedies, seed by seed: name -> (metric, hook)
 EQ_PER_SEED = {"eq_after_block0": ("patching_recovered", "blocks.0.hook_resid_post"),

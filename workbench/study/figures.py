@@ -11,13 +11,14 @@ what patching shows is used, layer by layer, at ``eq`` and at the slot that pred
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+
+from workbench.analyses.patching import without_final_residual
 
 GROUP = ["objective", "arch", "graph", "overrides"]
 MEASURES = {  # column of per_seed -> what the page calls it
@@ -41,24 +42,6 @@ def empty_as_blank(table: pd.DataFrame) -> pd.DataFrame:
     reads as float: made object first)."""
     columns = [c for c in ("hook", "overrides") if c in table]
     return table.astype({c: object for c in columns}).fillna({c: "" for c in columns})
-
-
-def residual_layer(hook: str) -> int | None:
-    """The residual stream's layer (``probes.activations.hook_layer``: 0 for the embedding,
-    i+1 after block i); None for other hooks (the SSM state)."""
-    from workbench.probes.activations import hook_layer
-
-    return hook_layer(hook) if hook == "hook_embed" or re.fullmatch(r"blocks\.\d+\.hook_resid_post", hook) else None
-
-
-def without_final_residual(frame: pd.DataFrame) -> pd.DataFrame:
-    """Every row but those of the residual stream after each run's last block. Patched there,
-    the slot that emits r2 hands back r2's logits (all of the logit difference, by
-    construction) and any earlier slot reaches no later one (none of it): neither says where
-    the decision is made."""
-    layers = frame["hook"].map(residual_layer)
-    last = layers.groupby(frame["run"]).transform("max")
-    return frame[~(layers.notna() & (layers == last))]
 
 
 def per_seed(table: pd.DataFrame) -> pd.DataFrame:
