@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from workbench.models.gpt import GPTConfig, build_gpt
 from workbench.models.mamba import HookedMamba, MambaConfig
 from workbench.objectives import answer_logits, answer_logits_of, get_objective
+from workbench.publish import device_name
 from workbench.task import GraphSpec, generate
 
 SPEC = GraphSpec(2, 5, 50)
@@ -79,7 +80,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--hf-steps", type=int, default=1, help="the HF slow path takes seconds per step")
     args = parser.parse_args()
-    print(f"{args.layers} layers x {args.width}, d_state 16, batch {args.batch}, 31 tokens, {torch.get_num_threads()} threads, "
+    print(f"{device_name()}, torch {torch.__version__}; {args.layers} layers x {args.width}, d_state 16, batch {args.batch}, 31 tokens, {torch.get_num_threads()} threads, "
           f"{args.rounds} rounds of {args.steps} steps ({args.hf_steps} for the HF slow path)")
     models = {}
     for name, scan in (("HookedMamba, C++ scan kernel (default)", "cpp"), ("HookedMamba, compiled scan", "compiled"),

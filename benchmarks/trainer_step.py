@@ -32,6 +32,7 @@ from workbench.factory import build_model_and_parts
 from workbench.config import apply_overrides, objective_of, preset_config
 from workbench.datasets import training_graphs
 from workbench.objectives import answer_logits, get_objective
+from workbench.publish import device_name
 from workbench.train import BatchOrder, _RunningLoss, build_optimizer, graphs_per_step, trainable, training_step
 
 
@@ -156,7 +157,7 @@ def compare(objectives: list[str], compiled: bool, rounds: int, steps: int) -> N
         for objective, rounds_of in trainers.items():
             rates[objective].append(next(rounds_of))
     mode = "compiled" if compiled else "eager"
-    print(f"\n{mode}: GPT cpu preset (2 x 128), batch {base.train.batch_size} of G(2,5,50), {torch.get_num_threads()} threads, "
+    print(f"\n{mode}: {device_name()}, torch {torch.__version__}; GPT cpu preset (2 x 128), batch {base.train.batch_size} of G(2,5,50), {torch.get_num_threads()} threads, "
           f"{rounds} interleaved rounds of {steps} steps; ratio: median over rounds [quartiles]")
     print(f"  {'plain SDPA GPT loop':<34} {statistics.median(rates['plain']):8,.0f} sequences/s   1.00x")
     labels = {"plain_answer": "plain loop, answer rows only", **{o: f"workbench trainer, {o}" for o in objectives}}

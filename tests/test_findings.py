@@ -186,3 +186,17 @@ def test_provenance_keeps_the_code_a_job_started_from_and_names_a_checkout_that_
     (tmp_path / "job" / "provenance.json").write_text(json.dumps(moved | {"command": "workbench study x.toml"}))
     sentence = provenance_sentence(Results(tmp_path), "job")
     assert "commit `aaaaaaaaaa` (the checkout at publishing: `bbbbbbbbbb with local changes`)" in sentence
+
+
+def test_the_recorded_device_names_the_cpus_widest_vectors(monkeypatch):
+    """One model name ("AMD EPYC") covers CPUs with and without AVX-512, whose Mamba kernels
+    differ in speed: a run's provenance says which it had."""
+    import os
+
+    import workbench.publish as publish
+
+    for flags, width in (("fpu sse2 avx2 fma avx512f avx512bw", "AVX-512"), ("fpu sse2 avx2 fma", "AVX2"), ("fpu sse2", None)):
+        cpuinfo = f"processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: {flags}\n"
+        monkeypatch.setattr(publish.Path, "read_text", lambda self, *args, **kwargs: cpuinfo)
+        assert publish.vector_width() == width
+        assert publish.device_name() == f"Some CPU{f' ({width})' if width else ''}, {os.cpu_count()} cores"

@@ -44,22 +44,37 @@ def source_commit() -> dict[str, Any]:
     return {"commit": commit, "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
 
 
+def cpu_model() -> str:
+    """The CPU's model name as /proc/cpuinfo gives it (the platform's processor elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def vector_width() -> str | None:
+    """The CPU's widest float vectors, "AVX-512" or "AVX2" (None where /proc/cpuinfo does not
+    say): one model name ("AMD EPYC") covers CPUs with and without 512-bit vectors, and the
+    Mamba kernels' speed differs between them."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return None
+    return "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else None
+
+
 def device_name(device: str = "cpu") -> str:
-    """The processor the job ran on, as a reader would look it up: the CPU's model name and core
-    count, or the CUDA device's name."""
+    """The processor the job ran on, as a reader would look it up: the CPU's model name, its
+    widest vectors and its core count, or the CUDA device's name."""
     import torch
 
     if str(device).startswith("cuda") and torch.cuda.is_available():
         return f"{torch.cuda.get_device_name(torch.device(device))} (CUDA)"
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores"
+    width = vector_width()
+    return f"{cpu_model()}{f' ({width})' if width else ''}, {os.cpu_count()} cores"
 
 
 def provenance(started: float, seeds: list[int], threads: float, device: str, runs: list[dict[str, Any]],

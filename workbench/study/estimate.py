@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -154,13 +153,9 @@ def machine(device: str = "cpu") -> str:
         import torch
 
         return torch.cuda.get_device_name(torch.device(device))
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    from workbench.publish import cpu_model
+
+    return cpu_model()
 
 
 def _where(threads: float) -> str:
