@@ -3,10 +3,13 @@
 A fixed budget cannot tell "this model cannot learn the first decision" from "it has not yet":
 on G(2,4,50) a 2-layer Mamba sits at chance on r2 for 2,500 steps while its r2 loss keeps
 falling slowly, then learns it. So the rule watches the held-out loss of the first decision
-(r2), not its accuracy: training stops when that loss has fallen by less than ``min_fall``
-(relative) over the last ``window`` steps (a plateau), or once r2 accuracy reaches ``solved``
-(nothing left to learn); ``train.steps`` stays the cap, and the learning-rate schedule spans
-the cap whatever the rule does.
+(r2), not its accuracy: training stops when that loss has moved by less than ``min_fall``
+(relative) over the last ``window`` steps, falling or rising (a plateau), or once r2 accuracy
+reaches ``solved`` (nothing left to learn); ``train.steps`` stays the cap, and the
+learning-rate schedule spans the cap whatever the rule does. A loss that rose by more is a
+spike, not a plateau, and training goes on: a 3-layer Mamba's r2 loss jumped from 0.99 to 3.96
+between two evaluations at lr 4e-3, and an earlier rule ("fallen by less than min_fall") stopped
+it there as if it had settled, at an accuracy it had never been at.
 
 The rule is a pure function of ``metrics.jsonl``, so a resumed run stops where an uninterrupted
 one did (``first_stop`` replays it over the evaluations a resumed run brings; a run trained past
@@ -24,7 +27,7 @@ from typing import Any
 @dataclass(frozen=True)
 class PlateauRule:
     window: int = 1_000  # steps: compare r2's held-out loss with its value this many steps earlier
-    min_fall: float = 0.02  # relative fall over the window below which the loss has stopped falling
+    min_fall: float = 0.02  # relative change over the window below which the loss has stopped moving
     solved: float = 0.99  # r2 teacher-forced accuracy at which the first decision counts as learned
     position: str = "r2"
 
@@ -55,7 +58,7 @@ class PlateauRule:
         if not earlier:
             return None
         before, now = earlier[-1]["test"]["tf_loss"][self.position], last["test"]["tf_loss"][self.position]
-        return "plateau" if before - now < self.min_fall * before else None
+        return "plateau" if abs(before - now) < self.min_fall * before else None
 
 
 def first_stop(rule: Callable[[list[dict[str, Any]]], str | None], metrics: list[dict[str, Any]]) -> tuple[int, str] | None:

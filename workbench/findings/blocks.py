@@ -46,6 +46,7 @@ JOBS = {
     "depth_deeper_gpt": "workbench study studies/depth.toml --subset deeper_gpt --cpus 3 --results results/depth_deeper_gpt",
     "depth_long_mamba": "workbench study studies/depth_long.toml --subset two_layers --cpus 3 --results results/depth_long_mamba",
     "depth_deeper_mamba_3": "workbench study studies/depth.toml --subset deeper_mamba_3 --results results/depth_deeper_mamba_3",
+    "depth_long_mamba_3": "workbench study studies/depth_long.toml --subset three_layers seeds=0 --results results/depth_long_mamba_3",
 }
 BLOCKS: dict[str, Callable[[Results], str]] = {}
 
@@ -552,6 +553,7 @@ BLOCKS["deep_solvers_mamba_g25.curve"] = lambda results: r2_curve(results, "deep
 BLOCKS["depth_deeper_gpt.curve_l3"] = lambda results: r2_curve(results, "depth_deeper_gpt", every=500, graph="G(2,3,50)")
 BLOCKS["depth_long_mamba.curve"] = lambda results: r2_curve(results, "depth_long_mamba")
 BLOCKS["depth_deeper_mamba_3.curve_l4"] = lambda results: r2_curve(results, "depth_deeper_mamba_3", graph="G(2,4,50)")
+BLOCKS["depth_long_mamba_3.curve"] = lambda results: r2_curve(results, "depth_long_mamba_3")
 BLOCKS["deep_solvers_mamba_g24.curve"] = lambda results: r2_curve(results, MAMBA_G24)
 BLOCKS["deep_solvers_mamba_g25_remedies.curve"] = lambda results: r2_curve(results, "deep_solvers_mamba_g25_remedies", every=1_500)
 
@@ -688,14 +690,15 @@ def depth_over_seeds(results: Results, job: str) -> str:
     return markdown(pd.DataFrame(rows))
 
 
-for _job in ("depth_first_hops", "depth_first_hops_mamba", "depth_deeper_gpt", "depth_long_mamba", "depth_deeper_mamba_3"):
+for _job in ("depth_first_hops", "depth_first_hops_mamba", "depth_deeper_gpt", "depth_long_mamba", "depth_deeper_mamba_3", "depth_long_mamba_3"):
     BLOCKS[f"{_job}.hops"] = (lambda job: lambda results: depth_hops(results, job))(_job)
     BLOCKS[f"{_job}.seeds"] = (lambda job: lambda results: depth_over_seeds(results, job))(_job)
     BLOCKS[f"{_job}.table"] = (lambda job: lambda results: depth_table(results, job))(_job)
 
 # Every published part of the depth grid; a later job's run of a cell (arch, objective, layers,
-# path length, seed) replaces an earlier job's: depth_long_mamba re-runs one cell with a higher cap.
-DEPTH_JOBS = ("depth_first_hops", "depth_first_hops_mamba", "depth_deeper_gpt", "depth_long_mamba", "depth_deeper_mamba_3")
+# path length, seed) replaces an earlier job's: depth_long_mamba re-runs one cell with a higher cap,
+# depth_long_mamba_3 one seed of another (the seed the cap stopped).
+DEPTH_JOBS = ("depth_first_hops", "depth_first_hops_mamba", "depth_deeper_gpt", "depth_long_mamba", "depth_deeper_mamba_3", "depth_long_mamba_3")
 
 
 def hops_by_layers(results: Results, jobs: tuple[str, ...] = DEPTH_JOBS) -> pd.DataFrame:
