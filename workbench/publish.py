@@ -44,25 +44,26 @@ def source_commit() -> dict[str, Any]:
     return {"commit": commit, "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
 
 
+def cpuinfo(field: str) -> str | None:
+    """The value of ``field`` ("model name", "flags") in /proc/cpuinfo, for its first CPU; None
+    where there is no such file or field."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return None
+    return next((line.split(":", 1)[1].strip() for line in lines if line.split(":", 1)[0].strip() == field), None)
+
+
 def cpu_model() -> str:
     """The CPU's model name as /proc/cpuinfo gives it (the platform's processor elsewhere)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return cpuinfo("model name") or platform.processor() or platform.machine()
 
 
 def vector_width() -> str | None:
     """The CPU's widest float vectors, "AVX-512" or "AVX2" (None where /proc/cpuinfo does not
     say): one model name ("AMD EPYC") covers CPUs with and without 512-bit vectors, and the
     Mamba kernels' speed differs between them."""
-    try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")).split()
-    except (OSError, StopIteration):
-        return None
+    flags = (cpuinfo("flags") or "").split()
     return "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else None
 
 

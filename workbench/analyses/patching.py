@@ -157,6 +157,14 @@ def without_final_residual(frame: pd.DataFrame, by: str | list[str] | None = "ru
     return frame[~(layers.notna() & (layers == last))]
 
 
+def best_site(patching: pd.DataFrame) -> pd.Series | None:
+    """One run's patching row (``goal_patching``'s columns) whose clean activation restores most
+    of r2's logit difference, leaving out the residual after the last block
+    (``without_final_residual``); None where moving the goal does not change r2."""
+    candidates = without_final_residual(patching, by=None)
+    return candidates.loc[candidates["recovered"].idxmax()] if candidates["recovered"].notna().any() else None
+
+
 def row_order(frame: pd.DataFrame) -> list[str]:
     """The sites' row labels (as the probe heatmaps'), deepest first: depth order reversed, so a
     layer's residual sits above the SSM state it is computed from."""

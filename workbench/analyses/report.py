@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from workbench.analyses.patching import without_final_residual
+from workbench.analyses.patching import best_site
 from workbench.pages import STYLE, details, img, table_html
 from workbench.files import atomic_write_text
 
@@ -129,9 +129,8 @@ def findings(results: pd.DataFrame, analyses: dict[str, pd.DataFrame | None], pr
         if patched is not None and len(mine(patched)):
             rows = mine(patched)
             first = rows.iloc[0]
-            if rows["recovered"].notna().any():
-                before_last = without_final_residual(rows, by=None)
-                best = before_last.loc[before_last["recovered"].idxmax()]
+            best = best_site(rows)
+            if best is not None:
                 text += (f" Goal patching: r2's logit difference is {first['ld_clean']:.2f} clean vs {first['ld_corrupted']:.2f} with the goal moved; "
                          f"patching {best['hook']} at {best['position']} recovers {best['recovered']:.0%} of it (the best site before the last block's output, "
                          "which restores all of it at the slot that emits r2 by construction).")
@@ -163,8 +162,8 @@ def summary_table(results: pd.DataFrame, analyses: dict[str, pd.DataFrame | None
     the only decision and no token after it is one). Best goal-arm probe: the most accurate (hook, position),
     with the control task and the untrained model at that probe. Goal node at '=': the best
     hook. Patching recovery: the largest share of r2's logit difference one clean activation
-    restores before the last block's output (``without_final_residual``; blank where moving the
-    goal does not change r2)."""
+    restores before the last block's output (``patching.best_site``; blank where moving the goal
+    does not change r2)."""
     cheat, patched = analyses.get("cheat_test"), analyses.get("patching")
     seeds, value = first_seeds(results), values_by_seed(results)
     rows = []
@@ -195,9 +194,8 @@ def summary_table(results: pd.DataFrame, analyses: dict[str, pd.DataFrame | None
             row["goal node at '='"] = over_seeds(goal["accuracy"], where=f"{best['site']} L{best['layer']}")
         patch = mine(patched)
         if len(patch):
-            if patch["recovered"].notna().any():
-                before_last = without_final_residual(patch, by=None)
-                best = before_last.loc[before_last["recovered"].idxmax()]
+            best = best_site(patch)
+            if best is not None:
                 row["patching recovery"] = f"{best['recovered']:.2f} ({best['site']} L{best['layer']} @ {best['position']})"
             else:
                 row["patching recovery"] = "r2 ignores the goal"

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from workbench.analyses.patching import residual_layer, without_final_residual
+from workbench.analyses.patching import best_site, residual_layer, without_final_residual
 
 # job folder under results/ -> the command that publishes it (each provenance.json records the command actually run)
 JOBS = {
@@ -311,13 +311,13 @@ def main_patching(results: Results) -> str:
     """Goal patching per model: r2's logit difference clean and with the goal moved, and the
     site whose clean activation restores most of it (residual stream and Mamba's SSM state),
     leaving out the residual after the last block, which restores all of it at the slot that
-    emits r2 by construction (``without_final_residual``)."""
+    emits r2 by construction (``patching.best_site``)."""
     patching = _first_seed(results.table("main_job", "patching"))
     rows = []
     for (arch, objective), run in patching.groupby(["arch", "objective"], sort=False):
         first = run.iloc[0]
         row = {"model": model_label(arch, objective), "r2 logit difference: clean / goal moved": f"{num(first['ld_clean'], 2)} / {num(first['ld_corrupted'], 2)}"}
-        best = _best(without_final_residual(run, by=None), "recovered")
+        best = best_site(run)
         row["best site before the last block: recovered"] = "undefined (r2 ignores the goal)" if best is None else f"{best['site']} L{best['layer']} @ {best['position']}: {pct(best['recovered'])}"
         at_eq = _best(run[run["position"] == "eq"], "recovered")
         row["at =, best layer: recovered"] = "undefined" if at_eq is None else f"{pct(at_eq['recovered'])} ({at_eq['site']} L{at_eq['layer']})"
@@ -876,16 +876,15 @@ for _name, _metric in (("eq_after_block1", "patching_recovered"), ("goal_eq_bloc
 
 # What mtp's extra heads predict before the first answer token, seed by seed, beside the answer's
 # own r2 (the evaluation's head{o}_accuracy): head 2's guess at r2 and head 3's at r3 are read at '='
+# (the 2-layer Mamba and the 4-layer GPT of G(2,4,50))
 MTP_HEADS = {"head2_r2": ("head2_accuracy", "r2"), "head3_r3": ("head3_accuracy", "r3"), "answer_r2": ("tf_accuracy", "r2")}
-for _name, (_metric, _position) in MTP_HEADS.items():
-    BLOCKS[f"deep_solvers_mamba_g24.mtp.{_name}"] = (
-        lambda m, p: lambda results: per_seed_at(results, MAMBA_G24, "mtp", m, p, ""))(_metric, _position)
+for _prefix, _jobs in (("deep_solvers_mamba_g24", MAMBA_G24), ("deep_solvers_gpt.g24", GPT_SOLVERS)):
+    for _name, (_metric, _position) in MTP_HEADS.items():
+        BLOCKS[f"{_prefix}.mtp.{_name}"] = (
+            lambda j, m, p: lambda results: per_seed_at(results, j, "mtp", m, p, ""))(_jobs, _metric, _position)
 
-# The same for the 4-layer GPT under mtp (G(2,4,50)), beside what the trunk's last residual holds
-# of r2's node at '=' (what head 2 reads) and at the r1 slot (what the answer reads)
-for _name, (_metric, _position) in MTP_HEADS.items():
-    BLOCKS[f"deep_solvers_gpt.g24.mtp.{_name}"] = (
-        lambda m, p: lambda results: per_seed_at(results, GPT_SOLVERS, "mtp", m, p, ""))(_metric, _position)
+# What the 4-layer GPT's trunk holds of r2's node at '=' (what head 2 reads) and at the r1 slot
+# (what the answer reads), after block 2 and after the last block
 MTP_TRUNK = {"node_r2_eq_last": ("probe_node_r2", "eq", 3), "node_r2_eq_last_untrained": ("probe_node_r2_untrained", "eq", 3),
              "node_r2_eq_block2": ("probe_node_r2", "eq", 2), "node_r2_eq_block2_untrained": ("probe_node_r2_untrained", "eq", 2),
              "eq_after_block2": ("patching_recovered", "eq", 2), "node_r2_r1_last": ("probe_node_r2", "r1", 3)}
