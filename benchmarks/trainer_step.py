@@ -3,6 +3,7 @@
     python benchmarks/trainer_step.py                       # cpu preset, G(2,5,50), eager and compiled
     python benchmarks/trainer_step.py --objectives next_token mtp bst --no-compile
     python benchmarks/trainer_step.py --profile             # where one trainer step's time goes
+    python benchmarks/trainer_step.py --flops --objectives next_token mtp bst   # arithmetic per step
 
 The workbench's step is what ``workbench train`` does per step: the batch indices, the
 objective's batch (its own randomness), the loss under the objective, backward, clipping,
@@ -32,6 +33,7 @@ from workbench.factory import build_model_and_parts
 from workbench.config import apply_overrides, objective_of, preset_config
 from workbench.datasets import training_graphs
 from workbench.objectives import answer_logits, get_objective
+from workbench.models.gpt import compile_training
 from workbench.publish import device_name
 from workbench.train import BatchOrder, _RunningLoss, build_optimizer, graphs_per_step, trainable, training_step
 
@@ -89,11 +91,8 @@ def trainer_rounds(config, compiled: bool, rounds: int, steps: int) -> list[floa
     data = training_graphs(config.task)
     order = BatchOrder(len(data), graphs_per_step(config), config.train.seed)
     running = _RunningLoss(device)
-    if compiled:  # what training runs: the unhooked forward (workbench.models.logits_of), traced whole
-        import workbench.models.gpt as gpt
-
-        if not hasattr(gpt.plain_forward, "_torchdynamo_orig_callable"):
-            gpt.plain_forward = torch.compile(gpt.plain_forward, dynamic=False, fullgraph=True)
+    if compiled:  # what `--set model.compile=true` trains with: the unhooked forward, traced whole
+        compile_training(model, parts)
     step = 0
     for _ in range(3):  # warm-up (and the compile)
         running.add(training_step(config, objective, model, parts, optimizer, params, data[order.indices(step)], step, device))
@@ -143,10 +142,11 @@ def plain_rounds(config, compiled: bool, steps: int, answer_rows_only: bool = Fa
         yield steps * batch / (time.perf_counter() - start)
 
 
-def compare(objectives: list[str], compiled: bool, rounds: int, steps: int) -> None:
+def compare(objectives: list[str], compiled: bool, rounds: int, steps: int) -> dict[str, float]:
     """Rounds alternate between the plain loop and each objective's trainer; each round of an
     objective is divided by the plain round just before it, and the median of those ratios
-    (with the quartiles: a shared machine's speed drifts by 10-20% between rounds) is the figure."""
+    (with the quartiles: a shared machine's speed drifts by 10-20% between rounds) is the figure.
+    Returns each loop's median sequences/s."""
     base = preset_config("cpu", objective="next_token")
     plain, plain_answer = plain_rounds(base, compiled, steps), plain_rounds(base, compiled, steps, answer_rows_only=True)
     trainers = {o: trainer_rounds(apply_overrides(preset_config("cpu", objective=o), ["train.device=cpu"]), compiled, rounds, steps) for o in objectives}
@@ -170,6 +170,7 @@ def compare(objectives: list[str], compiled: bool, rounds: int, steps: int) -> N
             versus = f"   {slower:.2f}x next_token's step time"
         print(f"  {label:<34} {statistics.median(rates[key]):8,.0f} sequences/s   "
               f"{statistics.median(ratios):.2f}x [{q1:.2f}, {q3:.2f}] the plain loop{versus}")
+    return {key: statistics.median(values) for key, values in rates.items()}
 
 
 def profile(objective: str, steps: int) -> None:
@@ -183,6 +184,28 @@ def profile(objective: str, steps: int) -> None:
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
 
 
+def arithmetic(objectives: list[str], steps: int) -> None:
+    """Floating-point operations per trainer step (torch.profiler's count of the matrix
+    products, forward and backward) and the time in those products, each beside the first
+    objective's: how much of an objective's extra step time is arithmetic it must do.
+    (``torch.utils.flop_counter`` would not do: its module hooks send the GPT down the hooked
+    path, which computes every row.)"""
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+
+    first: tuple[float, float] | None = None
+    print(f"\narithmetic per trainer step ({device_name()}, {torch.get_num_threads()} threads, {steps} steps profiled):")
+    for objective in objectives:
+        rounds = trainer_rounds(apply_overrides(preset_config("cpu", objective=objective), ["train.device=cpu"]), False, 1, steps)
+        next(rounds)
+        with torch_profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
+            next(rounds)
+        events = prof.key_averages()
+        flops = sum(e.flops for e in events) / steps
+        matmul_ms = sum(e.self_cpu_time_total for e in events if e.key in ("aten::mm", "aten::addmm", "aten::bmm")) / steps / 1e3
+        first = first or (flops, matmul_ms)
+        print(f"  {objective:<12} {flops / 1e9:6.2f} GFLOP ({flops / first[0]:.2f}x)   in matrix products {matmul_ms:6.1f} ms ({matmul_ms / first[1]:.2f}x)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--objectives", nargs="+", default=["next_token"])
@@ -191,14 +214,21 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-compile", action="store_true", help="eager only")
     parser.add_argument("--profile", action="store_true", help="profile the trainer's step of the first objective instead")
+    parser.add_argument("--flops", action="store_true", help="count each objective's arithmetic per step instead")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.profile:
         profile(args.objectives[0], args.steps)
         return
-    compare(args.objectives, False, args.rounds, args.steps)
+    if args.flops:
+        arithmetic(args.objectives, args.steps)
+        return
+    eager = compare(args.objectives, False, args.rounds, args.steps)
     if not args.no_compile:
-        compare(args.objectives, True, args.rounds, args.steps)
+        compiled = compare(args.objectives, True, args.rounds, args.steps)
+        print("\ndoes compile pay (`--set model.compile=true`)? compiled / eager sequences/s, medians of separate phases:")
+        for key in eager:
+            print(f"  {key:<34} {compiled[key] / eager[key]:.2f}x")
 
 
 if __name__ == "__main__":

@@ -70,6 +70,28 @@ def test_a_run_resumed_with_other_intervals_trains_the_same_weights(tmp_path, ca
     assert steps == [0, 10, 15, 20, 25, 30]
 
 
+def test_training_with_the_compiled_forward_follows_the_eager_run_and_resumes_it(tmp_path, capsys):
+    """``model.compile=true`` trains through ``torch.compile``'s trace of the unhooked forward
+    (one graph: ``fullgraph``). It computes the same function, so the run's losses and weights
+    follow the eager run's up to rounding, and it is not part of the run's identity: an eager
+    run resumes compiled."""
+    from torch._dynamo.utils import counters
+
+    config = tiny_config(steps=20, eval_every=10, save_every=10, device="cpu")
+    eager = train(config, tmp_path / "eager", progress=False)
+    torch._dynamo.reset()
+    counters.clear()
+    train(config, tmp_path / "compiled", until_step=10, progress=False)
+    compiled = train(apply_overrides(config, ["model.compile=true"]), tmp_path / "compiled", progress=False)
+    assert "model.compile False -> True" in capsys.readouterr().out
+    assert counters["stats"]["unique_graphs"] >= 1  # the training steps ran the traced forward
+    losses = [torch.tensor([list(m["train"]["loss"].values()) for m in run.metrics if "train" in m]) for run in (eager, compiled)]
+    assert losses[0].shape == (2, 3)  # steps 1-10 and 11-20, r1..r3
+    torch.testing.assert_close(losses[1], losses[0], rtol=1e-4, atol=1e-5)
+    for (name, a), b in zip(eager.model.state_dict().items(), compiled.model.state_dict().values()):
+        torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-4, msg=name)
+
+
 def test_a_non_finite_gradient_stops_training_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
     """A NaN gradient at step 13 (injected by a hook on one weight) stops the run before the
     optimiser step, names the run, the step and the checkpoint kept; the saved weights are

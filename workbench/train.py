@@ -38,6 +38,7 @@ from workbench.config import RunConfig, TaskConfig, TrainConfig, objective_of
 from workbench.run_folder import recover, run_lock
 from workbench.datasets import evaluation_graphs, training_graphs
 from workbench.factory import build_model_and_parts
+from workbench.models.gpt import compile_training
 from workbench.devices import resolve_device
 from workbench.identity import comparable_settings, incidental_changes, same_run, setting_changes
 from workbench.evaluate import evaluate
@@ -211,6 +212,8 @@ def _train_locked(config: RunConfig, run_dir: Path, resume: bool, until_step: in
     objective, spec = objective_of(config), config.task.graph
 
     model, parts = build_model_and_parts(config, device)
+    if getattr(config.model, "compile", False):
+        compile_training(model, parts)
     optimizer, params = build_optimizer(cfg, model, parts), [p for _, p in trainable(model, parts)]
 
     step, metrics = 0, []

@@ -66,6 +66,7 @@ FIGURES: dict[str, Callable[[Results, Path], Path]] = {  # docs/figures/{name}.p
     "depth_first_hops_mamba": _depth("depth_first_hops_mamba"),
     "depth_deeper_gpt": _depth("depth_deeper_gpt"),
     "depth_deeper_mamba_3": _depth("depth_deeper_mamba_3"),
+    "depth_deeper_mamba_4": _depth("depth_deeper_mamba_4"),
     "depth_hops_by_layers": lambda results, path: _plot_hops(hops_by_layers(results), path),
 }
 

@@ -19,6 +19,10 @@ class GPTConfig:
     n_heads: int = 4
     d_mlp: int | None = None  # None -> 4 * d_model
     init_std: float = 0.02  # every weight, positions included (the paper's code left positions at N(0,1))
+    # Training's forward traced by torch.compile (gpt.compile_training). Off by default: on the
+    # 2-core CPUs measured it is slower than eager (benchmarks/README.md); not part of a run's
+    # identity (it changes the time and the rounding, not the function).
+    compile: bool = False
 
     def __post_init__(self) -> None:
         for name in ("n_layers", "d_model", "n_heads"):

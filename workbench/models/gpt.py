@@ -19,6 +19,7 @@ bring the trainer's step level with a plain PyTorch GPT (benchmarks/trainer_step
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -31,7 +32,7 @@ from transformer_lens.model_bridge.generalized_components import NormalizationBr
 from workbench.models.configs import GPTConfig
 from workbench.task import GraphSpec
 
-__all__ = ["GPTConfig", "build_gpt", "context_length", "unhooked_forward"]
+__all__ = ["GPTConfig", "build_gpt", "compile_training", "context_length", "unhooked_forward"]
 
 
 def context_length(spec: GraphSpec, slots: int | None = None) -> int:
@@ -110,8 +111,26 @@ def unhooked_forward(model: TransformerBridge, tokens: Tensor, first: int = 0) -
     and head, only there. Nothing else reads those rows, so the outputs are the full call's
     rows ``first:`` up to the rounding of matrix products of another shape; in a 2-layer
     model of G(2,5,50) (answer: the last 5 of 31 positions) this is a third of the step's
-    arithmetic (benchmarks/trainer_step.py)."""
-    return plain_forward(plain_modules(model), tokens, first)
+    arithmetic (benchmarks/trainer_step.py).
+
+    A model given to ``compile_training`` runs the compiled forward where gradients are taken."""
+    compiled = _COMPILED.get(model) if torch.is_grad_enabled() else None
+    return (compiled or plain_forward)(plain_modules(model), tokens, first)
+
+
+_COMPILED: weakref.WeakKeyDictionary[TransformerBridge, Callable[..., tuple[Tensor, Tensor, Tensor]]] = weakref.WeakKeyDictionary()
+
+
+def compile_training(model: torch.nn.Module, parts: torch.nn.Module | None = None) -> None:
+    """Run the unhooked forward of ``model`` and of every GPT among the objective's ``parts``
+    (bst's backward encoder) traced by ``torch.compile`` (``model.compile``) where gradients
+    are taken: the training step, whose shapes are fixed (one graph per model, ``fullgraph``:
+    a graph break is an error, not a silent slowdown). Evaluation and decoding run without
+    gradients, on shapes that vary, and stay eager; any hook still takes the bridge's forward.
+    Needs a C++ compiler on a CPU (as ``model.scan=cpp``)."""
+    for module in [model, *(parts.children() if parts is not None else [])]:
+        if isinstance(module, TransformerBridge):
+            _COMPILED[module] = torch.compile(plain_forward, dynamic=False, fullgraph=True)
 
 
 def plain_forward(modules: PlainModules, tokens: Tensor, first: int = 0) -> tuple[Tensor, Tensor, Tensor]:

@@ -29,8 +29,9 @@ suffix), ``next`` (next token on the other suffixes) and ``prev``.
 Cost: every t is an answer position, so the forward model computes its last block and head
 at the answer rows alone, as next_token does. On top come the backward encoder (l tokens)
 and the head over l(l+1)/2 pairs (15 on G(2,5,50); its first layer once per state,
-``BeliefHead.pairs``): work that does not shrink with the rows next_token skips, so the step
-is about 1.7x next_token's on the cpu preset (``benchmarks/trainer_step.py``). The backward
+``BeliefHead.pairs``): work that does not shrink with the rows next_token skips, 1.42x
+next_token's arithmetic per step, and about 1.6x its step time on the cpu preset
+(``benchmarks/trainer_step.py --flops``). The backward
 encoder's own unembedding is unused (it gets no gradient).
 
 Hooks: the forward encoder's are the model's own names; the backward encoder is a hooked
