@@ -141,6 +141,22 @@ def test_config_json_is_checked_whole_on_load(tmp_path):
     assert "field 'step' is -1" in broken(lambda r: r.update(step=-1))
 
 
+def test_a_checkpoint_saved_before_model_compile_existed_loads_as_trained_eager(tmp_path):
+    """Fields added after checkpoints were first written (``GPTConfig.SAVED_WITHOUT``) may be
+    missing from config.json: such a run meant the default. Every other field must be there."""
+    config = tiny_config()
+    run = tmp_path / "run"
+    save_checkpoint(run, config, build_model(config, seed=0), step=0, metrics=[])
+    raw = json.loads((run / "config.json").read_text())
+    del raw["run"]["model"]["compile"]
+    (run / "config.json").write_text(json.dumps(raw))
+    assert workbench.load(run).config.model.compile is False
+    del raw["run"]["model"]["d_model"]
+    (run / "config.json").write_text(json.dumps(raw))
+    with pytest.raises(CheckpointError, match=r"run.model: field\(s\) \['d_model'\] missing"):
+        workbench.load(run)
+
+
 def test_a_checkpoint_of_format_1_still_loads(tmp_path):
     config = tiny_config()
     run = tmp_path / "run"

@@ -247,7 +247,7 @@ def _build(cls: type, raw: Any, where: str, complete: bool = False) -> Any:
     unknown = set(raw) - names
     if unknown:
         problems.append(f"{where}: unknown field(s) {sorted(unknown)}; expected {sorted(names)}")
-    missing = names - set(raw)
+    missing = names - set(raw) - set(getattr(cls, "SAVED_WITHOUT", ()))
     if complete and missing:
         problems.append(f"{where}: field(s) {sorted(missing)} missing")
     values = {}

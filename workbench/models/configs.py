@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 
 def _at_least(field_name: str, value: int, low: int) -> None:
@@ -23,6 +24,9 @@ class GPTConfig:
     # 2-core CPUs measured it is slower than eager (benchmarks/README.md); not part of a run's
     # identity (it changes the time and the rounding, not the function).
     compile: bool = False
+    # Fields added after checkpoints were first saved: a config.json without one meant the
+    # default (a run saved before ``compile`` trained eager); config._build accepts it missing.
+    SAVED_WITHOUT: ClassVar[tuple[str, ...]] = ("compile",)
 
     def __post_init__(self) -> None:
         for name in ("n_layers", "d_model", "n_heads"):
