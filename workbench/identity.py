@@ -39,8 +39,9 @@ class Checkpoint(Protocol):
 
 
 # Where and how it computes (the device; Mamba's scan implementation and the GPT's compiled
-# training forward compute the same function), and what it writes on the way (evaluation and checkpoint intervals, snapshots;
-# evaluation draws no randomness training uses, as the exact-resume tests show).
+# training forward compute the same function), and what it writes on the way (evaluation and
+# checkpoint intervals, snapshots; evaluation draws no randomness training uses, as the
+# exact-resume tests show).
 INCIDENTAL = (("train", "device"), ("train", "eval_every"), ("train", "eval_graphs"), ("train", "save_every"),
               ("train", "snapshot_every"), ("model", "scan"), ("model", "compile"))
 

@@ -21,7 +21,7 @@ class GPTConfig:
     d_mlp: int | None = None  # None -> 4 * d_model
     init_std: float = 0.02  # every weight, positions included (the paper's code left positions at N(0,1))
     # Training's forward traced by torch.compile (gpt.compile_training). Off by default: on the
-    # 2-core CPUs measured it is slower than eager (benchmarks/README.md); not part of a run's
+    # 2-core CPUs measured it is no faster than eager (benchmarks/README.md); not part of a run's
     # identity (it changes the time and the rounding, not the function).
     compile: bool = False
     # Fields added after checkpoints were first saved: a config.json without one meant the

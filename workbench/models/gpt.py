@@ -124,8 +124,8 @@ _COMPILED: weakref.WeakKeyDictionary[TransformerBridge, Callable[..., tuple[Tens
 def compile_training(model: torch.nn.Module, parts: torch.nn.Module | None = None) -> None:
     """Run the unhooked forward of ``model`` and of every GPT among the objective's ``parts``
     (bst's backward encoder) traced by ``torch.compile`` (``model.compile``) where gradients
-    are taken: the training step, whose shapes are fixed (one graph per model, ``fullgraph``:
-    a graph break is an error, not a silent slowdown). Evaluation and decoding run without
+    are taken: the training step, whose shapes are fixed (one graph, which models of one shape share;
+    ``fullgraph``: a graph break is an error, not a silent slowdown). Evaluation and decoding run without
     gradients, on shapes that vary, and stay eager; any hook still takes the bridge's forward.
     Needs a C++ compiler on a CPU (as ``model.scan=cpp``)."""
     for module in [model, *(parts.children() if parts is not None else [])]:
