@@ -200,3 +200,16 @@ def test_the_recorded_device_names_the_cpus_widest_vectors(monkeypatch):
         monkeypatch.setattr(publish.Path, "read_text", lambda self, *args, **kwargs: cpuinfo)
         assert publish.vector_width() == width
         assert publish.device_name() == f"Some CPU{f' ({width})' if width else ''}, {os.cpu_count()} cores"
+
+
+def test_the_recorded_command_pastes_back_as_the_same_arguments(monkeypatch):
+    """A published job's command is quoted for a shell: a subset filter with a space in it
+    (one argument) must not come back as two."""
+    import shlex
+
+    from workbench.publish import provenance
+
+    argv = ["/venv/bin/workbench", "study", "studies/depth_lr.toml", "--subset", "overrides=model.n_layers=3 train.lr=2.5e-3", "seeds=0"]
+    monkeypatch.setattr("sys.argv", argv)
+    record = provenance(started=0.0, seeds=[0], threads=1, device="cpu", runs=[])
+    assert shlex.split(record["command"]) == ["workbench", *argv[1:]]

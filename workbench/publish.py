@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -92,7 +93,7 @@ def provenance(started: float, seeds: list[int], threads: float, device: str, ru
     now = source_commit()
     code = code or now
     return {
-        "command": " ".join(["workbench", *sys.argv[1:]]) if Path(sys.argv[0]).name == "workbench" else " ".join(sys.argv),
+        "command": shlex.join(["workbench", *sys.argv[1:]]) if Path(sys.argv[0]).name == "workbench" else shlex.join(sys.argv),
         **code,
         **({"code_at_publish": now} if now != code else {}),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
