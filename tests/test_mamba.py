@@ -281,3 +281,21 @@ def test_cpp_kernels_stay_finite_where_exp_overflows():
             assert ((a - b).abs() <= 1e-4 * terms + 1e-3).all(), (a - b).abs().max()
         else:
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-3, msg=name)
+
+
+def test_a_kernel_build_lock_left_by_a_killed_process_is_cleared(tmp_path, capsys):
+    """torch's extension builder waits without a timeout for its lock to go away: a lock older
+    than any build (a stopped study killed while it held one) is removed, a fresh one is kept."""
+    import os
+    import time
+
+    from workbench.models.selective_scan_cpu import STALE_LOCK_S, clear_stale_lock
+
+    lock = tmp_path / "lock"
+    assert not clear_stale_lock(tmp_path)  # no lock
+    lock.touch()
+    assert not clear_stale_lock(tmp_path) and lock.exists()  # another process building now
+    old = time.time() - STALE_LOCK_S - 60
+    os.utime(lock, (old, old))
+    assert clear_stale_lock(tmp_path) and not lock.exists()
+    assert "removing the kernel builder's lock" in capsys.readouterr().out

@@ -48,6 +48,7 @@ JOBS = {
     "depth_deeper_mamba_3": "workbench study studies/depth.toml --subset deeper_mamba_3 --results results/depth_deeper_mamba_3",
     "depth_deeper_mamba_4": "workbench study studies/depth.toml --subset deeper_mamba_4 --results results/depth_deeper_mamba_4",
     "depth_long_mamba_3": "workbench study studies/depth_long.toml --subset three_layers seeds=0 --results results/depth_long_mamba_3",
+    "depth_lr_mamba_3": "workbench study studies/depth_lr.toml --subset three_layers seeds=0 --results results/depth_lr_mamba_3",
 }
 BLOCKS: dict[str, Callable[[Results], str]] = {}
 
@@ -556,6 +557,7 @@ BLOCKS["depth_long_mamba.curve"] = lambda results: r2_curve(results, "depth_long
 BLOCKS["depth_deeper_mamba_3.curve_l4"] = lambda results: r2_curve(results, "depth_deeper_mamba_3", graph="G(2,4,50)")
 BLOCKS["depth_deeper_mamba_4.curve_l4"] = lambda results: r2_curve(results, "depth_deeper_mamba_4", graph="G(2,4,50)")
 BLOCKS["depth_long_mamba_3.curve"] = lambda results: r2_curve(results, "depth_long_mamba_3", every=500)
+BLOCKS["depth_lr_mamba_3.curve"] = lambda results: r2_curve(results, "depth_lr_mamba_3")
 BLOCKS["deep_solvers_mamba_g24.curve"] = lambda results: r2_curve(results, MAMBA_G24)
 BLOCKS["deep_solvers_mamba_g25_remedies.curve"] = lambda results: r2_curve(results, "deep_solvers_mamba_g25_remedies", every=1_500)
 
@@ -644,6 +646,7 @@ BLOCKS["depth_long_mamba.two_layers_two_hops"] = lambda results: depth_cell(resu
 BLOCKS["depth_deeper_mamba_3.three_layers_two_hops"] = lambda results: depth_cell(results, "depth_deeper_mamba_3", 3, 4)
 BLOCKS["depth_deeper_mamba_4.four_layers_two_hops"] = lambda results: depth_cell(results, "depth_deeper_mamba_4", 4, 4)
 BLOCKS["depth_long_mamba_3.three_layers_two_hops"] = lambda results: depth_cell(results, "depth_long_mamba_3", 3, 4)
+BLOCKS["depth_lr_mamba_3.three_layers_two_hops"] = lambda results: depth_cell(results, "depth_lr_mamba_3", 3, 4)
 
 
 def _hops_of(runs: pd.DataFrame) -> tuple[int | None, pd.Series | None]:
@@ -695,7 +698,7 @@ def depth_over_seeds(results: Results, job: str) -> str:
 
 
 for _job in ("depth_first_hops", "depth_first_hops_mamba", "depth_deeper_gpt", "depth_long_mamba", "depth_deeper_mamba_3", "depth_deeper_mamba_4",
-             "depth_long_mamba_3"):
+             "depth_long_mamba_3", "depth_lr_mamba_3"):
     BLOCKS[f"{_job}.hops"] = (lambda job: lambda results: depth_hops(results, job))(_job)
     BLOCKS[f"{_job}.seeds"] = (lambda job: lambda results: depth_over_seeds(results, job))(_job)
     BLOCKS[f"{_job}.table"] = (lambda job: lambda results: depth_table(results, job))(_job)
@@ -704,7 +707,8 @@ for _job in ("depth_first_hops", "depth_first_hops_mamba", "depth_deeper_gpt", "
 # path length, seed) replaces an earlier job's: depth_long_mamba re-runs one cell with a higher cap.
 # depth_long_mamba_3 (one seed of the 3-layer cell, 12,000-step cap) is not counted: its longer
 # schedule kept the learning rate high long enough for a loss spike, so it measures the schedule's
-# stability, not the budget (the findings show it beside the grid).
+# stability, not the budget (the findings show it beside the grid); depth_lr_mamba_3 (the same
+# seed at half the peak learning rate) is not counted either: another learning rate, another cell.
 DEPTH_JOBS = ("depth_first_hops", "depth_first_hops_mamba", "depth_deeper_gpt", "depth_long_mamba", "depth_deeper_mamba_3", "depth_deeper_mamba_4")
 
 

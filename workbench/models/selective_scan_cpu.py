@@ -21,6 +21,7 @@ import hashlib
 import os
 import platform
 import shutil
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -43,6 +44,26 @@ def _cpu_key() -> str:
     return hashlib.sha1(flags.encode()).hexdigest()[:10]
 
 
+STALE_LOCK_S = 600  # a build takes ~30 s; a lock this old was left by a process killed while it held it
+
+
+def clear_stale_lock(build_dir: Path, stale_after: float = STALE_LOCK_S) -> bool:
+    """Remove the extension builder's ``lock`` in ``build_dir`` if it is older than
+    ``stale_after`` seconds. torch's builder waits, without a timeout, for a lock to go away,
+    so a process killed while it held one (a stopped study) would leave every later Mamba run
+    waiting forever. Returns whether a lock was removed."""
+    lock = build_dir / "lock"
+    try:
+        age = time.time() - lock.stat().st_mtime
+    except FileNotFoundError:
+        return False
+    if age < stale_after:
+        return False
+    print(f"{lock}: removing the kernel builder's lock, left {age / 60:.0f} min ago by a process that did not finish", flush=True)
+    lock.unlink(missing_ok=True)
+    return True
+
+
 def load_extension() -> ModuleType:
     """The compiled kernel (built on the first call of a machine, ~30 s; then loaded from cache)."""
     global _EXTENSION
@@ -56,9 +77,13 @@ def load_extension() -> ModuleType:
                 os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
             except ImportError:
                 pass
+        from torch.utils.cpp_extension import _get_build_directory
+
+        name = f"workbench_selective_scan_{_cpu_key()}"
+        clear_stale_lock(Path(_get_build_directory(name, verbose=False)))
         try:
             _EXTENSION = load(
-                name=f"workbench_selective_scan_{_cpu_key()}", sources=[str(SOURCE)],
+                name=name, sources=[str(SOURCE)],
                 extra_cflags=CFLAGS, extra_ldflags=["-fopenmp"], verbose=False,
             )
         except (RuntimeError, OSError, ImportError) as error:
