@@ -80,6 +80,11 @@ class PlainGPT(nn.Module):
         return self.unembed(self.ln_final(x))
 
 
+def trainer_config(objective: str):
+    """The cpu preset under ``objective``, on the CPU: the trainer every mode of this benchmark times."""
+    return apply_overrides(preset_config("cpu", objective=objective), ["train.device=cpu"])
+
+
 def trainer_rounds(config, compiled: bool, rounds: int, steps: int) -> list[float]:
     """Sequences per second of each round of the workbench's own steps (a generator: one
     round per ``next``)."""
@@ -149,7 +154,7 @@ def compare(objectives: list[str], compiled: bool, rounds: int, steps: int) -> d
     Returns each loop's median sequences/s."""
     base = preset_config("cpu", objective="next_token")
     plain, plain_answer = plain_rounds(base, compiled, steps), plain_rounds(base, compiled, steps, answer_rows_only=True)
-    trainers = {o: trainer_rounds(apply_overrides(preset_config("cpu", objective=o), ["train.device=cpu"]), compiled, rounds, steps) for o in objectives}
+    trainers = {o: trainer_rounds(trainer_config(o), compiled, rounds, steps) for o in objectives}
     rates: dict[str, list[float]] = {"plain": [], "plain_answer": [], **{o: [] for o in objectives}}
     for _ in range(rounds):  # interleaved
         rates["plain"].append(next(plain))
@@ -177,7 +182,7 @@ def profile(objective: str, steps: int) -> None:
     """torch.profiler over ``steps`` trainer steps: the operators that take the time."""
     from torch.profiler import ProfilerActivity, profile as torch_profile
 
-    rounds = trainer_rounds(apply_overrides(preset_config("cpu", objective=objective), ["train.device=cpu"]), False, 1, steps)
+    rounds = trainer_rounds(trainer_config(objective), False, 1, steps)
     next(rounds)
     with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
         next(rounds)
@@ -195,7 +200,7 @@ def arithmetic(objectives: list[str], steps: int) -> None:
     first: tuple[float, float] | None = None
     print(f"\narithmetic per trainer step ({device_name()}, {torch.get_num_threads()} threads, {steps} steps profiled):")
     for objective in objectives:
-        rounds = trainer_rounds(apply_overrides(preset_config("cpu", objective=objective), ["train.device=cpu"]), False, 1, steps)
+        rounds = trainer_rounds(trainer_config(objective), False, 1, steps)
         next(rounds)
         with torch_profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
             next(rounds)

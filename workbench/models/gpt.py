@@ -18,6 +18,7 @@ bring the trainer's step level with a plain PyTorch GPT (benchmarks/trainer_step
 
 from __future__ import annotations
 
+import functools
 import weakref
 from collections.abc import Callable
 
@@ -114,11 +115,18 @@ def unhooked_forward(model: TransformerBridge, tokens: Tensor, first: int = 0) -
     arithmetic (benchmarks/trainer_step.py).
 
     A model given to ``compile_training`` runs the compiled forward where gradients are taken."""
-    compiled = _COMPILED.get(model) if torch.is_grad_enabled() else None
-    return (compiled or plain_forward)(plain_modules(model), tokens, first)
+    forward = _compiled_forward() if model in _COMPILED and torch.is_grad_enabled() else plain_forward
+    return forward(plain_modules(model), tokens, first)
 
 
-_COMPILED: weakref.WeakKeyDictionary[TransformerBridge, Callable[..., tuple[Tensor, Tensor, Tensor]]] = weakref.WeakKeyDictionary()
+_COMPILED: weakref.WeakSet[TransformerBridge] = weakref.WeakSet()  # the models given to compile_training
+
+
+@functools.cache
+def _compiled_forward() -> Callable[..., tuple[Tensor, Tensor, Tensor]]:
+    """``plain_forward`` traced by ``torch.compile``, one wrapper for every model (Dynamo keys
+    its graph on shapes, not on the modules, so models of one shape share it)."""
+    return torch.compile(plain_forward, dynamic=False, fullgraph=True)
 
 
 def compile_training(model: torch.nn.Module, parts: torch.nn.Module | None = None) -> None:
@@ -130,7 +138,7 @@ def compile_training(model: torch.nn.Module, parts: torch.nn.Module | None = Non
     Needs a C++ compiler on a CPU (as ``model.scan=cpp``)."""
     for module in [model, *(parts.children() if parts is not None else [])]:
         if isinstance(module, TransformerBridge):
-            _COMPILED[module] = torch.compile(plain_forward, dynamic=False, fullgraph=True)
+            _COMPILED.add(module)
 
 
 def plain_forward(modules: PlainModules, tokens: Tensor, first: int = 0) -> tuple[Tensor, Tensor, Tensor]:
