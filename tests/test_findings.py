@@ -133,6 +133,49 @@ def test_hops_learned_names_how_the_first_unlearned_path_length_ended(tmp_path):
         hops_by_layers(Results(tmp_path), jobs=("not_published",))
 
 
+def test_cells_run_at_two_learning_rates_are_set_side_by_side_per_seed(tmp_path):
+    """The depth grid at the preset's learning rate (no train.lr override: the Mamba cpu
+    preset's 5e-3) beside a study of the same cell at train.lr=2.5e-3: a row per seed with both
+    runs, the seeds learned per rate, and the curves of exactly those runs for the figure."""
+    from workbench.findings.blocks import depth_by_lr, depth_lr_curves, depth_lr_learned, depth_lr_table
+    from workbench.study.figures import plot_r2_by_lr
+
+    def runs(job: str, lr: str | None, cells: list[tuple[int, int, float, str]]) -> None:
+        rows, curves = [], []
+        for length, seed, r2, ended in cells:
+            overrides = "model.n_layers=3" + (f" train.lr={lr}" if lr else "")
+            run = f"mamba-first_decision_only-G2_{length}_50-cpu-n_layers3{'-lr' + lr if lr else ''}-s{seed}"
+            identity = dict(study=job, objective="first_decision_only", arch="mamba", graph=f"G(2,{length},50)", preset="cpu",
+                            overrides=overrides, seed=seed, run=run)
+            rows += [identity | dict(metric="train_steps", hook="", position="", value=8000 if ended == "cap" else 5500),
+                     identity | dict(metric="stopped_by_rule", hook="", position=ended, value=float(ended != "cap")),
+                     identity | dict(metric="tf_accuracy", hook="", position="r2", value=r2),
+                     identity | dict(metric="tf_loss", hook="", position="r2", value=0.5)]
+            curves += [identity | dict(step=step, split="test", metric="tf_accuracy", position="r2", value=r2 * step / 8000)
+                       for step in (0, 4000, 8000)]
+        (tmp_path / job).mkdir()
+        pd.DataFrame(rows).to_csv(tmp_path / job / "study.csv", index=False)
+        pd.DataFrame(curves).to_csv(tmp_path / job / "curves.csv", index=False)
+
+    runs("grid", None, [(3, 0, 0.99, "solved"), (4, 0, 0.89, "cap"), (4, 1, 0.51, "plateau")])
+    runs("half", "2.5e-3", [(4, 0, 0.95, "cap"), (4, 1, 0.93, "cap")])
+    results, jobs = Results(tmp_path), ("grid", "half")
+
+    frame = depth_by_lr(results, jobs)
+    assert sorted(zip(frame["seed"], frame["lr"])) == [(0, 0.0025), (0, 0.005), (1, 0.0025), (1, 0.005)]  # l = 3 left out
+    assert depth_lr_table(results, jobs).splitlines() == [
+        "| model | layers | seed | r2 at lr 5e-3 | r2 at lr 2.5e-3 |",
+        "|---|---|---|---|---|",
+        "| mamba first_decision_only | 3 | 0 | 0.890 (0.50, cap at 8,000) | 0.950 (0.50, cap at 8,000) |",
+        "| mamba first_decision_only | 3 | 1 | 0.510 (0.50, plateau at 5,500) | 0.930 (0.50, cap at 8,000) |"]
+    assert depth_lr_learned(results, jobs) == "3 layers: 0 of 2 at lr 5e-3, 2 of 2 at lr 2.5e-3"
+    curves = depth_lr_curves(results, jobs)
+    assert len(curves) == 4 * 3 and set(curves["layers"]) == {3}
+    assert plot_r2_by_lr(curves, tmp_path / "lr.png").stat().st_size > 10_000
+    with pytest.raises(ValueError, match="two learning rates"):
+        depth_by_lr(results, ("grid",))
+
+
 def test_still_falling_reports_the_unsolved_runs_last_window_naming_objectives_when_several(tmp_path):
     """The budget test of a negative result: each unsolved run's r2 loss over its last 1,000
     steps, with the direction said in words; a solved run is left out."""

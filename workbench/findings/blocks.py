@@ -48,7 +48,9 @@ JOBS = {
     "depth_deeper_mamba_3": "workbench study studies/depth.toml --subset deeper_mamba_3 --results results/depth_deeper_mamba_3",
     "depth_deeper_mamba_4": "workbench study studies/depth.toml --subset deeper_mamba_4 --results results/depth_deeper_mamba_4",
     "depth_long_mamba_3": "workbench study studies/depth_long.toml --subset three_layers seeds=0 --results results/depth_long_mamba_3",
-    "depth_lr_mamba_3": "workbench study studies/depth_lr.toml --subset three_layers seeds=0 --results results/depth_lr_mamba_3",
+    "depth_lr_mamba": "workbench study studies/depth_lr.toml --subset three_layers four_layers --results results/depth_lr_mamba",
+    "depth_lr_mamba_2": "workbench study studies/depth_lr.toml --subset two_layers seeds=0,2 --results results/depth_lr_mamba_2",
+    "depth_lr_mamba_1": "workbench study studies/depth_lr.toml --subset one_layer seeds=0,2 --results results/depth_lr_mamba_1",
 }
 BLOCKS: dict[str, Callable[[Results], str]] = {}
 
@@ -557,7 +559,7 @@ BLOCKS["depth_long_mamba.curve"] = lambda results: r2_curve(results, "depth_long
 BLOCKS["depth_deeper_mamba_3.curve_l4"] = lambda results: r2_curve(results, "depth_deeper_mamba_3", graph="G(2,4,50)")
 BLOCKS["depth_deeper_mamba_4.curve_l4"] = lambda results: r2_curve(results, "depth_deeper_mamba_4", graph="G(2,4,50)")
 BLOCKS["depth_long_mamba_3.curve"] = lambda results: r2_curve(results, "depth_long_mamba_3", every=500)
-BLOCKS["depth_lr_mamba_3.curve"] = lambda results: r2_curve(results, "depth_lr_mamba_3")
+BLOCKS["depth_lr_mamba.curve"] = lambda results: r2_curve(results, "depth_lr_mamba")
 BLOCKS["deep_solvers_mamba_g24.curve"] = lambda results: r2_curve(results, MAMBA_G24)
 BLOCKS["deep_solvers_mamba_g25_remedies.curve"] = lambda results: r2_curve(results, "deep_solvers_mamba_g25_remedies", every=1_500)
 
@@ -640,13 +642,86 @@ def depth_cell(results: Results, job: str, layers: int, path_length: int) -> str
     return f"{int((cell['r2'] >= LEARNED).sum())} of {len(cell)} seeds (r2 {' / '.join(num(v) for v in cell['r2'])})"
 
 
+def peak_lr(arch: str, preset: str, overrides: str) -> float:
+    """A run's peak learning rate: its ``train.lr`` override, else its preset's."""
+    from workbench.config import PRESETS
+
+    given = dict(item.split("=", 1) for item in (overrides or "").split())
+    return float(given["train.lr"]) if "train.lr" in given else PRESETS[arch][preset][1].lr
+
+
+def lr_label(lr: float) -> str:
+    from workbench.study.figures import lr_text
+
+    return f"lr {lr_text(lr)}"
+
+
+# The depth cells run at two peak learning rates, at l = 4 under the same 8,000-step cap: the
+# grid's (studies/depth.toml, the Mamba preset's 5e-3) and half of it (studies/depth_lr.toml).
+DEPTH_LR_JOBS = ("depth_first_hops_mamba", "depth_deeper_mamba_3", "depth_deeper_mamba_4", "depth_lr_mamba", "depth_lr_mamba_2", "depth_lr_mamba_1")
+DEPTH_LR_GRAPH = "G(2,4,50)"
+
+
+def depth_by_lr(results: Results, jobs: tuple[str, ...] = DEPTH_LR_JOBS, graph: str = DEPTH_LR_GRAPH) -> pd.DataFrame:
+    """``depth_frame``'s rows of ``graph`` over ``jobs``, with each run's peak ``lr``, for the
+    (arch, objective, layers) cells run at more than one learning rate."""
+    frame = pd.concat([depth_frame(results, job) for job in jobs], ignore_index=True)
+    frame = frame[frame["graph"] == graph].copy()
+    frame["lr"] = [peak_lr(arch, preset, overrides) for arch, preset, overrides in zip(frame["arch"], frame["preset"], frame["overrides"])]
+    rates = frame.groupby(["arch", "objective", "layers"])["lr"].transform("nunique")
+    if not (rates > 1).any():
+        raise ValueError(f"results/{{{','.join(jobs)}}}: no cell on {graph} was run at two learning rates")
+    return frame[rates > 1]
+
+
+def depth_lr_table(results: Results, jobs: tuple[str, ...] = DEPTH_LR_JOBS) -> str:
+    """Each seed of the cells run at two peak learning rates, side by side: r2 at the end (its
+    loss, how training ended and when)."""
+    frame = depth_by_lr(results, jobs)
+    rows = []
+    for (arch, objective, layers, seed), group in frame.groupby(["arch", "objective", "layers", "seed"], sort=True):
+        row = {"model": model_label(arch, objective), "layers": layers, "seed": seed}
+        for _, run in group.sort_values("lr", ascending=False).iterrows():
+            row[f"r2 at {lr_label(run['lr'])}"] = f"{num(run['r2'])} ({num(run['r2_loss'], 2)}, {run['stopped_by']} at {int(run['train_steps']):,})"
+        rows.append(row)
+    return markdown(pd.DataFrame(rows))
+
+
+def depth_lr_learned(results: Results, jobs: tuple[str, ...] = DEPTH_LR_JOBS) -> str:
+    """Per cell and learning rate: how many seeds learned r2 (>= ``LEARNED``)."""
+    frame = depth_by_lr(results, jobs)
+    parts = []
+    for (arch, layers), cell in frame.groupby(["arch", "layers"], sort=True):
+        counts = [f"{int((runs['r2'] >= LEARNED).sum())} of {len(runs)} at {lr_label(lr)}"
+                  for lr, runs in cell.groupby("lr", sort=True)][::-1]
+        parts.append(f"{layers} layer{'s' if layers != 1 else ''}: " + ", ".join(counts))
+    return "; ".join(parts)
+
+
+BLOCKS["depth_lr_mamba.by_lr"] = depth_lr_table
+BLOCKS["depth_lr_mamba.learned_by_lr"] = depth_lr_learned
+
+
+def depth_lr_curves(results: Results, jobs: tuple[str, ...] = DEPTH_LR_JOBS, graph: str = DEPTH_LR_GRAPH) -> pd.DataFrame:
+    """``curves.csv`` of ``depth_by_lr``'s runs, with their layers and peak ``lr``."""
+    runs = depth_by_lr(results, jobs, graph).set_index("run")
+    curves = pd.concat([results.table(job, "curves") for job in jobs], ignore_index=True)
+    curves = curves[curves["run"].isin(runs.index)].copy()
+    curves["layers"] = curves["run"].map(runs["layers"])
+    curves["lr"] = curves["run"].map(runs["lr"])
+    return curves
+
+
 BLOCKS["depth_deeper_gpt.four_layers_one_hop"] = lambda results: depth_cell(results, "depth_deeper_gpt", 4, 3)
 BLOCKS["depth_first_hops_mamba.two_layers_two_hops"] = lambda results: depth_cell(results, "depth_first_hops_mamba", 2, 4)
 BLOCKS["depth_long_mamba.two_layers_two_hops"] = lambda results: depth_cell(results, "depth_long_mamba", 2, 4)
 BLOCKS["depth_deeper_mamba_3.three_layers_two_hops"] = lambda results: depth_cell(results, "depth_deeper_mamba_3", 3, 4)
 BLOCKS["depth_deeper_mamba_4.four_layers_two_hops"] = lambda results: depth_cell(results, "depth_deeper_mamba_4", 4, 4)
 BLOCKS["depth_long_mamba_3.three_layers_two_hops"] = lambda results: depth_cell(results, "depth_long_mamba_3", 3, 4)
-BLOCKS["depth_lr_mamba_3.three_layers_two_hops"] = lambda results: depth_cell(results, "depth_lr_mamba_3", 3, 4)
+BLOCKS["depth_lr_mamba.three_layers_two_hops"] = lambda results: depth_cell(results, "depth_lr_mamba", 3, 4)
+BLOCKS["depth_lr_mamba.four_layers_two_hops"] = lambda results: depth_cell(results, "depth_lr_mamba", 4, 4)
+BLOCKS["depth_lr_mamba_2.two_layers_two_hops"] = lambda results: depth_cell(results, "depth_lr_mamba_2", 2, 4)
+BLOCKS["depth_lr_mamba_1.one_layer_two_hops"] = lambda results: depth_cell(results, "depth_lr_mamba_1", 1, 4)
 
 
 def _hops_of(runs: pd.DataFrame) -> tuple[int | None, pd.Series | None]:
@@ -698,7 +773,7 @@ def depth_over_seeds(results: Results, job: str) -> str:
 
 
 for _job in ("depth_first_hops", "depth_first_hops_mamba", "depth_deeper_gpt", "depth_long_mamba", "depth_deeper_mamba_3", "depth_deeper_mamba_4",
-             "depth_long_mamba_3", "depth_lr_mamba_3"):
+             "depth_long_mamba_3", "depth_lr_mamba"):
     BLOCKS[f"{_job}.hops"] = (lambda job: lambda results: depth_hops(results, job))(_job)
     BLOCKS[f"{_job}.seeds"] = (lambda job: lambda results: depth_over_seeds(results, job))(_job)
     BLOCKS[f"{_job}.table"] = (lambda job: lambda results: depth_table(results, job))(_job)
@@ -707,8 +782,9 @@ for _job in ("depth_first_hops", "depth_first_hops_mamba", "depth_deeper_gpt", "
 # path length, seed) replaces an earlier job's: depth_long_mamba re-runs one cell with a higher cap.
 # depth_long_mamba_3 (one seed of the 3-layer cell, 12,000-step cap) is not counted: its longer
 # schedule kept the learning rate high long enough for a loss spike, so it measures the schedule's
-# stability, not the budget (the findings show it beside the grid); depth_lr_mamba_3 (the same
-# seed at half the peak learning rate) is not counted either: another learning rate, another cell.
+# stability, not the budget (the findings show it beside the grid); depth_lr_mamba (the 3- and
+# 4-layer cells at half the peak learning rate) is not counted either: another learning rate,
+# another cell (``depth_by_lr`` sets the two side by side).
 DEPTH_JOBS = ("depth_first_hops", "depth_first_hops_mamba", "depth_deeper_gpt", "depth_long_mamba", "depth_deeper_mamba_3", "depth_deeper_mamba_4")
 
 

@@ -10,7 +10,7 @@ import importlib
 from collections.abc import Callable
 from pathlib import Path
 
-from workbench.findings.blocks import GPT_SOLVERS, MAMBA_G24, Results, depth_frame, hops_by_layers
+from workbench.findings.blocks import GPT_SOLVERS, MAMBA_G24, Results, depth_frame, depth_lr_curves, hops_by_layers
 
 
 def _plot(module: str, function: str, job: str | tuple[str, ...], table: str, prepare: Callable | None = None) -> Callable[[Results, Path], Path]:
@@ -38,6 +38,12 @@ def _depth(job: str) -> Callable[[Results, Path], Path]:
         return plot_depth(per_seed(results.table(job, "study")), dict(zip(runs["run"], runs["layers"])), dict(zip(runs["run"], runs["path_length"])), path)
 
     return draw_one
+
+
+def _plot_lr(results: Results, path: Path) -> Path:
+    from workbench.study.figures import plot_r2_by_lr
+
+    return plot_r2_by_lr(depth_lr_curves(results), path)
 
 
 def _plot_hops(hops, path: Path) -> Path:
@@ -68,6 +74,7 @@ FIGURES: dict[str, Callable[[Results, Path], Path]] = {  # docs/figures/{name}.p
     "depth_deeper_mamba_3": _depth("depth_deeper_mamba_3"),
     "depth_deeper_mamba_4": _depth("depth_deeper_mamba_4"),
     "depth_hops_by_layers": lambda results, path: _plot_hops(hops_by_layers(results), path),
+    "depth_lr_mamba": _plot_lr,
 }
 
 

@@ -310,3 +310,34 @@ def plot_r2_curves(curves: pd.DataFrame, path: str | Path) -> Path:
     grid.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(grid.figure)
     return Path(path)
+
+
+def lr_text(lr: float) -> str:
+    """A learning rate as the study files write it: 5e-3, 2.5e-3."""
+    mantissa, exponent = f"{lr:e}".split("e")
+    return f"{float(mantissa):g}e{int(exponent)}"
+
+
+def plot_r2_by_lr(curves: pd.DataFrame, path: str | Path) -> Path:
+    """The same cells trained at two peak learning rates: held-out r2 accuracy over training
+    steps, one panel per (layers, seed), one line per learning rate (``curves.csv`` rows with
+    ``layers`` and ``lr`` columns added; ``findings.blocks.depth_lr_curves``). A line ends where
+    the plateau rule stopped its run."""
+    held_out = curves[(curves["split"] == "test") & (curves["position"] == "r2") & (curves["metric"] == "tf_accuracy")].copy()
+    held_out["peak lr"] = held_out["lr"].map(lr_text)
+    order = [lr_text(lr) for lr in sorted(held_out["lr"].unique(), reverse=True)]
+    arch, objective, graph = (", ".join(sorted(held_out[column].unique())) for column in ("arch", "objective", "graph"))
+    grid = sns.relplot(held_out, x="step", y="value", hue="peak lr", hue_order=order, row="layers", col="seed", kind="line",
+                       marker="o", markersize=3, height=2.5, aspect=1.4, palette="colorblind",
+                       facet_kws={"sharey": True, "margin_titles": True})
+    for ax in grid.axes.flat:
+        ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+        ax.axhline(0.9, color="grey", lw=0.8, ls=":")
+        ax.set_ylim(0, 1.02)
+    grid.set_titles(row_template="layers: {row_name}", col_template="seed {col_name}")
+    grid.set_axis_labels("training step", "r2 accuracy (held out)")
+    grid.figure.suptitle(f"{arch} / {objective} on {graph}: r2 over training at two peak learning rates\n"
+                         "(dashed: chance 1/2; dotted: 0.9, learned; a line ends where the plateau rule stopped its run)", y=1.0, va="bottom")
+    grid.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(grid.figure)
+    return Path(path)
