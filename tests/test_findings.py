@@ -230,6 +230,12 @@ def test_provenance_keeps_the_code_a_job_started_from_and_names_a_checkout_that_
     sentence = provenance_sentence(Results(tmp_path), "job")
     assert "commit `aaaaaaaaaa` (the checkout at publishing: `bbbbbbbbbb with local changes`)" in sentence
 
+    # a re-run that only gathered finished runs says so, beside each run's own training time
+    runs = [{"run": "r0", "train_seconds": 600.0, "trained_in_this_invocation": False},
+            {"run": "r1", "train_seconds": 1200.0, "trained_in_this_invocation": True}]
+    (tmp_path / "job" / "provenance.json").write_text(json.dumps(moved | {"command": "workbench study x.toml", "wall_seconds": 1300.0, "runs": runs}))
+    assert "for 2 run(s) (1 trained by an earlier invocation); training 10 min to 20 min per run" in provenance_sentence(Results(tmp_path), "job")
+
 
 def test_the_recorded_device_names_the_cpus_widest_vectors(monkeypatch):
     """One model name ("AMD EPYC") covers CPUs with and without AVX-512, whose Mamba kernels

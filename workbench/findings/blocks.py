@@ -154,7 +154,10 @@ def provenance_sentence(results: Results, job: str) -> str:
     threads = f"{record.get('threads')} thread(s) per run, {parallel} run(s) at a time" if parallel else f"{record.get('threads')} threads"
     trained = [r for r in record.get("runs", []) if r.get("train_seconds")]
     train_text = f"; training {duration(min(r['train_seconds'] for r in trained))} to {duration(max(r['train_seconds'] for r in trained))} per run" if trained else ""
-    return (f"`{record['command']}`: {duration(record['wall_seconds'])} of wall time for {len(record.get('runs', []))} run(s){train_text}; "
+    # a study re-run over finished runs only gathers them: its wall time is not their cost
+    earlier = sum(1 for r in record.get("runs", []) if r.get("trained_in_this_invocation") is False)
+    earlier_text = f" ({earlier} trained by an earlier invocation)" if earlier else ""
+    return (f"`{record['command']}`: {duration(record['wall_seconds'])} of wall time for {len(record.get('runs', []))} run(s){earlier_text}{train_text}; "
             f"{seeds_text}. Recorded by the run: commit {commit}, {record['date'][:10]}, torch {record['torch']}, "
             f"{record['device']}, {threads}.")
 
