@@ -605,7 +605,7 @@ def remedies_arm_max(results: Results) -> str:
     return num(per_seed(_study(results, "remedies_quick"))["arm_probe"].max())
 
 
-def depth_frame(results: Results, job: str) -> pd.DataFrame:
+def depth_frame(results: Results, job: str | tuple[str, ...]) -> pd.DataFrame:
     """One row per depth-study run (``per_seed``'s: seed, r2 accuracy and loss, and under a
     plateau rule the steps trained and what ended training, "plateau", "solved" or "cap"),
     with its layers (from its overrides) and path length (from its graph)."""
@@ -645,12 +645,12 @@ def depth_cell(results: Results, job: str, layers: int, path_length: int) -> str
     return f"{int((cell['r2'] >= LEARNED).sum())} of {len(cell)} seeds (r2 {' / '.join(num(v) for v in cell['r2'])})"
 
 
-def peak_lr(arch: str, preset: str, overrides: str) -> float:
-    """A run's peak learning rate: its ``train.lr`` override, else its preset's."""
-    from workbench.config import PRESETS
+def peak_lr(arch: str, objective: str, preset: str, overrides: str) -> float:
+    """A run's peak learning rate, resolved as the run's config was: its preset under its
+    overrides (``train.lr`` if one sets it)."""
+    from workbench.config import apply_overrides, preset_config
 
-    given = dict(item.split("=", 1) for item in (overrides or "").split())
-    return float(given["train.lr"]) if "train.lr" in given else PRESETS[arch][preset][1].lr
+    return apply_overrides(preset_config(preset, objective=objective, arch=arch), (overrides or "").split()).train.lr
 
 
 def lr_label(lr: float) -> str:
@@ -668,9 +668,9 @@ DEPTH_LR_GRAPH = "G(2,4,50)"
 def depth_by_lr(results: Results, jobs: tuple[str, ...] = DEPTH_LR_JOBS, graph: str = DEPTH_LR_GRAPH) -> pd.DataFrame:
     """``depth_frame``'s rows of ``graph`` over ``jobs``, with each run's peak ``lr``, for the
     (arch, objective, layers) cells run at more than one learning rate."""
-    frame = pd.concat([depth_frame(results, job) for job in jobs], ignore_index=True)
+    frame = depth_frame(results, jobs)
     frame = frame[frame["graph"] == graph].copy()
-    frame["lr"] = [peak_lr(arch, preset, overrides) for arch, preset, overrides in zip(frame["arch"], frame["preset"], frame["overrides"])]
+    frame["lr"] = [peak_lr(*run) for run in zip(frame["arch"], frame["objective"], frame["preset"], frame["overrides"])]
     rates = frame.groupby(["arch", "objective", "layers"])["lr"].transform("nunique")
     if not (rates > 1).any():
         raise ValueError(f"results/{{{','.join(jobs)}}}: no cell on {graph} was run at two learning rates")
@@ -708,7 +708,7 @@ BLOCKS["depth_lr_mamba.learned_by_lr"] = depth_lr_learned
 def depth_lr_curves(results: Results, jobs: tuple[str, ...] = DEPTH_LR_JOBS, graph: str = DEPTH_LR_GRAPH) -> pd.DataFrame:
     """``curves.csv`` of ``depth_by_lr``'s runs, with their layers and peak ``lr``."""
     runs = depth_by_lr(results, jobs, graph).set_index("run")
-    curves = pd.concat([results.table(job, "curves") for job in jobs], ignore_index=True)
+    curves = results.table(jobs, "curves")
     curves = curves[curves["run"].isin(runs.index)].copy()
     curves["layers"] = curves["run"].map(runs["layers"])
     curves["lr"] = curves["run"].map(runs["lr"])
