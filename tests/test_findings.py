@@ -174,6 +174,16 @@ def test_cells_run_at_two_learning_rates_are_set_side_by_side_per_seed(tmp_path)
     assert plot_r2_by_lr(curves, tmp_path / "lr.png").stat().st_size > 10_000
     with pytest.raises(ValueError, match="two learning rates"):
         depth_by_lr(results, ("grid",))
+    with pytest.raises(ValueError, match="no cell on G\\(2,3,50\\)"):  # l = 3 was run at one rate only
+        depth_by_lr(results, jobs, "G(2,3,50)")
+
+    # a third rate adds a column, highest rate first; a seed missing at one rate leaves its cell blank
+    runs("double", "1e-2", [(4, 0, 0.48, "plateau")])
+    jobs = ("grid", "half", "double")
+    table = depth_lr_table(results, jobs).splitlines()
+    assert table[0] == "| model | layers | seed | r2 at lr 1e-2 | r2 at lr 5e-3 | r2 at lr 2.5e-3 |"
+    assert table[3] == "| mamba first_decision_only | 3 | 1 |  | 0.510 (0.50, plateau at 5,500) | 0.930 (0.50, cap at 8,000) |"
+    assert depth_lr_learned(results, jobs) == "3 layers: 0 of 1 at lr 1e-2, 0 of 2 at lr 5e-3, 2 of 2 at lr 2.5e-3"
 
 
 def test_still_falling_reports_the_unsolved_runs_last_window_naming_objectives_when_several(tmp_path):

@@ -51,6 +51,8 @@ JOBS = {
     "depth_lr_mamba": "workbench study studies/depth_lr.toml --subset three_layers four_layers --results results/depth_lr_mamba",
     "depth_lr_mamba_2": "workbench study studies/depth_lr.toml --subset two_layers seeds=0,2 --results results/depth_lr_mamba_2",
     "depth_lr_mamba_1": "workbench study studies/depth_lr.toml --subset one_layer seeds=0,2 --results results/depth_lr_mamba_1",
+    "depth_lr_gpt_half": "workbench study studies/depth_lr_gpt.toml --subset half --results results/depth_lr_gpt_half",
+    "depth_lr_gpt_double": "workbench study studies/depth_lr_gpt.toml --subset double --results results/depth_lr_gpt_double",
 }
 BLOCKS: dict[str, Callable[[Results], str]] = {}
 
@@ -558,6 +560,7 @@ BLOCKS["deep_solvers_gpt.curve"] = lambda results: r2_curve(results, GPT_SOLVERS
 BLOCKS["deep_solvers_control.curve"] = lambda results: r2_curve(results, "deep_solvers_control")
 BLOCKS["deep_solvers_mamba_g25.curve"] = lambda results: r2_curve(results, "deep_solvers_mamba_g25", every=1_500)
 BLOCKS["depth_deeper_gpt.curve_l3"] = lambda results: r2_curve(results, "depth_deeper_gpt", every=500, graph="G(2,3,50)")
+BLOCKS["depth_lr_gpt_double.curve_l3"] = lambda results: r2_curve(results, "depth_lr_gpt_double", every=500, graph="G(2,3,50)")
 BLOCKS["depth_long_mamba.curve"] = lambda results: r2_curve(results, "depth_long_mamba")
 BLOCKS["depth_deeper_mamba_3.curve_l4"] = lambda results: r2_curve(results, "depth_deeper_mamba_3", graph="G(2,4,50)")
 BLOCKS["depth_deeper_mamba_4.curve_l4"] = lambda results: r2_curve(results, "depth_deeper_mamba_4", graph="G(2,4,50)")
@@ -677,10 +680,10 @@ def depth_by_lr(results: Results, jobs: tuple[str, ...] = DEPTH_LR_JOBS, graph: 
     return frame[rates > 1]
 
 
-def depth_lr_table(results: Results, jobs: tuple[str, ...] = DEPTH_LR_JOBS) -> str:
-    """Each seed of the cells run at two peak learning rates, side by side: r2 at the end (its
-    loss, how training ended and when)."""
-    frame = depth_by_lr(results, jobs)
+def depth_lr_table(results: Results, jobs: tuple[str, ...] = DEPTH_LR_JOBS, graph: str = DEPTH_LR_GRAPH) -> str:
+    """Each seed of the cells run at several peak learning rates, side by side: r2 at the end
+    (its loss, how training ended and when)."""
+    frame = depth_by_lr(results, jobs, graph)
     rows = []
     for (arch, objective, layers, seed), group in frame.groupby(["arch", "objective", "layers", "seed"], sort=True):
         row = {"model": model_label(arch, objective), "layers": layers, "seed": seed}
@@ -690,9 +693,9 @@ def depth_lr_table(results: Results, jobs: tuple[str, ...] = DEPTH_LR_JOBS) -> s
     return markdown(pd.DataFrame(rows))
 
 
-def depth_lr_learned(results: Results, jobs: tuple[str, ...] = DEPTH_LR_JOBS) -> str:
+def depth_lr_learned(results: Results, jobs: tuple[str, ...] = DEPTH_LR_JOBS, graph: str = DEPTH_LR_GRAPH) -> str:
     """Per cell and learning rate: how many seeds learned r2 (>= ``LEARNED``)."""
-    frame = depth_by_lr(results, jobs)
+    frame = depth_by_lr(results, jobs, graph)
     parts = []
     for (arch, layers), cell in frame.groupby(["arch", "layers"], sort=True):
         counts = [f"{int((runs['r2'] >= LEARNED).sum())} of {len(runs)} at {lr_label(lr)}"
@@ -703,6 +706,13 @@ def depth_lr_learned(results: Results, jobs: tuple[str, ...] = DEPTH_LR_JOBS) ->
 
 BLOCKS["depth_lr_mamba.by_lr"] = depth_lr_table
 BLOCKS["depth_lr_mamba.learned_by_lr"] = depth_lr_learned
+
+# The GPT's first hop (l = 3) at its preset's peak rate (1e-3, studies/depth.toml) and at half
+# and twice it (studies/depth_lr_gpt.toml), with the copy (l = 2) at each rate as the control.
+DEPTH_LR_GPT_JOBS = ("depth_first_hops", "depth_deeper_gpt", "depth_lr_gpt_half", "depth_lr_gpt_double")
+DEPTH_LR_GPT_GRAPH = "G(2,3,50)"
+BLOCKS["depth_lr_gpt.by_lr"] = lambda results: depth_lr_table(results, DEPTH_LR_GPT_JOBS, DEPTH_LR_GPT_GRAPH)
+BLOCKS["depth_lr_gpt.learned_by_lr"] = lambda results: depth_lr_learned(results, DEPTH_LR_GPT_JOBS, DEPTH_LR_GPT_GRAPH)
 
 
 def depth_lr_curves(results: Results, jobs: tuple[str, ...] = DEPTH_LR_JOBS, graph: str = DEPTH_LR_GRAPH) -> pd.DataFrame:
@@ -725,6 +735,9 @@ BLOCKS["depth_lr_mamba.three_layers_two_hops"] = lambda results: depth_cell(resu
 BLOCKS["depth_lr_mamba.four_layers_two_hops"] = lambda results: depth_cell(results, "depth_lr_mamba", 4, 4)
 BLOCKS["depth_lr_mamba_2.two_layers_two_hops"] = lambda results: depth_cell(results, "depth_lr_mamba_2", 2, 4)
 BLOCKS["depth_lr_mamba_1.one_layer_two_hops"] = lambda results: depth_cell(results, "depth_lr_mamba_1", 1, 4)
+for _layers, _word in ((1, "one_layer"), (2, "two_layers"), (3, "three_layers"), (4, "four_layers")):
+    for _job in ("depth_lr_gpt_half", "depth_lr_gpt_double"):
+        BLOCKS[f"{_job}.{_word}_one_hop"] = (lambda job, layers: lambda results: depth_cell(results, job, layers, 3))(_job, _layers)
 
 
 def _hops_of(runs: pd.DataFrame) -> tuple[int | None, pd.Series | None]:
@@ -776,7 +789,7 @@ def depth_over_seeds(results: Results, job: str) -> str:
 
 
 for _job in ("depth_first_hops", "depth_first_hops_mamba", "depth_deeper_gpt", "depth_long_mamba", "depth_deeper_mamba_3", "depth_deeper_mamba_4",
-             "depth_long_mamba_3", "depth_lr_mamba"):
+             "depth_long_mamba_3", "depth_lr_mamba", "depth_lr_gpt_half", "depth_lr_gpt_double"):
     BLOCKS[f"{_job}.hops"] = (lambda job: lambda results: depth_hops(results, job))(_job)
     BLOCKS[f"{_job}.seeds"] = (lambda job: lambda results: depth_over_seeds(results, job))(_job)
     BLOCKS[f"{_job}.table"] = (lambda job: lambda results: depth_table(results, job))(_job)

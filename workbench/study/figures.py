@@ -319,7 +319,7 @@ def lr_text(lr: float) -> str:
 
 
 def plot_r2_by_lr(curves: pd.DataFrame, path: str | Path) -> Path:
-    """The same cells trained at two peak learning rates: held-out r2 accuracy over training
+    """The same cells trained at several peak learning rates: held-out r2 accuracy over training
     steps, one panel per (layers, seed), one line per learning rate (``curves.csv`` rows with
     ``layers`` and ``lr`` columns added; ``findings.blocks.depth_lr_curves``). A line ends where
     the plateau rule stopped its run."""
@@ -336,7 +336,8 @@ def plot_r2_by_lr(curves: pd.DataFrame, path: str | Path) -> Path:
         ax.set_ylim(0, 1.02)
     grid.set_titles(row_template="layers: {row_name}", col_template="seed {col_name}")
     grid.set_axis_labels("training step", "r2 accuracy (held out)")
-    grid.figure.suptitle(f"{arch} / {objective} on {graph}: r2 over training at two peak learning rates\n"
+    rates = {2: "two", 3: "three", 4: "four"}.get(len(order), str(len(order)))
+    grid.figure.suptitle(f"{arch} / {objective} on {graph}: r2 over training at {rates} peak learning rates\n"
                          "(dashed: chance 1/2; dotted: 0.9, learned; a line ends where the plateau rule stopped its run)", y=1.0, va="bottom")
     grid.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(grid.figure)
