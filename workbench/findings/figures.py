@@ -10,8 +10,8 @@ import importlib
 from collections.abc import Callable
 from pathlib import Path
 
-from workbench.findings.blocks import (DEPTH_LR_GPT_GRAPH, DEPTH_LR_GPT_JOBS, GPT_SOLVERS, MAMBA_G24, Results, depth_frame,
-                                      depth_lr_curves, hops_by_layers)
+from workbench.findings.blocks import (DEPTH_LR_GPT_GRAPH, DEPTH_LR_GPT_JOBS, DEPTH_LR_GRAPH, DEPTH_LR_JOBS, GPT_SOLVERS, MAMBA_G24, Results,
+                                      depth_frame, depth_lr_curves, hops_by_layers)
 
 
 def _plot(module: str, function: str, job: str | tuple[str, ...], table: str, prepare: Callable | None = None) -> Callable[[Results, Path], Path]:
@@ -41,12 +41,12 @@ def _depth(job: str) -> Callable[[Results, Path], Path]:
     return draw_one
 
 
-def _plot_lr(*jobs_and_graph) -> Callable[[Results, Path], Path]:
-    """r2 over training for the depth cells run at several learning rates (``depth_lr_curves``)."""
+def _plot_lr(jobs: tuple[str, ...], graph: str) -> Callable[[Results, Path], Path]:
+    """r2 over training on ``graph`` for the depth cells of ``jobs`` run at several learning rates."""
     def draw_one(results: Results, path: Path) -> Path:
         from workbench.study.figures import plot_r2_by_lr
 
-        return plot_r2_by_lr(depth_lr_curves(results, *jobs_and_graph), path)
+        return plot_r2_by_lr(depth_lr_curves(results, jobs, graph), path)
 
     return draw_one
 
@@ -79,7 +79,7 @@ FIGURES: dict[str, Callable[[Results, Path], Path]] = {  # docs/figures/{name}.p
     "depth_deeper_mamba_3": _depth("depth_deeper_mamba_3"),
     "depth_deeper_mamba_4": _depth("depth_deeper_mamba_4"),
     "depth_hops_by_layers": lambda results, path: _plot_hops(hops_by_layers(results), path),
-    "depth_lr_mamba": _plot_lr(),
+    "depth_lr_mamba": _plot_lr(DEPTH_LR_JOBS, DEPTH_LR_GRAPH),
     "depth_lr_gpt": _plot_lr(DEPTH_LR_GPT_JOBS, DEPTH_LR_GPT_GRAPH),
 }
 
