@@ -8,7 +8,7 @@
     workbench probe gpt-next_token-G2_5_50 --out runs/probes
     workbench main                      # the default experiment, end to end, ending with the report
     workbench report runs/default       # rewrite the report from saved tables and figures
-    workbench inspect CKPT [CKPT ...] --out DIR   # cheat test, edge lookup, goal patching of any checkpoints
+    workbench inspect CKPT [CKPT ...] --out DIR   # cheat test, edge lookup, goal patching, edge slots of any checkpoints
     workbench findings [--check]        # the docs' tables and figures from the committed results/
     workbench study studies/remedies.toml --subset quick --dry-run   # a grid of runs on Ray
 """
@@ -397,7 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--results", metavar="DIR", help="when every selected run has finished, also publish their rows, summary and provenance to DIR (e.g. results/solvers, read by `workbench findings`)")
     st.set_defaults(func=cmd_study)
 
-    ins = verbs.add_parser("inspect", help="cheat test, edge-lookup attention and goal patching of any checkpoints",
+    ins = verbs.add_parser("inspect", help="cheat test, edge-lookup attention, goal patching and r2 by edge slots of any checkpoints",
                            description="The analyses that need no training history, on checkpoints of one graph: the Clever Hans cheat test "
                            "(a wrong arm fed as the answer so far), attention onto the looked-up edge (GPT) and goal patching (move the goal, "
                            "patch clean activations back, layer by layer). Writes cheat_test.csv, edge_lookup.csv, patching.csv and patching.png.")

@@ -53,6 +53,7 @@ JOBS = {
     "depth_lr_mamba_1": "workbench study studies/depth_lr.toml --subset one_layer seeds=0,2 --results results/depth_lr_mamba_1",
     "depth_lr_gpt_half": "workbench study studies/depth_lr_gpt.toml --subset half --results results/depth_lr_gpt_half",
     "depth_lr_gpt_double": "workbench study studies/depth_lr_gpt.toml --subset double --results results/depth_lr_gpt_double",
+    "depth_lr_gpt_double_inspect": "workbench inspect runs/studies/depth_lr_gpt/checkpoints/gpt-first_decision_only-G2_3_50-cpu-n_layers*-lr2e_3-s* --out results/depth_lr_gpt_double_inspect --graphs 2000",
 }
 BLOCKS: dict[str, Callable[[Results], str]] = {}
 
@@ -560,6 +561,29 @@ BLOCKS["deep_solvers_gpt.curve"] = lambda results: r2_curve(results, GPT_SOLVERS
 BLOCKS["deep_solvers_control.curve"] = lambda results: r2_curve(results, "deep_solvers_control")
 BLOCKS["deep_solvers_mamba_g25.curve"] = lambda results: r2_curve(results, "deep_solvers_mamba_g25", every=1_500)
 BLOCKS["depth_deeper_gpt.curve_l3"] = lambda results: r2_curve(results, "depth_deeper_gpt", every=500, graph="G(2,3,50)")
+def edge_slots_table(results: Results, job: str) -> str:
+    """Per run, r2 accuracy (teacher-forced) over the graphs where the goal's edge, or the
+    source's edge onto r2, is the prompt's first or its last edge, and over all graphs: a model
+    that learned the hop as a rule scores alike everywhere, one that learned it slot by slot
+    does not (``workbench.analyses.edge_order``)."""
+    frame = results.table(job, "edge_slots")
+    last = frame["goal_edge_slot"].max()
+    rows = []
+    for (layers, run), runs in frame.groupby(["layers", "run"], sort=True):
+        def accuracy(where: pd.Series) -> str:
+            part = runs[where]
+            return num((part["r2_accuracy"] * part["n_graphs"]).sum() / part["n_graphs"].sum())
+
+        row = {"model": model_label(runs["arch"].iloc[0], runs["objective"].iloc[0]), "layers": layers, "seed": int(run.rsplit("-s", 1)[1])}
+        for edge in ("goal", "source"):
+            row[f"{edge} edge first"] = accuracy(runs[f"{edge}_edge_slot"] == 0)
+            row[f"{edge} edge last"] = accuracy(runs[f"{edge}_edge_slot"] == last)
+        row["all graphs"] = accuracy(runs["n_graphs"] > 0)
+        rows.append(row)
+    return markdown(pd.DataFrame(rows))
+
+
+BLOCKS["depth_lr_gpt_double_inspect.edge_slots"] = lambda results: edge_slots_table(results, "depth_lr_gpt_double_inspect")
 BLOCKS["depth_lr_gpt_double.curve_l3"] = lambda results: r2_curve(results, "depth_lr_gpt_double", every=500, graph="G(2,3,50)")
 BLOCKS["depth_long_mamba.curve"] = lambda results: r2_curve(results, "depth_long_mamba")
 BLOCKS["depth_deeper_mamba_3.curve_l4"] = lambda results: r2_curve(results, "depth_deeper_mamba_3", graph="G(2,4,50)")
