@@ -26,7 +26,7 @@ def test_inspect_writes_the_cheat_test_attention_and_patching_of_every_checkpoin
     assert len(mine) == n_heads * mine["position"].nunique() * mine["onto"].nunique()
     assert mine["mass"].between(0, 1).all() and (mine.groupby(["head", "position"])["mass"].sum() <= 1 + 1e-6).all()
     slots = pd.read_csv(out / "edge_slots.csv")
-    assert set(slots["run"]) == {"next_token", "reverse"}
+    assert set(slots["run"]) == {"next_token", "reverse"} and set(slots["seed"]) == {tiny_config().train.seed}
     assert (slots.groupby("run")["n_graphs"].sum() == 64).all() and slots["r2_accuracy"].between(0, 1).all()
     assert "wrote cheat_test.csv, edge_lookup.csv, patching.csv, edge_slots.csv" in capsys.readouterr().out
 

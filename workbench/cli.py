@@ -400,7 +400,8 @@ def build_parser() -> argparse.ArgumentParser:
     ins = verbs.add_parser("inspect", help="cheat test, edge-lookup attention, goal patching and r2 by edge slots of any checkpoints",
                            description="The analyses that need no training history, on checkpoints of one graph: the Clever Hans cheat test "
                            "(a wrong arm fed as the answer so far), attention onto the looked-up edge (GPT) and goal patching (move the goal, "
-                           "patch clean activations back, layer by layer). Writes cheat_test.csv, edge_lookup.csv, patching.csv and patching.png.")
+                           "patch clean activations back, layer by layer) and r2's accuracy by the prompt slots of the path's first and last edge. "
+                           "Writes cheat_test.csv, edge_lookup.csv, patching.csv, edge_slots.csv and patching.png.")
     ins.add_argument("checkpoints", nargs="+", help="checkpoint directories, all of one graph")
     ins.add_argument("--out", required=True, help="output directory")
     ins.add_argument("--graphs", type=int, default=2_000, help="held-out graphs for the cheat test; patching uses half, the attention a quarter (default 2000)")

@@ -36,9 +36,8 @@ def accuracy_by_edge_slots(data: PathStarData, r2_pred: Tensor) -> pd.DataFrame:
         "source_edge_slot": edge_slot(data, data.path[:, 0], data.path[:, 1]).numpy(),
         "correct": (r2_pred.cpu() == data.path[:, 1]).float().numpy(),
     })
-    table = frame.groupby(["goal_edge_slot", "source_edge_slot"], as_index=False).agg(
+    return frame.groupby(["goal_edge_slot", "source_edge_slot"], as_index=False).agg(
         n_graphs=("correct", "size"), r2_accuracy=("correct", "mean"))
-    return table
 
 
 @torch.no_grad()

@@ -34,7 +34,8 @@ def inspect_checkpoints(checkpoints: list[Checkpoint], n_graphs: int = 2_000) ->
     data = evaluation_graphs(checkpoints[0].config.task, n_graphs)
     tables: dict[str, list[pd.DataFrame]] = {"cheat_test": [], "edge_lookup": [], "patching": [], "edge_slots": []}
     for c in checkpoints:
-        who = dict(run=Path(c.path).name, arch=c.config.arch, objective=c.config.objective, layers=c.config.model.n_layers, step=c.step)
+        who = dict(run=Path(c.path).name, arch=c.config.arch, objective=c.config.objective, layers=c.config.model.n_layers,
+                   seed=c.config.train.seed, step=c.step)
         tables["cheat_test"].append(clever_hans.cheat_test(c.model, data, c.objective).assign(**who))
         if c.config.arch == "gpt":
             tables["edge_lookup"].append(clever_hans.edge_lookup_attention(c.model, data[: n_graphs // 4], c.objective).assign(**who))

@@ -561,6 +561,8 @@ BLOCKS["deep_solvers_gpt.curve"] = lambda results: r2_curve(results, GPT_SOLVERS
 BLOCKS["deep_solvers_control.curve"] = lambda results: r2_curve(results, "deep_solvers_control")
 BLOCKS["deep_solvers_mamba_g25.curve"] = lambda results: r2_curve(results, "deep_solvers_mamba_g25", every=1_500)
 BLOCKS["depth_deeper_gpt.curve_l3"] = lambda results: r2_curve(results, "depth_deeper_gpt", every=500, graph="G(2,3,50)")
+
+
 def edge_slots_table(results: Results, job: str) -> str:
     """Per run, r2 accuracy (teacher-forced) over the graphs where the goal's edge, or the
     source's edge onto r2, is the prompt's first or its last edge, and over all graphs: a model
@@ -569,16 +571,16 @@ def edge_slots_table(results: Results, job: str) -> str:
     frame = results.table(job, "edge_slots")
     last = frame["goal_edge_slot"].max()
     rows = []
-    for (layers, run), runs in frame.groupby(["layers", "run"], sort=True):
-        def accuracy(where: pd.Series) -> str:
+    for (layers, seed), runs in frame.groupby(["layers", "seed"], sort=True):
+        def accuracy(where: pd.Series | slice) -> str:
             part = runs[where]
             return num((part["r2_accuracy"] * part["n_graphs"]).sum() / part["n_graphs"].sum())
 
-        row = {"model": model_label(runs["arch"].iloc[0], runs["objective"].iloc[0]), "layers": layers, "seed": int(run.rsplit("-s", 1)[1])}
+        row = {"model": model_label(runs["arch"].iloc[0], runs["objective"].iloc[0]), "layers": layers, "seed": seed}
         for edge in ("goal", "source"):
             row[f"{edge} edge first"] = accuracy(runs[f"{edge}_edge_slot"] == 0)
             row[f"{edge} edge last"] = accuracy(runs[f"{edge}_edge_slot"] == last)
-        row["all graphs"] = accuracy(runs["n_graphs"] > 0)
+        row["all graphs"] = accuracy(slice(None))
         rows.append(row)
     return markdown(pd.DataFrame(rows))
 
