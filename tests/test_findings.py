@@ -218,6 +218,22 @@ def test_a_study_published_in_parts_reads_as_one_table(tmp_path):
         Results(tmp_path).table(("part_a", "part_c"), "study")
 
 
+def test_the_control_published_in_two_parts_gives_each_graph_its_own_numbers(tmp_path):
+    """The next_token control is two jobs, one per graph; each graph's value blocks read that
+    graph's runs only (G(2,4,50)'s keep their names, G(2,5,50)'s carry ``g25``), while its
+    summary table holds both."""
+    for job, graph, accuracies in (("deep_solvers_control", "G(2,4,50)", (0.50, 0.52)), ("deep_solvers_gpt_next_token_g25", "G(2,5,50)", (0.40, 0.44, 0.48))):
+        (tmp_path / job).mkdir()
+        rows = [{"run": f"{graph}-s{seed}", "arch": "gpt", "objective": "next_token", "graph": graph, "overrides": "", "seed": seed,
+                 "metric": "tf_accuracy", "position": "r2", "hook": "", "value": value} for seed, value in enumerate(accuracies)]
+        pd.DataFrame(rows).to_csv(tmp_path / job / "study.csv", index=False)
+    results = Results(tmp_path)
+    assert BLOCKS["deep_solvers_control.next_token.r2"](results) == "0.510 ± 0.014 (2)"
+    assert BLOCKS["deep_solvers_control.g25.next_token.r2"](results) == "0.440 ± 0.040 (3)"
+    summary = BLOCKS["deep_solvers_control.summary"](results)
+    assert "G(2,4,50)" in summary and "0.400 / 0.440 / 0.480" in summary
+
+
 def test_provenance_keeps_the_code_a_job_started_from_and_names_a_checkout_that_moved(tmp_path, monkeypatch):
     """A study runs for hours; the code that trained is the checkout's at its start. If the
     checkout moved before publishing, the record keeps the start and adds the later state,

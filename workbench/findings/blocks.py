@@ -40,6 +40,7 @@ JOBS = {
     "deep_solvers_mamba_g24_future_bow": "workbench study studies/deep_solvers.toml --subset runs=mamba-future_bow-G2_4_50-cpu-s0,mamba-future_bow-G2_4_50-cpu-s1,mamba-future_bow-G2_4_50-cpu-s2 --cpus 3 --results results/deep_solvers_mamba_g24_future_bow",
     "deep_solvers_mamba_g24_bst": "workbench study studies/deep_solvers.toml --subset runs=mamba-bst-G2_4_50-cpu-s0,mamba-bst-G2_4_50-cpu-s1,mamba-bst-G2_4_50-cpu-s2 --cpus 3 --results results/deep_solvers_mamba_g24_bst",
     "deep_solvers_mamba_g24_mtp": "workbench study studies/deep_solvers.toml --subset runs=mamba-mtp-G2_4_50-cpu-s0,mamba-mtp-G2_4_50-cpu-s1,mamba-mtp-G2_4_50-cpu-s2 --cpus 3 --results results/deep_solvers_mamba_g24_mtp",
+    "deep_solvers_gpt_next_token_g25": "workbench study studies/deep_solvers.toml --subset runs=gpt-next_token-G2_5_50-cpu-s0,gpt-next_token-G2_5_50-cpu-s1,gpt-next_token-G2_5_50-cpu-s2 --results results/deep_solvers_gpt_next_token_g25",
     "remedies_mamba_g23": "workbench study studies/remedies.toml --subset mamba_g23 --cpus 3 --results results/remedies_mamba_g23",
     "depth_first_hops": "workbench study studies/depth.toml --subset first_hops_seeds archs=gpt --results results/depth_first_hops",
     "depth_first_hops_mamba": "workbench study studies/depth.toml --subset first_hops_seeds archs=mamba --results results/depth_first_hops_mamba",
@@ -446,8 +447,10 @@ GPT_SOLVERS = ("deep_solvers_gpt", "deep_solvers_gpt_bst_g24", "deep_solvers_gpt
 GPT_SOLVER_OBJECTIVES = {"G(2,4,50)": ("future_bow", "bst", "mtp"), "G(2,5,50)": ("future_bow", "bst")}
 # The 2-layer Mamba's remedies on G(2,4,50) on the CPU, one objective per part.
 MAMBA_G24 = ("deep_solvers_mamba_g24_future_bow", "deep_solvers_mamba_g24_bst", "deep_solvers_mamba_g24_mtp")
+# The 4-layer GPT under next_token at the solvers' budget, the control beside them: G(2,4,50), then G(2,5,50).
+CONTROL = ("deep_solvers_control", "deep_solvers_gpt_next_token_g25")
 # Blocks named for a study published in parts: name -> its parts.
-PARTS = {"deep_solvers_gpt": GPT_SOLVERS, "deep_solvers_mamba_g24": MAMBA_G24}
+PARTS = {"deep_solvers_gpt": GPT_SOLVERS, "deep_solvers_mamba_g24": MAMBA_G24, "deep_solvers_control": CONTROL}
 
 for _job in ("solvers", "mamba_solvers", "deep_solvers", "deep_solvers_gpt", "deep_solvers_control", "deep_solvers_mamba_g25",
              "deep_solvers_mamba_g25_remedies", "deep_solvers_mamba_g24"):
@@ -485,15 +488,9 @@ VALUES = {
     "deep_solvers.next_token.patching_r1": ("deep_solvers", "next_token", "patching_recovered", "r1", True),
     "deep_solvers.next_token.goal_eq": ("deep_solvers", "next_token", "probe_goal", "eq", True),
     "deep_solvers.next_token.goal_eq_untrained": ("deep_solvers", "next_token", "probe_goal_untrained", "eq", True),
-    **{f"deep_solvers_control.next_token.{position}": ("deep_solvers_control", "next_token", "tf_accuracy", position, False)
-       for position in ("r2", "r3", "r4")},
     "deep_solvers_mamba_g25.next_token.r2": ("deep_solvers_mamba_g25", "next_token", "tf_accuracy", "r2", False),
     "deep_solvers_mamba_g25.next_token.node_r2_eq": ("deep_solvers_mamba_g25", "next_token", "probe_node_r2", "eq", True),
     "deep_solvers_mamba_g25.next_token.node_r2_eq_untrained": ("deep_solvers_mamba_g25", "next_token", "probe_node_r2_untrained", "eq", True),
-    "deep_solvers_control.next_token.node_r2_eq": ("deep_solvers_control", "next_token", "probe_node_r2", "eq", True),
-    "deep_solvers_control.next_token.node_r2_eq_untrained": ("deep_solvers_control", "next_token", "probe_node_r2_untrained", "eq", True),
-    "deep_solvers_control.next_token.node_r2_r1": ("deep_solvers_control", "next_token", "probe_node_r2", "r1", True),
-    "deep_solvers_control.next_token.node_r2_r1_untrained": ("deep_solvers_control", "next_token", "probe_node_r2_untrained", "r1", True),
 }
 for _name, (_job, _objective, _metric, _position, _best_hook) in VALUES.items():
     BLOCKS[_name] = (lambda j, o, m, p, b: lambda results: spread(study_value(results, j, o, m, p, b)))(_job, _objective, _metric, _position, _best_hook)
@@ -506,6 +503,16 @@ GRAPH_VALUES = {
     for name, metric, position in (("node_r2_eq", "probe_node_r2", "eq"), ("node_r2_eq_untrained", "probe_node_r2_untrained", "eq"),
                                    ("node_r2_r1", "probe_node_r2", "r1"), ("patching_eq", "patching_recovered", "eq"))
 }
+# The control, one graph at a time: G(2,4,50)'s blocks keep the names they had before G(2,5,50) joined.
+GRAPH_VALUES.update({
+    f"deep_solvers_control.{'' if graph == 'G(2,4,50)' else 'g25.'}next_token.{name}": (CONTROL, "next_token", graph, metric, position, best_hook)
+    for graph, answers in (("G(2,4,50)", ("r2", "r3", "r4")), ("G(2,5,50)", ("r2", "r3", "r4", "r5")))
+    for name, metric, position, best_hook in (
+        *((position, "tf_accuracy", position, False) for position in answers),
+        *((f"{name}{suffix}", f"{metric}{suffix}", position, True)
+          for name, metric, position in (("node_r2_eq", "probe_node_r2", "eq"), ("node_r2_r1", "probe_node_r2", "r1"))
+          for suffix in ("", "_untrained")))
+})
 for _name, (_job, _objective, _graph, _metric, _position, _best_hook) in GRAPH_VALUES.items():
     BLOCKS[_name] = (lambda j, o, g, m, p, b: lambda results: spread(study_value(results, j, o, m, p, b, graph=g)))(
         _job, _objective, _graph, _metric, _position, _best_hook)
@@ -558,7 +565,7 @@ for _tag, _graph in (("g24", "G(2,4,50)"), ("g25", "G(2,5,50)")):
             lambda o, g: lambda results: first_step_solved(results, GPT_SOLVERS, o, g))(_objective, _graph)
 BLOCKS["deep_solvers.curve"] = lambda results: r2_curve(results, "deep_solvers")
 BLOCKS["deep_solvers_gpt.curve"] = lambda results: r2_curve(results, GPT_SOLVERS)
-BLOCKS["deep_solvers_control.curve"] = lambda results: r2_curve(results, "deep_solvers_control")
+BLOCKS["deep_solvers_control.curve"] = lambda results: r2_curve(results, CONTROL)
 BLOCKS["deep_solvers_mamba_g25.curve"] = lambda results: r2_curve(results, "deep_solvers_mamba_g25", every=1_500)
 BLOCKS["depth_deeper_gpt.curve_l3"] = lambda results: r2_curve(results, "depth_deeper_gpt", every=500, graph="G(2,3,50)")
 

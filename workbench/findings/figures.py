@@ -10,7 +10,7 @@ import importlib
 from collections.abc import Callable
 from pathlib import Path
 
-from workbench.findings.blocks import (DEPTH_LR_GPT_GRAPH, DEPTH_LR_GPT_JOBS, DEPTH_LR_GRAPH, DEPTH_LR_JOBS, GPT_SOLVERS, MAMBA_G24, Results,
+from workbench.findings.blocks import (CONTROL, DEPTH_LR_GPT_GRAPH, DEPTH_LR_GPT_JOBS, DEPTH_LR_GRAPH, DEPTH_LR_JOBS, GPT_SOLVERS, MAMBA_G24, Results,
                                       depth_frame, depth_lr_curves, hops_by_layers)
 
 
@@ -68,7 +68,7 @@ FIGURES: dict[str, Callable[[Results, Path], Path]] = {  # docs/figures/{name}.p
     "deep_solvers_curves": _plot("workbench.study.figures", "plot_r2_curves", "deep_solvers", "curves"),
     "deep_solvers_gpt": _plot("workbench.study.figures", "plot_solvers", GPT_SOLVERS, "study"),
     "deep_solvers_gpt_curves": _plot("workbench.study.figures", "plot_r2_curves", GPT_SOLVERS, "curves"),
-    "deep_solvers_control_curves": _plot("workbench.study.figures", "plot_r2_curves", "deep_solvers_control", "curves"),
+    "deep_solvers_control_curves": _plot("workbench.study.figures", "plot_r2_curves", CONTROL, "curves"),
     "deep_solvers_mamba_g25_curves": _plot("workbench.study.figures", "plot_r2_curves", "deep_solvers_mamba_g25", "curves"),
     "deep_solvers_mamba_g25_remedies_curves": _plot("workbench.study.figures", "plot_r2_curves", "deep_solvers_mamba_g25_remedies", "curves"),
     "deep_solvers_mamba_g24": _plot("workbench.study.figures", "plot_solvers", MAMBA_G24, "study"),
