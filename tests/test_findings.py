@@ -261,6 +261,9 @@ def test_provenance_keeps_the_code_a_job_started_from_and_names_a_checkout_that_
             {"run": "r1", "train_seconds": 1200.0, "trained_in_this_invocation": True}]
     (tmp_path / "job" / "provenance.json").write_text(json.dumps(moved | {"command": "workbench study x.toml", "wall_seconds": 1300.0, "runs": runs}))
     assert "for 2 run(s) (1 trained by an earlier invocation); training 10 min to 20 min per run" in provenance_sentence(Results(tmp_path), "job")
+    runs[0]["threads"], runs[1]["threads"] = 2, 1  # r0 trained at other threads than the gathering call's
+    (tmp_path / "job" / "provenance.json").write_text(json.dumps(moved | {"command": "x", "wall_seconds": 1.0, "parallel_runs": 2, "runs": runs}))
+    assert "1 thread(s) per run, 2 run(s) at a time; r0 trained at 2 thread(s)." in provenance_sentence(Results(tmp_path), "job")
 
 
 def test_the_recorded_device_names_the_cpus_widest_vectors(monkeypatch):

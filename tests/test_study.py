@@ -130,6 +130,7 @@ def test_a_four_run_study_on_local_ray_writes_the_table_figure_and_page(tmp_path
     done = {run: json.loads((out / "results" / run / "done.json").read_text()) for run in expected["run"].unique()}
     assert {r["run"]: (r["steps"], r["trained_in_this_invocation"]) for r in record["runs"]} == {run: (40, False) for run in done}
     assert all(r["train_seconds"] == round(done[r["run"]]["train_elapsed_s"], 1) for r in record["runs"])  # as the trainer logged it
+    assert all(r["threads"] == done[r["run"]]["train_threads"] == 1 for r in record["runs"])  # the threads that trained it, kept by the gathering call
 
 
 def test_objectives_that_do_not_apply_to_an_arch_are_skipped_with_a_note(tmp_path, monkeypatch):

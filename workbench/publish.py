@@ -82,10 +82,11 @@ def device_name(device: str = "cpu") -> str:
 def provenance(started: float, seeds: list[int], threads: float, device: str, runs: list[dict[str, Any]],
                code: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
     """What produced a published table. ``started`` is the job's ``time.time()`` at its start;
-    ``runs`` one dict per run (name, steps, train_seconds as the trainer logged it, and whether
-    this invocation trained it or found it finished). ``code`` is ``source_commit()`` taken at
-    the start: the code that trained is the checkout's when the job began, and a checkout that
-    moved while it ran (hours, for a study) is recorded beside it as ``code_at_publish``."""
+    ``runs`` one dict per run (name, steps, train_seconds as the trainer logged it, whether
+    this invocation trained it or found it finished, and for a study the threads that trained
+    it). ``code`` is ``source_commit()`` taken at the start: the code that trained is the
+    checkout's when the job began, and a checkout that moved while it ran (hours, for a study)
+    is recorded beside it as ``code_at_publish``."""
     import torch
 
     from workbench._version import __version__

@@ -156,6 +156,9 @@ def provenance_sentence(results: Results, job: str) -> str:
     seeds_text = f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''} ({', '.join(map(str, seeds))})"
     parallel = record.get("parallel_runs")
     threads = f"{record.get('threads')} thread(s) per run, {parallel} run(s) at a time" if parallel else f"{record.get('threads')} threads"
+    # runs trained at other thread counts than the gathering invocation's (studies since the runs record it)
+    other = [r for r in record.get("runs", []) if r.get("threads") not in (None, record.get("threads"))]
+    threads += "".join(f"; {r['run']} trained at {r['threads']} thread(s)" for r in other)
     trained = [r for r in record.get("runs", []) if r.get("train_seconds")]
     train_text = f"; training {duration(min(r['train_seconds'] for r in trained))} to {duration(max(r['train_seconds'] for r in trained))} per run" if trained else ""
     # a study re-run over finished runs only gathers them: its wall time is not their cost

@@ -147,7 +147,8 @@ def publish_study(study: Study, out: Path, table: pd.DataFrame, selected: list[S
         done = json.loads((result_dir(out, run) / "done.json").read_text())
         runs.append({"run": run.name, "steps": done.get("train_steps"), "train_seconds": round(done.get("train_elapsed_s") or 0.0, 1),
                      "stage_seconds": {k: round(v, 1) for k, v in (done.get("stages") or {}).items() if v is not None},
-                     "trained_in_this_invocation": run.name in trained})
+                     "trained_in_this_invocation": run.name in trained,
+                     **({"threads": done["train_threads"]} if done.get("train_threads") is not None else {})})
     import torch
 
     device = "cuda" if study.gpus_per_run and torch.cuda.is_available() else "cpu"  # the driver's machine

@@ -103,7 +103,9 @@ def execute_run(
 
     torch.set_num_threads(max(1, int(threads)))
     out = Path(out)
-    (result_dir(out, run) / "done.json").unlink(missing_ok=True)  # rows.csv is current again only when this run rewrites both
+    previous = result_dir(out, run) / "done.json"
+    trained_at = json.loads(previous.read_text()).get("train_threads") if previous.exists() else None
+    previous.unlink(missing_ok=True)  # rows.csv is current again only when this run rewrites both
     started = time.perf_counter()
     run_dir = checkpoint_dir(out, run)
     before = saved_step(run_dir)  # the step this call resumes from
@@ -137,6 +139,9 @@ def execute_run(
         "run": run.name, "weights_sha256": fingerprint["weights_sha256"], "step": checkpoint.step,
         "config": json.loads(json.dumps(comparable_settings(run.config))), "stages": times,
         "train_elapsed_s": log["elapsed_s"], "train_steps": log["step"], "plateau": _rule_dict(plateau),
+        # the torch threads that trained it (of the last call that trained it, this one or earlier): a
+        # study gathered by a later invocation records its own threads, not each run's
+        "train_threads": max(1, int(threads)) if checkpoint.step > before else trained_at,
     }
     atomic_write_text(folder / "done.json", json.dumps(done, indent=1) + "\n")
     return {"run": run.name, "rows": len(rows), "seconds": time.perf_counter() - started, "train_seconds": trained_s, "trained_steps": checkpoint.step - before,
