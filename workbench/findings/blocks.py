@@ -506,16 +506,14 @@ GRAPH_VALUES = {
     for name, metric, position in (("node_r2_eq", "probe_node_r2", "eq"), ("node_r2_eq_untrained", "probe_node_r2_untrained", "eq"),
                                    ("node_r2_r1", "probe_node_r2", "r1"), ("patching_eq", "patching_recovered", "eq"))
 }
-# The control, one graph at a time: G(2,4,50)'s blocks keep the names they had before G(2,5,50) joined.
-GRAPH_VALUES.update({
-    f"deep_solvers_control.{'' if graph == 'G(2,4,50)' else 'g25.'}next_token.{name}": (CONTROL, "next_token", graph, metric, position, best_hook)
-    for graph, answers in (("G(2,4,50)", ("r2", "r3", "r4")), ("G(2,5,50)", ("r2", "r3", "r4", "r5")))
-    for name, metric, position, best_hook in (
-        *((position, "tf_accuracy", position, False) for position in answers),
-        *((f"{name}{suffix}", f"{metric}{suffix}", position, True)
-          for name, metric, position in (("node_r2_eq", "probe_node_r2", "eq"), ("node_r2_r1", "probe_node_r2", "r1"))
-          for suffix in ("", "_untrained")))
-})
+# The control, one graph at a time: each answer token's accuracy, and r2's node at '=' and r1
+# beside the untrained twin. G(2,4,50)'s blocks keep the names they had before G(2,5,50) joined.
+for _prefix, _graph, _answers in (("", "G(2,4,50)", ("r2", "r3", "r4")), ("g25.", "G(2,5,50)", ("r2", "r3", "r4", "r5"))):
+    for _position in _answers:
+        GRAPH_VALUES[f"deep_solvers_control.{_prefix}next_token.{_position}"] = (CONTROL, "next_token", _graph, "tf_accuracy", _position, False)
+    for _name, _metric, _position in (("node_r2_eq", "probe_node_r2", "eq"), ("node_r2_eq_untrained", "probe_node_r2_untrained", "eq"),
+                                      ("node_r2_r1", "probe_node_r2", "r1"), ("node_r2_r1_untrained", "probe_node_r2_untrained", "r1")):
+        GRAPH_VALUES[f"deep_solvers_control.{_prefix}next_token.{_name}"] = (CONTROL, "next_token", _graph, _metric, _position, True)
 for _name, (_job, _objective, _graph, _metric, _position, _best_hook) in GRAPH_VALUES.items():
     BLOCKS[_name] = (lambda j, o, g, m, p, b: lambda results: spread(study_value(results, j, o, m, p, b, graph=g)))(
         _job, _objective, _graph, _metric, _position, _best_hook)

@@ -101,7 +101,8 @@ def execute_run(
     from workbench.identity import comparable_settings
     from workbench.train import train
 
-    torch.set_num_threads(max(1, int(threads)))
+    threads = max(1, int(threads))
+    torch.set_num_threads(threads)
     out = Path(out)
     previous = result_dir(out, run) / "done.json"
     trained_at = json.loads(previous.read_text()).get("train_threads") if previous.exists() else None
@@ -141,7 +142,7 @@ def execute_run(
         "train_elapsed_s": log["elapsed_s"], "train_steps": log["step"], "plateau": _rule_dict(plateau),
         # the torch threads that trained it (of the last call that trained it, this one or earlier): a
         # study gathered by a later invocation records its own threads, not each run's
-        "train_threads": max(1, int(threads)) if checkpoint.step > before else trained_at,
+        "train_threads": threads if checkpoint.step > before else trained_at,
     }
     atomic_write_text(folder / "done.json", json.dumps(done, indent=1) + "\n")
     return {"run": run.name, "rows": len(rows), "seconds": time.perf_counter() - started, "train_seconds": trained_s, "trained_steps": checkpoint.step - before,
