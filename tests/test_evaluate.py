@@ -3,7 +3,7 @@ import torch
 
 from conftest import SHARED_DATA, TEST_DATA
 from oracles import EdgeFollower
-from workbench.evaluate import evaluate, format_table, metrics_frame
+from workbench.evaluate import evaluate, format_table, metrics_frame, predictions
 from workbench.objectives import get_objective
 from workbench.text_format import read_graphs
 
@@ -42,6 +42,17 @@ def test_reverse_edge_follower_solves_reverse_and_metrics_are_in_path_order():
     assert set(values(frame, "tf_accuracy").values()) == {1.0}
     assert set(values(frame, "greedy_accuracy").values()) == {1.0}
     assert list(values(frame, "tf_accuracy")) == ["r1", "r2", "r3", "r4", "r5", "path"]
+
+
+def test_predictions_without_greedy_decoding_keep_the_teacher_forced_ones():
+    """Callers that read only the teacher-forced predictions skip decoding; what they read is
+    what the full call gives."""
+    data = read_graphs(TEST_DATA / "deg_2_path_5_nodes_50_test_300.txt")
+    model, objective = EdgeFollower(data.spec), get_objective("next_token")
+    full, forced = predictions(model, data, objective, batch_size=128), predictions(model, data, objective, batch_size=128, greedy=False)
+    assert set(forced) == {"tf_pred", "tf_loss"} and "greedy_pred" in full
+    assert torch.equal(forced["tf_pred"], full["tf_pred"]) and torch.equal(forced["tf_loss"], full["tf_loss"])
+    assert forced["tf_pred"].shape == (len(data), data.spec.path_length)
 
 
 def test_metrics_frame_is_tidy():

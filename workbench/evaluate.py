@@ -49,12 +49,14 @@ def model_device(model: nn.Module) -> torch.device:
 @torch.no_grad()
 def predictions(
     model: nn.Module, data: PathStarData, objective: Objective, batch_size: int = 2_000, device: str | torch.device | None = None,
-    parts: nn.Module | None = None,
+    parts: nn.Module | None = None, greedy: bool = True,
 ) -> dict[str, Tensor]:
     """Teacher-forced and greedy predictions and teacher-forced losses, in path order (batch, l),
     ``fill_step`` where the objective decodes in an order of its own, and ``{head}_pred`` for
     each extra head of the objective's ``parts`` (when given). ``device``: where the inputs go;
-    None -> where the model's weights are (a model trained on CUDA stays there)."""
+    None -> where the model's weights are (a model trained on CUDA stays there). ``greedy=False``
+    skips decoding (up to l more forward passes per batch) for callers that read only the
+    teacher-forced predictions."""
     spec = data.spec
     device = model_device(model) if device is None else resolve_device(device)
     out: dict[str, list[Tensor]] = {"tf_pred": [], "tf_loss": [], "greedy_pred": [], "fill_step": []}
@@ -70,12 +72,13 @@ def predictions(
         logits = answer_logits(logits_of(model, inputs), spec).float()
         loss = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
         tf_pred = logits.argmax(-1)
-        greedy, fill_step = objective.decode_with_order(model, prompt, spec, teacher_forced=(targets, tf_pred))
-        if fill_step is not None:
-            out["fill_step"].append(objective.to_path_order(fill_step).cpu())
         out["tf_pred"].append(objective.to_path_order(tf_pred).cpu())
         out["tf_loss"].append(objective.to_path_order(loss).cpu())
-        out["greedy_pred"].append(objective.to_path_order(greedy).cpu())
+        if greedy:
+            greedy_pred, fill_step = objective.decode_with_order(model, prompt, spec, teacher_forced=(targets, tf_pred))
+            out["greedy_pred"].append(objective.to_path_order(greedy_pred).cpu())
+            if fill_step is not None:
+                out["fill_step"].append(objective.to_path_order(fill_step).cpu())
         if parts is not None:
             for head, head_pred in objective.head_predictions(model, parts, inputs, spec).items():
                 out.setdefault(f"{head}_pred", []).append(objective.to_path_order(head_pred).cpu())

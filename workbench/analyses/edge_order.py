@@ -43,4 +43,4 @@ def accuracy_by_edge_slots(data: PathStarData, r2_pred: Tensor) -> pd.DataFrame:
 @torch.no_grad()
 def first_decision_by_edge_slots(model: nn.Module, data: PathStarData, objective: Objective) -> pd.DataFrame:
     """``accuracy_by_edge_slots`` of the model's teacher-forced r2 on ``data``."""
-    return accuracy_by_edge_slots(data, predictions(model, data, objective)["tf_pred"][:, 1])
+    return accuracy_by_edge_slots(data, predictions(model, data, objective, greedy=False)["tf_pred"][:, 1])
