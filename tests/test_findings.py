@@ -109,6 +109,11 @@ def test_hops_learned_names_how_the_first_unlearned_path_length_ended(tmp_path):
 
     assert depth_cell(Results(tmp_path), "depth", 2, 3) == "1 of 1 seeds (r2 0.970)"
     assert depth_cell(Results(tmp_path), "depth", 2, 4) == "0 of 1 seeds (r2 0.520)"
+    from workbench.findings.blocks import r2_loss_against_chance
+
+    assert r2_loss_against_chance(Results(tmp_path), "depth", 2, 4) == "0.7000 (1 of 1 above ln 2 = 0.6931)"
+    with pytest.raises(ValueError, match="no run with 3 layers at l = 4"):
+        r2_loss_against_chance(Results(tmp_path), "depth", 3, 4)
     table = depth_hops(Results(tmp_path), "depth").splitlines()
     assert table[2] == "| gpt first_decision_only | 1 | 0 | 0 | 0-2 | 0.500 at 1 hops, plateau at 3,000 steps |"
     assert table[3] == "| gpt first_decision_only | 2 | 0 | 1 | 0-2 | 0.520 at 2 hops, cap at 8,000 steps |"
@@ -131,6 +136,14 @@ def test_hops_learned_names_how_the_first_unlearned_path_length_ended(tmp_path):
     assert hops[["layers", "hops", "hops_tried", "next_hop_ended"]].values.tolist() == [[1, 0, 2, "plateau"], [2, 2, 2, ""]]
     with pytest.raises(FileNotFoundError, match="none published"):
         hops_by_layers(Results(tmp_path), jobs=("not_published",))
+
+    # a grid tried only from two hops on (here l = 4) says of a seed that learned none that it
+    # learned fewer than two, not none; jobs published in parts read as one
+    (tmp_path / "deep").mkdir()
+    pd.DataFrame([row for row in rows if row["graph"] == "G(2,4,50)" and "n_layers1" in row["run"]]).to_csv(tmp_path / "deep" / "study.csv", index=False)
+    table = depth_hops(Results(tmp_path), ("deep", "depth_long")).splitlines()
+    assert table[2] == "| gpt first_decision_only | 1 | 0 | fewer than 2 | 2-2 | 0.300 at 2 hops, plateau at 2,500 steps |"
+    assert table[3] == "| gpt first_decision_only | 2 | 0 | 2 | 2-2 | all tried learned |"  # depth_long's 0.95
 
 
 def test_cells_run_at_two_learning_rates_are_set_side_by_side_per_seed(tmp_path):
@@ -185,6 +198,29 @@ def test_cells_run_at_two_learning_rates_are_set_side_by_side_per_seed(tmp_path)
     assert table[3] == "| mamba first_decision_only | 3 | 1 |  | 0.510 (0.50, plateau at 5,500) | 0.930 (0.50, cap at 8,000) |"
     assert depth_lr_learned(results, jobs) == "3 layers: 0 of 1 at lr 1e-2, 0 of 2 at lr 5e-3, 2 of 2 at lr 2.5e-3"
 
+    # every rate counted: each seed at the rate that taught it the most hops
+    from workbench.findings.blocks import hops_at_best_rate
+
+    best = hops_at_best_rate(results, grid=("grid",), rates=("half", "double", "not_published"))
+    assert best[["seed", "lr", "hops", "hops_tried", "next_hop_ended"]].values.tolist() == [[0, 0.0025, 2, 2, ""], [1, 0.0025, 2, 2, ""]]
+    assert set(best["rates"]) == {"1e-2, 5e-3, 2.5e-3"}  # every rate tried, for the figure's title
+    runs("half_l5", "2.5e-3", [(5, 0, 0.40, "plateau")])  # seed 0's third hop tried at 2.5e-3: its row says how it ended
+    best = hops_at_best_rate(results, grid=("grid",), rates=("half", "half_l5"))
+    assert best[["seed", "lr", "hops", "hops_tried", "next_hop_ended"]].values.tolist() == [[0, 0.0025, 2, 3, "plateau"], [1, 0.0025, 2, 2, ""]]
+    only_grid = hops_at_best_rate(results, grid=("grid",), rates=("double",))  # seed 1 tried only l = 4 at 5e-3, learned none
+    assert only_grid[["seed", "lr", "hops", "hops_from", "next_hop_ended"]].values.tolist() == [[0, 0.005, 1, 1, "cap"], [1, 0.005, -1, 2, "plateau"]]
+    # a tie in hops goes to the rate that tried more (here the grid, which tried l = 4 too)
+    runs("slow", "1e-3", [(3, 0, 0.95, "solved")])
+    assert hops_at_best_rate(results, grid=("grid",), rates=("slow",))[["seed", "lr", "hops", "hops_tried"]].values.tolist()[0] == [0, 0.005, 1, 2]
+    # a rate that tried only longer paths and learned none says nothing of the shorter ones: a
+    # seed that failed the copy (l = 2) in the grid keeps that row, though the other tried more
+    runs("copy", None, [(2, 5, 0.30, "plateau")])
+    runs("long", "1e-2", [(4, 5, 0.40, "plateau")])
+    assert hops_at_best_rate(results, grid=("copy",), rates=("long",))[["seed", "lr", "hops", "hops_from", "hops_tried"]].values.tolist() == [
+        [5, 0.005, -1, 0, 0]]
+    with pytest.raises(FileNotFoundError, match="none published"):
+        hops_at_best_rate(results, grid=("not_published",), rates=())
+
 
 def test_still_falling_reports_the_unsolved_runs_last_window_naming_objectives_when_several(tmp_path):
     """The budget test of a negative result: each unsolved run's r2 loss over its last 1,000
@@ -201,6 +237,12 @@ def test_still_falling_reports_the_unsolved_runs_last_window_naming_objectives_w
     (tmp_path / "job").mkdir()
     pd.DataFrame(rows).to_csv(tmp_path / "job" / "curves.csv", index=False)
     assert still_falling(Results(tmp_path), "job") == "mtp seed 0: 0.780 -> 0.760 (2.6% down); bst seed 1: 0.820 -> 0.840 (2.4% up)"
+    # runs of one objective told apart by their overrides: each named by the items it does not share
+    frame = pd.DataFrame(rows).assign(objective="bst")
+    frame["overrides"] = frame["seed"].map({0: "model.n_layers=3 train.lr=2.5e-3", 1: "model.n_layers=4 train.lr=2.5e-3", 2: "model.n_layers=4 train.lr=2.5e-3"})
+    frame.to_csv(tmp_path / "job" / "curves.csv", index=False)
+    assert still_falling(Results(tmp_path), "job") == ("model.n_layers=3 seed 0: 0.780 -> 0.760 (2.6% down); "
+                                                        "model.n_layers=4 seed 1: 0.820 -> 0.840 (2.4% up)")
 
 
 def test_a_study_published_in_parts_reads_as_one_table(tmp_path):

@@ -15,6 +15,7 @@ missing says so and names that command.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -52,6 +53,7 @@ JOBS = {
     "depth_lr_mamba": "workbench study studies/depth_lr.toml --subset three_layers four_layers --results results/depth_lr_mamba",
     "depth_lr_mamba_2": "workbench study studies/depth_lr.toml --subset two_layers seeds=0,2 --results results/depth_lr_mamba_2",
     "depth_lr_mamba_1": "workbench study studies/depth_lr.toml --subset one_layer seeds=0,2 --results results/depth_lr_mamba_1",
+    "depth_lr_mamba_l5": "workbench study studies/depth_lr.toml --subset three_hops --results results/depth_lr_mamba_l5",
     "depth_lr_gpt_half": "workbench study studies/depth_lr_gpt.toml --subset half --results results/depth_lr_gpt_half",
     "depth_lr_gpt_double": "workbench study studies/depth_lr_gpt.toml --subset double --results results/depth_lr_gpt_double",
     "depth_lr_gpt_double_inspect": "workbench inspect runs/studies/depth_lr_gpt/checkpoints/gpt-first_decision_only-G2_3_50-cpu-n_layers*-lr2e_3-s* --out results/depth_lr_gpt_double_inspect --graphs 2000",
@@ -769,6 +771,28 @@ BLOCKS["depth_lr_mamba.three_layers_two_hops"] = lambda results: depth_cell(resu
 BLOCKS["depth_lr_mamba.four_layers_two_hops"] = lambda results: depth_cell(results, "depth_lr_mamba", 4, 4)
 BLOCKS["depth_lr_mamba_2.two_layers_two_hops"] = lambda results: depth_cell(results, "depth_lr_mamba_2", 2, 4)
 BLOCKS["depth_lr_mamba_1.one_layer_two_hops"] = lambda results: depth_cell(results, "depth_lr_mamba_1", 1, 4)
+
+
+def r2_loss_against_chance(results: Results, job: str, layers: int, path_length: int) -> str:
+    """Each seed's final held-out r2 loss in one depth cell, against ln d: the loss of a guess
+    spread evenly over the source's d children, where a run that has learned which nodes r2
+    can be but not which of them it is sits. Four digits: a loss at chance is near ln d."""
+    frame = depth_frame(results, job)
+    cell = frame[(frame["layers"] == layers) & (frame["path_length"] == path_length)].sort_values("seed")
+    if cell.empty:
+        raise ValueError(f"results/{job}: no run with {layers} layers at l = {path_length}")
+    degree = {int(graph.strip("G()").split(",")[0]) for graph in cell["graph"]}.pop()
+    chance = math.log(degree)
+    above = int((cell["r2_loss"] > chance).sum())
+    return f"{' / '.join(num(v, 4) for v in cell['r2_loss'])} ({above} of {len(cell)} above ln {degree} = {num(chance, 4)})"
+
+
+for _layers, _word in ((3, "three_layers"), (4, "four_layers")):
+    BLOCKS[f"depth_lr_mamba_l5.{_word}_three_hops"] = (lambda layers: lambda results: depth_cell(results, "depth_lr_mamba_l5", layers, 5))(_layers)
+    BLOCKS[f"depth_lr_mamba_l5.{_word}_r2_loss"] = (lambda layers: lambda results: r2_loss_against_chance(results, "depth_lr_mamba_l5", layers, 5))(_layers)
+BLOCKS["depth_lr_mamba_l5.curve"] = lambda results: r2_curve(results, "depth_lr_mamba_l5")
+# each seed at 2.5e-3 over l = 4 and 5: the hop it learned and how the next one ended
+BLOCKS["depth_lr_mamba_l5.hops_with_l4"] = lambda results: depth_hops(results, ("depth_lr_mamba", "depth_lr_mamba_l5"))
 for _layers, _word in ((1, "one_layer"), (2, "two_layers"), (3, "three_layers"), (4, "four_layers")):
     for _job in ("depth_lr_gpt_half", "depth_lr_gpt_double"):
         BLOCKS[f"{_job}.{_word}_one_hop"] = (lambda job, layers: lambda results: depth_cell(results, job, layers, 3))(_job, _layers)
@@ -783,10 +807,28 @@ def _hops_of(runs: pd.DataFrame) -> tuple[int | None, pd.Series | None]:
     return most, (None if beyond.empty else beyond.iloc[0])
 
 
-def depth_hops(results: Results, job: str) -> str:
+def _hops_text(most: int | None, fewest: int) -> str:
+    """Hops learned as said in a table: a runs' set that tried only from ``fewest`` hops on and
+    learned none of them says only that it learned fewer than that."""
+    if most is not None and most >= 0:
+        return str(most)
+    return "none" if fewest == 0 else f"fewer than {fewest}"
+
+
+def _ended(first_fail: pd.Series | None) -> str:
+    """How the first unlearned path length's run ended: the rule's verdict, or "fixed budget"
+    for a run trained without a rule; "" when every length tried was learned."""
+    if first_fail is None:
+        return ""
+    return first_fail["stopped_by"] if isinstance(first_fail.get("stopped_by"), str) else "fixed budget"
+
+
+def depth_hops(results: Results, job: str | tuple[str, ...]) -> str:
     """Hops learned per (arch, objective, layers, seed): the most hops (l - 2) at which r2 is
     learned (accuracy >= ``LEARNED``), and how the first unlearned path length ended: a plateau
-    (r2's loss stopped falling: a limit of this model) or the cap (a limit of the budget)."""
+    (r2's loss stopped falling: a limit of this model) or the cap (a limit of the budget). Where
+    the fewest hops tried is above zero and none was learned, that is all it says: "fewer than"
+    the fewest tried."""
     frame = depth_frame(results, job)
     frame = frame.assign(hops=frame["path_length"] - 2)
     rows = []
@@ -794,7 +836,7 @@ def depth_hops(results: Results, job: str) -> str:
         most, first_fail = _hops_of(group)
         rows.append({
             "model": model_label(arch, objective), "layers": layers, "seed": seed,
-            "hops learned": "none" if most is None else most,
+            "hops learned": _hops_text(most, int(group["hops"].min())),
             "hops tried": f"{int(group['hops'].min())}-{int(group['hops'].max())}",
             "next hop: r2, how training ended": "all tried learned" if first_fail is None else
             f"{num(first_fail['r2'])} at {int(first_fail['hops'])} hops, " + (
@@ -814,27 +856,29 @@ def depth_over_seeds(results: Results, job: str) -> str:
         row = {"model": model_label(arch, objective), "layers": layers}
         for length, cell in group.groupby("path_length", sort=True):
             row[f"r2 at l = {length} ({length - 2} hops)"] = spread(cell["r2"])
-        per_seed = [_hops_of(runs) for _, runs in group.groupby("seed", sort=True)]
-        row["hops learned, per seed"] = " / ".join("none" if most is None else str(most) for most, _ in per_seed)
-        row["next hop ended, per seed"] = " / ".join(
-            "-" if fail is None else (fail["stopped_by"] if isinstance(fail.get("stopped_by"), str) else "fixed budget") for _, fail in per_seed)
+        per_seed = [(*_hops_of(runs), int(runs["hops"].min())) for _, runs in group.groupby("seed", sort=True)]
+        row["hops learned, per seed"] = " / ".join(_hops_text(most, fewest) for most, _, fewest in per_seed)
+        row["next hop ended, per seed"] = " / ".join(_ended(fail) or "-" for _, fail, _ in per_seed)
         rows.append(row)
     return markdown(pd.DataFrame(rows))
 
 
 for _job in ("depth_first_hops", "depth_first_hops_mamba", "depth_deeper_gpt", "depth_long_mamba", "depth_deeper_mamba_3", "depth_deeper_mamba_4",
-             "depth_long_mamba_3", "depth_lr_mamba", "depth_lr_gpt_half", "depth_lr_gpt_double"):
+             "depth_long_mamba_3", "depth_lr_mamba", "depth_lr_mamba_l5", "depth_lr_gpt_half", "depth_lr_gpt_double"):
     BLOCKS[f"{_job}.hops"] = (lambda job: lambda results: depth_hops(results, job))(_job)
     BLOCKS[f"{_job}.seeds"] = (lambda job: lambda results: depth_over_seeds(results, job))(_job)
     BLOCKS[f"{_job}.table"] = (lambda job: lambda results: depth_table(results, job))(_job)
+
+# The Mamba at half its preset's peak rate (studies/depth_lr.toml), l = 4 and 5 (two and three hops).
+DEPTH_HALF_RATE_MAMBA = ("depth_lr_mamba_1", "depth_lr_mamba_2", "depth_lr_mamba", "depth_lr_mamba_l5")
 
 # Every published part of the depth grid; a later job's run of a cell (arch, objective, layers,
 # path length, seed) replaces an earlier job's: depth_long_mamba re-runs one cell with a higher cap.
 # depth_long_mamba_3 (one seed of the 3-layer cell, 12,000-step cap) is not counted: its longer
 # schedule kept the learning rate high long enough for a loss spike, so it measures the schedule's
-# stability, not the budget (the findings show it beside the grid); depth_lr_mamba (the 3- and
-# 4-layer cells at half the peak learning rate) is not counted either: another learning rate,
-# another cell (``depth_by_lr`` sets the two side by side).
+# stability, not the budget (the findings show it beside the grid); the cells re-run at other
+# learning rates (depth_lr_*) are not counted either: another rate, another cell (``depth_by_lr``
+# sets them side by side, ``hops_at_best_rate`` counts the best rate per seed).
 DEPTH_JOBS = ("depth_first_hops", "depth_first_hops_mamba", "depth_deeper_gpt", "depth_long_mamba", "depth_deeper_mamba_3", "depth_deeper_mamba_4")
 
 
@@ -860,10 +904,60 @@ def hops_by_layers(results: Results, jobs: tuple[str, ...] = DEPTH_JOBS) -> pd.D
     rows = []
     for (arch, objective, layers, seed), group in frame.groupby(["arch", "objective", "layers", "seed"], sort=True):
         most, first_fail = _hops_of(group)
-        ended = "" if first_fail is None else (first_fail["stopped_by"] if isinstance(first_fail.get("stopped_by"), str) else "fixed budget")
         rows.append({"arch": arch, "objective": objective, "layers": int(layers), "seed": int(seed), "hops": -1 if most is None else most,
-                     "hops_tried": int(group["hops"].max()), "next_hop_ended": ended})
+                     "hops_tried": int(group["hops"].max()), "next_hop_ended": _ended(first_fail)})
     return pd.DataFrame(rows)
+
+
+# The depth cells re-run at other peak learning rates than the arch's preset (the grid's): the
+# Mamba at half its 5e-3 (l = 4 and 5), the GPT at half and twice its 1e-3 (l = 2 and 3).
+DEPTH_RATE_JOBS = (*DEPTH_HALF_RATE_MAMBA, "depth_lr_gpt_half", "depth_lr_gpt_double")
+
+
+def hops_at_best_rate(results: Results, grid: tuple[str, ...] = DEPTH_JOBS, rates: tuple[str, ...] = DEPTH_RATE_JOBS) -> pd.DataFrame:
+    """``hops_by_layers``' rows with every learning rate tried counted: per (arch, objective,
+    layers, seed), the rate at which the seed learned the most hops (``lr``), with the hops tried
+    at that rate (``hops_from``-``hops_tried``), how its next hop ended there, and every rate tried
+    for the arch (``rates``, highest first). A rate that tried only longer paths and learned none
+    of them says nothing about the shorter ones: it is kept only for a seed with nothing else
+    (``hops`` -1, ``hops_from`` above 0). On a tie in hops: the rate that tried more, then the
+    grid's, then the higher rate. One success is what "can this depth learn k hops" asks; how
+    many seeds each rate teaches stays each rate's own count (``depth_lr_learned``)."""
+    frames = [depth_frame(results, job).assign(grid=job in grid) for job in grid + rates if results.path(job, "study.csv").exists()]
+    if not frames:
+        raise FileNotFoundError(f"results/{{{','.join(grid + rates)}}}: none published; the jobs that write them: "
+                                + "; ".join(JOBS.get(job, f"{job}: unknown job") for job in grid + rates))
+    frame = pd.concat(frames, ignore_index=True)
+    frame["lr"] = [peak_lr(*run) for run in zip(frame["arch"], frame["objective"], frame["preset"], frame["overrides"])]
+    frame = frame.drop_duplicates(["arch", "objective", "layers", "path_length", "seed", "lr"], keep="last")
+    frame = frame.assign(hops=frame["path_length"] - 2)
+    rows = []
+    for (arch, objective, layers, seed, lr), group in frame.groupby(["arch", "objective", "layers", "seed", "lr"], sort=True):
+        most, first_fail = _hops_of(group)
+        fewest = int(group["hops"].min())
+        rows.append({"arch": arch, "objective": objective, "layers": int(layers), "seed": int(seed), "lr": lr,
+                     "informative": most is not None or fewest == 0, "grid": bool(group["grid"].any()),
+                     "hops": -1 if most is None else most, "hops_from": fewest, "hops_tried": int(group["hops"].max()),
+                     "next_hop_ended": _ended(first_fail)})
+    best = pd.DataFrame(rows).sort_values(["informative", "hops", "hops_tried", "grid", "lr"], ascending=False, kind="stable")
+    best = best.drop_duplicates(["arch", "objective", "layers", "seed"]).sort_values(["arch", "objective", "layers", "seed"])
+    tried = {arch: ", ".join(lr_label(lr).removeprefix("lr ") for lr in sorted(group["lr"].unique(), reverse=True)) for arch, group in frame.groupby("arch")}
+    return best.drop(columns=["informative", "grid"]).assign(rates=best["arch"].map(tried)).reset_index(drop=True)
+
+
+@block("depth.hops_at_best_rate")
+def hops_at_best_rate_table(results: Results) -> str:
+    """The depth question with every learning rate tried: per arch and layer count, the most
+    hops each seed learned at any rate, the rate, the hops tried there and how the next ended."""
+    frame = hops_at_best_rate(results)
+    rows = []
+    for (arch, objective, layers), group in frame.groupby(["arch", "objective", "layers"], sort=True):
+        rows.append({"model": model_label(arch, objective), "layers": layers, "rates tried": group["rates"].iloc[0],
+                     "hops learned, per seed": " / ".join(_hops_text(h, f) for h, f in zip(group["hops"], group["hops_from"])),
+                     "at lr, per seed": " / ".join(lr_label(lr).removeprefix("lr ") for lr in group["lr"]),
+                     "hops tried there, per seed": " / ".join(f"{f}-{t}" for f, t in zip(group["hops_from"], group["hops_tried"])),
+                     "next hop ended, per seed": " / ".join(e or "-" for e in group["next_hop_ended"])})
+    return markdown(pd.DataFrame(rows))
 
 
 @block("depth.hops_by_layers")
@@ -914,11 +1008,15 @@ for _objective in ("future_bow", "bst", "mtp"):
 
 def still_falling(results: Results, job: str | tuple[str, ...], window: int = 1_000, solved: float = 0.9) -> str:
     """For each run that ended below ``solved`` on r2: its held-out r2 loss over the last
-    ``window`` steps and the relative fall (``curves.csv``), the test of a budget limit."""
+    ``window`` steps and the relative fall (``curves.csv``), the test of a budget limit. Runs are
+    named by seed, after their objective and the override items they do not share with every
+    other run where the job has several ("model.n_layers=3 seed 0")."""
     curves = results.table(job, "curves")
     loss = curves[(curves["split"] == "test") & (curves["metric"] == "tf_loss") & (curves["position"] == "r2")]
     accuracy = curves[(curves["split"] == "test") & (curves["metric"] == "tf_accuracy") & (curves["position"] == "r2")]
     parts, several = [], loss["objective"].nunique() > 1
+    overrides = {run: (o if isinstance(o, str) else "").split() for run, o in zip(loss["run"], loss["overrides"] if "overrides" in loss else [""] * len(loss))}
+    shared = set.intersection(*map(set, overrides.values())) if overrides else set()
     for run, group in loss.groupby("run", sort=False):
         last = group["step"].max()
         final = accuracy[(accuracy["run"] == run) & (accuracy["step"] == last)]["value"]
@@ -926,7 +1024,8 @@ def still_falling(results: Results, job: str | tuple[str, ...], window: int = 1_
         if final.empty or final.iloc[0] >= solved or last - window not in by_step:
             continue
         before, now = by_step[last - window], by_step[last]
-        name = (f"{group['objective'].iloc[0]} " if several else "") + f"seed {group['seed'].iloc[0]}"
+        own = " ".join(item for item in overrides[run] if item not in shared)
+        name = (f"{group['objective'].iloc[0]} " if several else "") + (f"{own} " if own else "") + f"seed {group['seed'].iloc[0]}"
         fall = (before - now) / before
         parts.append(f"{name}: {num(before)} -> {num(now)} ({pct(abs(fall))} {'down' if fall >= 0 else 'up'})")
     return "; ".join(parts) if parts else "every seed solved"
@@ -936,6 +1035,7 @@ BLOCKS["deep_solvers.still_falling"] = lambda results: still_falling(results, "d
 BLOCKS["deep_solvers_mamba_g25.still_falling"] = lambda results: still_falling(results, "deep_solvers_mamba_g25")
 BLOCKS["deep_solvers_mamba_g25_remedies.still_falling"] = lambda results: still_falling(results, "deep_solvers_mamba_g25_remedies")
 BLOCKS["deep_solvers_mamba_g24.still_falling"] = lambda results: still_falling(results, MAMBA_G24)
+BLOCKS["depth_lr_mamba_l5.still_falling"] = lambda results: still_falling(results, "depth_lr_mamba_l5")
 
 
 def later_tokens_lowest(results: Results, job: str) -> str:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from workbench.findings.blocks import (CONTROL, DEPTH_LR_GPT_GRAPH, DEPTH_LR_GPT_JOBS, DEPTH_LR_GRAPH, DEPTH_LR_JOBS, GPT_SOLVERS, MAMBA_G24, Results,
-                                      depth_frame, depth_lr_curves, hops_by_layers)
+                                      depth_frame, depth_lr_curves, hops_at_best_rate, hops_by_layers)
 
 
 def _plot(module: str, function: str, job: str | tuple[str, ...], table: str, prepare: Callable | None = None) -> Callable[[Results, Path], Path]:
@@ -57,6 +57,14 @@ def _plot_hops(hops, path: Path) -> Path:
     return plot_hops_by_layers(hops, path)
 
 
+def _plot_hops_at_rates(results: Results, path: Path) -> Path:
+    """The depth grid at each arch's preset rate beside the best of every rate tried."""
+    best = hops_at_best_rate(results)
+    tried = "; ".join(f"{arch} {rates}" for arch, rates in best.groupby("arch")["rates"].first().items())
+    return _plot_hops({"at each arch's preset peak rate (the grid)": hops_by_layers(results),
+                       f"at the best of the peak rates tried\n({tried})": best}, path)
+
+
 FIGURES: dict[str, Callable[[Results, Path], Path]] = {  # docs/figures/{name}.png
     "main_job_accuracy": _plot("workbench.analyses.clever_hans", "plot_accuracy_gap", "main_job", "accuracy_gap"),
     "main_job_cheat_test": _plot("workbench.analyses.clever_hans", "plot_cheat_test", "main_job", "cheat_test"),
@@ -78,7 +86,7 @@ FIGURES: dict[str, Callable[[Results, Path], Path]] = {  # docs/figures/{name}.p
     "depth_deeper_gpt": _depth("depth_deeper_gpt"),
     "depth_deeper_mamba_3": _depth("depth_deeper_mamba_3"),
     "depth_deeper_mamba_4": _depth("depth_deeper_mamba_4"),
-    "depth_hops_by_layers": lambda results, path: _plot_hops(hops_by_layers(results), path),
+    "depth_hops_by_layers": _plot_hops_at_rates,
     "depth_lr_mamba": _plot_lr(DEPTH_LR_JOBS, DEPTH_LR_GRAPH),
     "depth_lr_gpt": _plot_lr(DEPTH_LR_GPT_JOBS, DEPTH_LR_GPT_GRAPH),
 }

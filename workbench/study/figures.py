@@ -184,44 +184,53 @@ def plot_depth(seeds: pd.DataFrame, layers: dict[str, int], path_lengths: dict[s
     return Path(path)
 
 
-def plot_hops_by_layers(hops: pd.DataFrame, path: str | Path) -> Path:
+def plot_hops_by_layers(hops: pd.DataFrame | dict[str, pd.DataFrame], path: str | Path) -> Path:
     """Hops learned against layers, one marker per seed (``findings.blocks.hops_by_layers``'s
     rows), both archs side by side, with the two published depth results as reference lines.
     The marker says how the first hop not learned ended: filled, a plateau (r2's loss had stopped
     falling: this model's limit); hollow, the step cap (the budget's); a triangle, every length
-    tried was learned (a lower bound)."""
-    archs = sorted(hops["arch"].unique())
-    layers = sorted(hops["layers"].unique())
-    top = max(3, int(hops["hops_tried"].max()))
-    figure, ax = plt.subplots(figsize=(6.8, 4.4))
+    tried was learned (a lower bound). A dict draws one panel per entry, titled by its key (the
+    grid at the presets' rates beside the best of every rate tried), on shared axes."""
+    panels = hops if isinstance(hops, dict) else {"": hops}
+    every = pd.concat(panels.values(), ignore_index=True)
+    archs = sorted(every["arch"].unique())
+    layers = sorted(every["layers"].unique())
+    top = max(3, int(every["hops_tried"].max()))
     colors = dict(zip(archs, sns.color_palette("colorblind", len(archs))))
+    figure, axes = plt.subplots(1, len(panels), figsize=(6.8 + 3.6 * (len(panels) - 1), 4.4), sharey=True, squeeze=False)
     width = 0.32
-    for a, arch in enumerate(archs):
-        frame = hops[hops["arch"] == arch].sort_values(["layers", "seed"])
-        for _, row in frame.iterrows():
-            seeds = frame[frame["layers"] == row["layers"]]["seed"].tolist()
-            offset = (a - (len(archs) - 1) / 2) * width + (seeds.index(row["seed"]) - (len(seeds) - 1) / 2) * width / 4
-            ended = row["next_hop_ended"]
-            marker = "^" if ended == "" else "o"
-            face = "none" if ended in ("cap", "fixed budget") else colors[arch]
-            ax.scatter(row["layers"] + offset, row["hops"], marker=marker, s=46, facecolors=face, edgecolors=colors[arch], linewidths=1.4, zorder=3)
-        ax.scatter([], [], marker="o", color=colors[arch], label=f"{arch} (one marker per seed)")
     span = np.array([min(layers) - 0.5, max(layers) + 0.5])
-    ax.plot(span, span, color="grey", linestyle="--", linewidth=1, label="one hop per layer (Brinkmann et al. 2024)")
-    ax.axhline(3, color="grey", linestyle=":", linewidth=1, label="about three latent hops (depth ceiling, 2604.06427)")
-    ax.scatter([], [], marker="o", facecolors="none", edgecolors="black", label="hollow: the next hop hit the step cap")
-    ax.scatter([], [], marker="^", color="black", label="triangle: every length tried learned")
-    ax.set_xticks(layers)
-    ax.set_xlim(*span)
+    for ax, (name, panel) in zip(axes[0], panels.items()):
+        for a, arch in enumerate(archs):
+            frame = panel[panel["arch"] == arch].sort_values(["layers", "seed"])
+            for _, row in frame.iterrows():
+                seeds = frame[frame["layers"] == row["layers"]]["seed"].tolist()
+                offset = (a - (len(archs) - 1) / 2) * width + (seeds.index(row["seed"]) - (len(seeds) - 1) / 2) * width / 4
+                ended = row["next_hop_ended"]
+                marker = "^" if ended == "" else "o"
+                face = "none" if ended in ("cap", "fixed budget") else colors[arch]
+                ax.scatter(row["layers"] + offset, row["hops"], marker=marker, s=46, facecolors=face, edgecolors=colors[arch], linewidths=1.4, zorder=3)
+        ax.plot(span, span, color="grey", linestyle="--", linewidth=1)
+        ax.axhline(3, color="grey", linestyle=":", linewidth=1)
+        ax.set_xticks(layers)
+        ax.set_xlim(*span)
+        ax.set_xlabel("layers (width 128)")
+        if name:
+            ax.set_title(name, fontsize=9)
+    ax = axes[0][0]
     ax.set_yticks(range(-1, top + 1))
     ax.set_yticklabels(["none", *map(str, range(top + 1))])
     ax.set_ylim(-1.4, top + 0.4)
-    ax.set_xlabel("layers (width 128)")
     ax.set_ylabel("hops learned (r2 accuracy >= 0.9)")
-    objectives = ", ".join(sorted(hops["objective"].unique()))
-    ax.set_title(f"How many hops r2's supervision teaches per layer count ({objectives};\n"
-                 f"hops tried up to {int(hops['hops_tried'].max())}; filled: the next hop ended on a plateau)", fontsize=10)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    handles = [*(plt.Line2D([], [], marker="o", linestyle="", color=colors[arch], label=f"{arch} (one marker per seed)") for arch in archs),
+               plt.Line2D([], [], color="grey", linestyle="--", linewidth=1, label="one hop per layer (Brinkmann et al. 2024)"),
+               plt.Line2D([], [], color="grey", linestyle=":", linewidth=1, label="about three latent hops (depth ceiling, 2604.06427)"),
+               plt.Line2D([], [], marker="o", linestyle="", markerfacecolor="none", markeredgecolor="black", label="hollow: the next hop hit the step cap"),
+               plt.Line2D([], [], marker="^", linestyle="", color="black", label="triangle: every length tried learned")]
+    axes[0][-1].legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    objectives = ", ".join(sorted(every["objective"].unique()))
+    figure.suptitle(f"How many hops r2's supervision teaches per layer count ({objectives};\n"
+                    f"hops tried up to {int(every['hops_tried'].max())}; filled: the next hop ended on a plateau)", fontsize=10)
     figure.tight_layout()
     figure.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(figure)
