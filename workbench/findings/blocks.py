@@ -647,12 +647,16 @@ def remedies_arm_max(results: Results) -> str:
 def depth_frame(results: Results, job: str | tuple[str, ...]) -> pd.DataFrame:
     """One row per depth-study run (``per_seed``'s: seed, r2 accuracy and loss, and under a
     plateau rule the steps trained and what ended training, "plateau", "solved" or "cap"),
-    with its layers (from its overrides) and path length (from its graph)."""
+    with its layers (from its overrides), path length and degree (from its graph)."""
     from workbench.study.figures import per_seed
 
     frame = per_seed(_study(results, job)).rename(columns={"r2_accuracy": "r2"})
+    from workbench.task import GraphSpec
+
     frame["layers"] = [int(dict(item.split("=", 1) for item in o.split())["model.n_layers"]) for o in frame["overrides"]]
-    frame["path_length"] = [int(graph.strip("G()").split(",")[1]) for graph in frame["graph"]]
+    specs = [GraphSpec.parse(graph.strip("G()")) for graph in frame["graph"]]
+    frame["path_length"] = [spec.path_length for spec in specs]
+    frame["degree"] = [spec.degree for spec in specs]
     if "train_steps" in frame:
         frame["train_steps"] = frame["train_steps"].astype("Int64")
     return frame
@@ -675,12 +679,18 @@ def depth_table(results: Results, job: str) -> str:
 LEARNED = 0.9  # r2 accuracy from which a cell of the depth grid counts as learned
 
 
-def depth_cell(results: Results, job: str, layers: int, path_length: int) -> str:
-    """One cell of the depth grid over seeds: how many learned r2, and each seed's r2."""
+def _cell_runs(results: Results, job: str, layers: int, path_length: int) -> pd.DataFrame:
+    """``depth_frame``'s runs of one cell (layers, path length), by seed."""
     frame = depth_frame(results, job)
     cell = frame[(frame["layers"] == layers) & (frame["path_length"] == path_length)].sort_values("seed")
     if cell.empty:
         raise ValueError(f"results/{job}: no run with {layers} layers at l = {path_length}")
+    return cell
+
+
+def depth_cell(results: Results, job: str, layers: int, path_length: int) -> str:
+    """One cell of the depth grid over seeds: how many learned r2, and each seed's r2."""
+    cell = _cell_runs(results, job, layers, path_length)
     return f"{int((cell['r2'] >= LEARNED).sum())} of {len(cell)} seeds (r2 {' / '.join(num(v) for v in cell['r2'])})"
 
 
@@ -690,6 +700,11 @@ def peak_lr(arch: str, objective: str, preset: str, overrides: str) -> float:
     from workbench.config import apply_overrides, preset_config
 
     return apply_overrides(preset_config(preset, objective=objective, arch=arch), (overrides or "").split()).train.lr
+
+
+def with_peak_lr(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` (rows of runs) with each run's peak ``lr`` (``peak_lr``)."""
+    return frame.assign(lr=[peak_lr(*run) for run in zip(frame["arch"], frame["objective"], frame["preset"], frame["overrides"])])
 
 
 def lr_label(lr: float) -> str:
@@ -708,8 +723,7 @@ def depth_by_lr(results: Results, jobs: tuple[str, ...] = DEPTH_LR_JOBS, graph: 
     """``depth_frame``'s rows of ``graph`` over ``jobs``, with each run's peak ``lr``, for the
     (arch, objective, layers) cells run at more than one learning rate."""
     frame = depth_frame(results, jobs)
-    frame = frame[frame["graph"] == graph].copy()
-    frame["lr"] = [peak_lr(*run) for run in zip(frame["arch"], frame["objective"], frame["preset"], frame["overrides"])]
+    frame = with_peak_lr(frame[frame["graph"] == graph])
     rates = frame.groupby(["arch", "objective", "layers"])["lr"].transform("nunique")
     if not (rates > 1).any():
         raise ValueError(f"results/{{{','.join(jobs)}}}: no cell on {graph} was run at two learning rates")
@@ -777,11 +791,8 @@ def r2_loss_against_chance(results: Results, job: str, layers: int, path_length:
     """Each seed's final held-out r2 loss in one depth cell, against ln d: the loss of a guess
     spread evenly over the source's d children, where a run that has learned which nodes r2
     can be but not which of them it is sits. Four digits: a loss at chance is near ln d."""
-    frame = depth_frame(results, job)
-    cell = frame[(frame["layers"] == layers) & (frame["path_length"] == path_length)].sort_values("seed")
-    if cell.empty:
-        raise ValueError(f"results/{job}: no run with {layers} layers at l = {path_length}")
-    degree = {int(graph.strip("G()").split(",")[0]) for graph in cell["graph"]}.pop()
+    cell = _cell_runs(results, job, layers, path_length)
+    degree = int(cell["degree"].iloc[0])  # one graph per cell
     chance = math.log(degree)
     above = int((cell["r2_loss"] > chance).sum())
     return f"{' / '.join(num(v, 4) for v in cell['r2_loss'])} ({above} of {len(cell)} above ln {degree} = {num(chance, 4)})"
@@ -927,8 +938,7 @@ def hops_at_best_rate(results: Results, grid: tuple[str, ...] = DEPTH_JOBS, rate
     if not frames:
         raise FileNotFoundError(f"results/{{{','.join(grid + rates)}}}: none published; the jobs that write them: "
                                 + "; ".join(JOBS.get(job, f"{job}: unknown job") for job in grid + rates))
-    frame = pd.concat(frames, ignore_index=True)
-    frame["lr"] = [peak_lr(*run) for run in zip(frame["arch"], frame["objective"], frame["preset"], frame["overrides"])]
+    frame = with_peak_lr(pd.concat(frames, ignore_index=True))
     frame = frame.drop_duplicates(["arch", "objective", "layers", "path_length", "seed", "lr"], keep="last")
     frame = frame.assign(hops=frame["path_length"] - 2)
     rows = []
@@ -941,7 +951,9 @@ def hops_at_best_rate(results: Results, grid: tuple[str, ...] = DEPTH_JOBS, rate
                      "next_hop_ended": _ended(first_fail)})
     best = pd.DataFrame(rows).sort_values(["informative", "hops", "hops_tried", "grid", "lr"], ascending=False, kind="stable")
     best = best.drop_duplicates(["arch", "objective", "layers", "seed"]).sort_values(["arch", "objective", "layers", "seed"])
-    tried = {arch: ", ".join(lr_label(lr).removeprefix("lr ") for lr in sorted(group["lr"].unique(), reverse=True)) for arch, group in frame.groupby("arch")}
+    from workbench.study.figures import lr_text
+
+    tried = {arch: ", ".join(lr_text(lr) for lr in sorted(group["lr"].unique(), reverse=True)) for arch, group in frame.groupby("arch")}
     return best.drop(columns=["informative", "grid"]).assign(rates=best["arch"].map(tried)).reset_index(drop=True)
 
 
@@ -949,12 +961,14 @@ def hops_at_best_rate(results: Results, grid: tuple[str, ...] = DEPTH_JOBS, rate
 def hops_at_best_rate_table(results: Results) -> str:
     """The depth question with every learning rate tried: per arch and layer count, the most
     hops each seed learned at any rate, the rate, the hops tried there and how the next ended."""
+    from workbench.study.figures import lr_text
+
     frame = hops_at_best_rate(results)
     rows = []
     for (arch, objective, layers), group in frame.groupby(["arch", "objective", "layers"], sort=True):
         rows.append({"model": model_label(arch, objective), "layers": layers, "rates tried": group["rates"].iloc[0],
                      "hops learned, per seed": " / ".join(_hops_text(h, f) for h, f in zip(group["hops"], group["hops_from"])),
-                     "at lr, per seed": " / ".join(lr_label(lr).removeprefix("lr ") for lr in group["lr"]),
+                     "at lr, per seed": " / ".join(lr_text(lr) for lr in group["lr"]),
                      "hops tried there, per seed": " / ".join(f"{f}-{t}" for f, t in zip(group["hops_from"], group["hops_tried"])),
                      "next hop ended, per seed": " / ".join(e or "-" for e in group["next_hop_ended"])})
     return markdown(pd.DataFrame(rows))
