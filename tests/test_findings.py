@@ -276,6 +276,56 @@ def test_the_control_published_in_two_parts_gives_each_graph_its_own_numbers(tmp
     assert "G(2,4,50)" in summary and "0.400 / 0.440 / 0.480" in summary
 
 
+def test_the_mtp_blocks_of_each_graph_read_that_graphs_seeds_only(tmp_path):
+    """mtp's per-seed blocks of the GPT solvers name a graph (``g24``, ``g25``): with both graphs'
+    runs in GPT_SOLVERS, each block lists its own graph's seeds, in seed order; a per-seed
+    value over several runs of one seed is an error, not a longer list."""
+    from workbench.findings.blocks import GPT_SOLVERS, per_seed_at
+
+    values = {"G(2,4,50)": (0.95, 0.99, 0.54), "G(2,5,50)": (0.51, 0.97)}
+    for job in GPT_SOLVERS:
+        (tmp_path / job).mkdir()
+        rows = [{"run": f"{graph}-s{seed}", "arch": "gpt", "objective": "mtp", "graph": graph, "overrides": "", "seed": seed,
+                 "metric": "tf_accuracy", "position": "r2", "hook": "", "value": value}
+                for graph, accuracies in values.items() for seed, value in reversed(list(enumerate(accuracies)))
+                if job == GPT_SOLVERS[0]]
+        pd.DataFrame(rows, columns=["run", "arch", "objective", "graph", "overrides", "seed", "metric", "position", "hook", "value"]).to_csv(
+            tmp_path / job / "study.csv", index=False)
+    results = Results(tmp_path)
+    assert BLOCKS["deep_solvers_gpt.g24.mtp.answer_r2"](results) == "95.0% / 99.0% / 54.0%"
+    assert BLOCKS["deep_solvers_gpt.g25.mtp.answer_r2"](results) == "51.0% / 97.0%"
+    with pytest.raises(ValueError, match="several mtp runs per seed"):
+        per_seed_at(results, GPT_SOLVERS, "mtp", "tf_accuracy", "r2", "")
+
+
+def test_mtp_hops_back_reads_each_head_where_it_guesses_before_the_first_decision(tmp_path):
+    """Head o's guess at answer token e is read o - 1 slots before the slot that emits it; the
+    table keeps the inner nodes (r2..r(l-1)) whose guess is read no later than the r1 slot, with
+    their distance from the goal: on G(2,5,50) head 3 reads r4 (one hop back) at r1, head 2 reads
+    r3 at r1 and r2 at '=', head 3 reads r3 at '=' and r2 at the goal token."""
+    from workbench.findings.blocks import mtp_hops_back
+
+    (tmp_path / "job").mkdir()
+    rows = [{"run": f"s{seed}", "arch": "gpt", "objective": "mtp", "graph": "G(2,5,50)", "overrides": "", "seed": seed,
+             "metric": metric, "position": f"r{answer}", "hook": "", "value": value}
+            for seed in (1, 0) for metric, answer, value in
+            (("tf_accuracy", 2, 0.5), ("tf_accuracy", 3, 1.0), ("head2_accuracy", 2, 0.51), ("head2_accuracy", 3, 0.52),
+             ("head2_accuracy", 4, 1.0), ("head3_accuracy", 2, 0.53), ("head3_accuracy", 3, 0.54), ("head3_accuracy", 4, 0.9 + seed / 20))]
+    pd.DataFrame(rows).to_csv(tmp_path / "job" / "study.csv", index=False)
+    # the curve: each guess at its final value from step 1,000 on, seed 0's r4 first reaching 90% at step 2,000
+    curve = [{**row, "split": "test", "step": step, "value": row["value"] if step > 1000 or row["seed"] == 1 else 0.5}
+             for row in rows for step in (1000, 2000)]
+    pd.DataFrame(curve).to_csv(tmp_path / "job" / "curves.csv", index=False)
+    table = mtp_hops_back(Results(tmp_path), "job").splitlines()
+    assert table[0].endswith("| accuracy per seed | first at 90%, step |")
+    assert table[2:] == ["| G(2,5,50) | 1 | r4 | head 3 | r1 | 90.0% / 95.0% | 2,000 / 1,000 |",
+                         "| G(2,5,50) | 2 | r3 | head 2 | r1 | 52.0% / 52.0% | never / never |",
+                         "| G(2,5,50) | 2 | r3 | head 3 | = | 54.0% / 54.0% | never / never |",
+                         "| G(2,5,50) | 3 | r2 | the answer | r1 | 50.0% / 50.0% | never / never |",
+                         "| G(2,5,50) | 3 | r2 | head 2 | = | 51.0% / 51.0% | never / never |",
+                         "| G(2,5,50) | 3 | r2 | head 3 | the goal token | 53.0% / 53.0% | never / never |"]
+
+
 def test_provenance_keeps_the_code_a_job_started_from_and_names_a_checkout_that_moved(tmp_path, monkeypatch):
     """A study runs for hours; the code that trained is the checkout's at its start. If the
     checkout moved before publishing, the record keeps the start and adds the later state,

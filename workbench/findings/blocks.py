@@ -35,6 +35,7 @@ JOBS = {
     "deep_solvers_gpt": "workbench study studies/deep_solvers.toml --subset solvers --results results/deep_solvers_gpt",
     "deep_solvers_gpt_bst_g24": "workbench study studies/deep_solvers.toml --subset gpt objectives=bst graphs=2,4,50 --cpus 3 --results results/deep_solvers_gpt_bst_g24",
     "deep_solvers_gpt_mtp_g24": "workbench study studies/deep_solvers.toml --subset runs=gpt-mtp-G2_4_50-cpu-s0,gpt-mtp-G2_4_50-cpu-s1,gpt-mtp-G2_4_50-cpu-s2 --cpus 3 --results results/deep_solvers_gpt_mtp_g24",
+    "deep_solvers_gpt_mtp_g25": "workbench study studies/deep_solvers.toml --subset runs=gpt-mtp-G2_5_50-cpu-s0,gpt-mtp-G2_5_50-cpu-s1 --cpus 2 --results results/deep_solvers_gpt_mtp_g25",
     "deep_solvers_control": "workbench study studies/deep_solvers.toml --subset control --results results/deep_solvers_control",
     "deep_solvers_mamba_g25": "workbench study studies/deep_solvers.toml --subset gpu_mamba objectives=next_token --results results/deep_solvers_mamba_g25",
     "deep_solvers_mamba_g25_remedies": "workbench study studies/deep_solvers.toml --subset gpu_mamba objectives=future_bow,bst,mtp --cpus 3 --results results/deep_solvers_mamba_g25_remedies",
@@ -446,10 +447,10 @@ def solvers_layers(results: Results, job: str | tuple[str, ...], objectives: tup
 
 
 # The 4-layer GPT solvers, published in three parts: future_bow and bst of G(2,5,50) trained on a GPU
-# with future_bow of G(2,4,50) on the CPU, then bst and mtp of G(2,4,50) on the CPU.
-GPT_SOLVERS = ("deep_solvers_gpt", "deep_solvers_gpt_bst_g24", "deep_solvers_gpt_mtp_g24")
-# The objectives of each graph in GPT_SOLVERS (mtp ran on G(2,4,50) only).
-GPT_SOLVER_OBJECTIVES = {"G(2,4,50)": ("future_bow", "bst", "mtp"), "G(2,5,50)": ("future_bow", "bst")}
+# with future_bow of G(2,4,50) on the CPU, then bst and mtp of G(2,4,50) and mtp of G(2,5,50) on the CPU.
+GPT_SOLVERS = ("deep_solvers_gpt", "deep_solvers_gpt_bst_g24", "deep_solvers_gpt_mtp_g24", "deep_solvers_gpt_mtp_g25")
+# The objectives of each graph in GPT_SOLVERS.
+GPT_SOLVER_OBJECTIVES = {"G(2,4,50)": ("future_bow", "bst", "mtp"), "G(2,5,50)": ("future_bow", "bst", "mtp")}
 # The 2-layer Mamba's remedies on G(2,4,50) on the CPU, one objective per part.
 MAMBA_G24 = ("deep_solvers_mamba_g24_future_bow", "deep_solvers_mamba_g24_bst", "deep_solvers_mamba_g24_mtp")
 # The 4-layer GPT under next_token at the solvers' budget, the control beside them: G(2,4,50), then G(2,5,50).
@@ -1050,6 +1051,7 @@ BLOCKS["deep_solvers_mamba_g25.still_falling"] = lambda results: still_falling(r
 BLOCKS["deep_solvers_mamba_g25_remedies.still_falling"] = lambda results: still_falling(results, "deep_solvers_mamba_g25_remedies")
 BLOCKS["deep_solvers_mamba_g24.still_falling"] = lambda results: still_falling(results, MAMBA_G24)
 BLOCKS["depth_lr_mamba_l5.still_falling"] = lambda results: still_falling(results, "depth_lr_mamba_l5")
+BLOCKS["deep_solvers_gpt_mtp_g25.still_falling"] = lambda results: still_falling(results, "deep_solvers_gpt_mtp_g25")
 
 
 def later_tokens_lowest(results: Results, job: str) -> str:
@@ -1100,45 +1102,104 @@ for _objective in ("future_bow", "bst", "mtp"):
         lambda o: lambda results: eq_state_patching_max(results, MAMBA_G24, o))(_objective)
 
 
-def _at_hook(results: Results, job: str | tuple[str, ...], metric: str, position: str, hook: str, objective: str | None = None) -> pd.DataFrame:
-    """The rows of one hook's ``metric`` at ``position`` (of ``objective``'s runs, or every run's)."""
+def _at_hook(results: Results, job: str | tuple[str, ...], metric: str, position: str, hook: str, objective: str | None = None,
+             graph: str | None = None) -> pd.DataFrame:
+    """The rows of one hook's ``metric`` at ``position`` (of ``objective``'s runs on ``graph``, or every run's)."""
     frame = _study(results, job)
     rows = frame[(frame["metric"] == metric) & (frame["position"] == position) & (frame["hook"] == hook)
-                 & ((frame["objective"] == objective) if objective else True)]
+                 & ((frame["objective"] == objective) if objective else True) & ((frame["graph"] == graph) if graph else True)]
     if rows.empty:
-        raise ValueError(f"results/{job}: no {metric} at {position}, {hook}" + (f" for {objective}" if objective else ""))
+        raise ValueError(f"results/{job}: no {metric} at {position}, {hook}" + (f" for {objective}" if objective else "")
+                         + (f" on {graph}" if graph else ""))
     return rows
 
 
-def per_seed_at(results: Results, job: str | tuple[str, ...], objective: str, metric: str, position: str, hook: str) -> str:
-    """One hook's value of ``metric`` at ``position`` in each seed of ``objective``, as percentages
-    (a seed-dependent mechanism is said seed by seed, not averaged away)."""
-    return " / ".join(pct(v) for v in _at_hook(results, job, metric, position, hook, objective).sort_values("seed")["value"])
+def per_seed_at(results: Results, job: str | tuple[str, ...], objective: str, metric: str, position: str, hook: str,
+                graph: str | None = None) -> str:
+    """One hook's value of ``metric`` at ``position`` in each seed of ``objective`` (on ``graph``), as
+    percentages (a seed-dependent mechanism is said seed by seed, not averaged away)."""
+    rows = _at_hook(results, job, metric, position, hook, objective, graph)
+    if rows["seed"].duplicated().any():
+        raise ValueError(f"results/{job}: several {objective} runs per seed at {position}, {hook}; name the graph")
+    return " / ".join(pct(v) for v in rows.sort_values("seed")["value"])
 
 
-# What '=' holds after block 1 in the 4-layer GPT under mtp (G(2,4,50)), seed by seed
-for _name, _metric in (("eq_after_block1", "patching_recovered"), ("goal_eq_block1", "probe_goal"),
-                       ("node_r2_eq_block1", "probe_node_r2"), ("node_r2_eq_block1_untrained", "probe_node_r2_untrained")):
-    BLOCKS[f"deep_solvers_gpt.g24.mtp.{_name}"] = (
-        lambda m: lambda results: per_seed_at(results, GPT_SOLVERS, "mtp", m, "eq", "blocks.1.hook_resid_post"))(_metric)
+# The 4-layer GPT under mtp, one graph at a time: tag -> graph
+GPT_MTP_GRAPHS = {"g24": "G(2,4,50)", "g25": "G(2,5,50)"}
+# What '=' holds after block 1 in the 4-layer GPT under mtp, seed by seed
+for _tag, _graph in GPT_MTP_GRAPHS.items():
+    for _name, _metric in (("eq_after_block1", "patching_recovered"), ("goal_eq_block1", "probe_goal"),
+                           ("node_r2_eq_block1", "probe_node_r2"), ("node_r2_eq_block1_untrained", "probe_node_r2_untrained")):
+        BLOCKS[f"deep_solvers_gpt.{_tag}.mtp.{_name}"] = (
+            lambda m, g: lambda results: per_seed_at(results, GPT_SOLVERS, "mtp", m, "eq", "blocks.1.hook_resid_post", g))(_metric, _graph)
 
 # What mtp's extra heads predict before the first answer token, seed by seed, beside the answer's
 # own r2 (the evaluation's head{o}_accuracy): head 2's guess at r2 and head 3's at r3 are read at '='
-# (the 2-layer Mamba and the 4-layer GPT of G(2,4,50))
+# (the 2-layer Mamba of G(2,4,50) and the 4-layer GPTs of G(2,4,50) and G(2,5,50))
 MTP_HEADS = {"head2_r2": ("head2_accuracy", "r2"), "head3_r3": ("head3_accuracy", "r3"), "answer_r2": ("tf_accuracy", "r2")}
-for _prefix, _jobs in (("deep_solvers_mamba_g24", MAMBA_G24), ("deep_solvers_gpt.g24", GPT_SOLVERS)):
+for _prefix, _jobs, _graph in (("deep_solvers_mamba_g24", MAMBA_G24, None),
+                               *((f"deep_solvers_gpt.{tag}", GPT_SOLVERS, graph) for tag, graph in GPT_MTP_GRAPHS.items())):
     for _name, (_metric, _position) in MTP_HEADS.items():
         BLOCKS[f"{_prefix}.mtp.{_name}"] = (
-            lambda j, m, p: lambda results: per_seed_at(results, j, "mtp", m, p, ""))(_jobs, _metric, _position)
+            lambda j, m, p, g: lambda results: per_seed_at(results, j, "mtp", m, p, "", g))(_jobs, _metric, _position, _graph)
+
+def _slot_name(offset: int) -> str:
+    """The input slot ``offset`` answer slots after '=': -1 the goal token, 0 '=', k the slot of rk."""
+    return {-1: "the goal token", 0: "="}.get(offset, f"r{offset}")
+
+
+def mtp_hops_back(results: Results, job: str | tuple[str, ...], arch: str = "gpt", solved: float = 0.9) -> str:
+    """What mtp's predictions name up to the slot that emits r2, by how many hops back from the
+    goal the named node is: the answer's r2 at the r1 slot, and each extra head o's guess at
+    answer token e, read o - 1 slots before the slot that emits it (``head{o}_accuracy``), for
+    every inner node (neither the source nor the goal: those are copies) whose guess is read no
+    later than the r1 slot, that is, before the first decision is given as input. Per seed, one
+    row per (graph, node, head), with the first evaluation at which each seed's guess reached
+    ``solved`` (``curves.csv``): whether the heads learn the arm back from the goal one hop at
+    a time, and how far back each seed got."""
+    from workbench.task import GraphSpec
+
+    frame = _study(results, job)
+    frame = frame[(frame["arch"] == arch) & (frame["objective"] == "mtp") & (frame["hook"] == "")]
+    if frame.empty:
+        raise ValueError(f"results/{job}: no {arch} mtp runs")
+    curves = results.table(job, "curves")
+    curves = curves[(curves["split"] == "test") & (curves["arch"] == arch) & (curves["objective"] == "mtp")]
+    rows = []
+    for graph, runs in frame.groupby("graph", sort=False):
+        length = GraphSpec.parse(graph.strip("G()")).path_length
+        heads = sorted(int(m[len("head"):-len("_accuracy")]) for m in runs["metric"].unique() if re.fullmatch(r"head\d+_accuracy", m))
+        for answer in range(2, length):
+            for head in (1, *heads):
+                offset = answer - head
+                if offset > 1:
+                    continue
+                metric = "tf_accuracy" if head == 1 else f"head{head}_accuracy"
+                values = runs[(runs["metric"] == metric) & (runs["position"] == f"r{answer}")].sort_values("seed")["value"]
+                if values.empty:
+                    raise ValueError(f"results/{job}: no {metric} at r{answer} for mtp on {graph}")
+                curve = curves[(curves["metric"] == metric) & (curves["position"] == f"r{answer}") & (curves["graph"] == graph)]
+                first = [curve[(curve["seed"] == seed) & (curve["value"] >= solved)]["step"].min() for seed in sorted(curve["seed"].unique())]
+                rows.append({"graph": graph, "hops back from the goal": length - answer, "node": f"r{answer}",
+                             "named by": "the answer" if head == 1 else f"head {head}", "read at": _slot_name(offset),
+                             "accuracy per seed": " / ".join(pct(v) for v in values),
+                             f"first at {solved:.0%}, step": " / ".join("never" if pd.isna(step) else f"{int(step):,}" for step in first)})
+    return markdown(pd.DataFrame(rows).sort_values(["graph", "hops back from the goal"], kind="stable"))
+
+
+BLOCKS["deep_solvers_gpt.mtp_hops_back"] = lambda results: mtp_hops_back(results, GPT_SOLVERS)
+
 
 # What the 4-layer GPT's trunk holds of r2's node at '=' (what head 2 reads) and at the r1 slot
 # (what the answer reads), after block 2 and after the last block
 MTP_TRUNK = {"node_r2_eq_last": ("probe_node_r2", "eq", 3), "node_r2_eq_last_untrained": ("probe_node_r2_untrained", "eq", 3),
              "node_r2_eq_block2": ("probe_node_r2", "eq", 2), "node_r2_eq_block2_untrained": ("probe_node_r2_untrained", "eq", 2),
              "eq_after_block2": ("patching_recovered", "eq", 2), "node_r2_r1_last": ("probe_node_r2", "r1", 3)}
-for _name, (_metric, _position, _block) in MTP_TRUNK.items():
-    BLOCKS[f"deep_solvers_gpt.g24.mtp.{_name}"] = (
-        lambda m, p, b: lambda results: per_seed_at(results, GPT_SOLVERS, "mtp", m, p, f"blocks.{b}.hook_resid_post"))(_metric, _position, _block)
+for _tag, _graph in GPT_MTP_GRAPHS.items():
+    for _name, (_metric, _position, _block) in MTP_TRUNK.items():
+        BLOCKS[f"deep_solvers_gpt.{_tag}.mtp.{_name}"] = (
+            lambda m, p, b, g: lambda results: per_seed_at(results, GPT_SOLVERS, "mtp", m, p, f"blocks.{b}.hook_resid_post", g))(
+                _metric, _position, _block, _graph)
 
 # What '=' holds and hands on in the 2-block Mamba remedies, seed by seed: name -> (metric, hook)
 EQ_PER_SEED = {"eq_after_block0": ("patching_recovered", "blocks.0.hook_resid_post"),
