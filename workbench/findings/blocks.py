@@ -1144,8 +1144,11 @@ for _prefix, _jobs, _graph in (("deep_solvers_mamba_g24", MAMBA_G24, None),
             lambda j, m, p, g: lambda results: per_seed_at(results, j, "mtp", m, p, "", g))(_jobs, _metric, _position, _graph)
 
 def _slot_name(offset: int) -> str:
-    """The input slot ``offset`` answer slots after '=': -1 the goal token, 0 '=', k the slot of rk."""
-    return {-1: "the goal token", 0: "="}.get(offset, f"r{offset}")
+    """The input slot ``offset`` answer slots after '=': k > 0 the slot of rk, 0 '=', -1 the goal
+    token (the prompt ends "source,goal ="), further back counted in slots before '='."""
+    if offset > 0:
+        return f"r{offset}"
+    return {-1: "the goal token", 0: "="}.get(offset, f"{-offset} slots before =")
 
 
 def mtp_hops_back(results: Results, job: str | tuple[str, ...], arch: str = "gpt", solved: float = 0.9) -> str:
