@@ -548,6 +548,13 @@ def r2_curve(results: Results, job: str | tuple[str, ...], every: int = 1_000, g
     return markdown(pd.DataFrame(rows))
 
 
+def first_steps(curve: pd.DataFrame, solved: float) -> dict[int, int | None]:
+    """Per seed of one metric's ``curves.csv`` rows, in seed order, the first evaluated step at
+    which the value reached ``solved``, or None where it never did."""
+    return {int(seed): (int(run.loc[run["value"] >= solved, "step"].min()) if (run["value"] >= solved).any() else None)
+            for seed, run in curve.groupby("seed", sort=True)}
+
+
 def first_step_solved(results: Results, job: str | tuple[str, ...], objective: str, graph: str, solved: float = 0.9) -> str:
     """Per seed, the first evaluation at which held-out r2 (teacher-forced) reached ``solved``
     (``curves.csv``), or that it never did: how much of the schedule learning took."""
@@ -556,11 +563,9 @@ def first_step_solved(results: Results, job: str | tuple[str, ...], objective: s
                 & (curves["objective"] == objective) & (curves["graph"] == graph)]
     if r2.empty:
         raise ValueError(f"results/{job}/curves.csv: no held-out r2 accuracy of {objective} on {graph}")
-    parts = []
-    for seed, run in r2.groupby("seed"):
-        reached = run[run["value"] >= solved]["step"]
-        parts.append(f"seed {seed}: " + (f"step {int(reached.min()):,}" if len(reached) else f"not by step {int(run['step'].max()):,}"))
-    return "; ".join(parts)
+    last = r2.groupby("seed")["step"].max()
+    return "; ".join(f"seed {seed}: " + (f"step {step:,}" if step is not None else f"not by step {int(last[seed]):,}")
+                     for seed, step in first_steps(r2, solved).items())
 
 
 for _tag, _graph in (("g24", "G(2,4,50)"), ("g25", "G(2,5,50)")):
@@ -650,10 +655,9 @@ def depth_frame(results: Results, job: str | tuple[str, ...]) -> pd.DataFrame:
     plateau rule the steps trained and what ended training, "plateau", "solved" or "cap"),
     with its layers (from its overrides), path length and degree (from its graph)."""
     from workbench.study.figures import per_seed
-
-    frame = per_seed(_study(results, job)).rename(columns={"r2_accuracy": "r2"})
     from workbench.task import GraphSpec
 
+    frame = per_seed(_study(results, job)).rename(columns={"r2_accuracy": "r2"})
     frame["layers"] = [int(dict(item.split("=", 1) for item in o.split())["model.n_layers"]) for o in frame["overrides"]]
     specs = [GraphSpec.parse(graph.strip("G()")) for graph in frame["graph"]]
     frame["path_length"] = [spec.path_length for spec in specs]
@@ -1182,11 +1186,11 @@ def mtp_hops_back(results: Results, job: str | tuple[str, ...], arch: str = "gpt
                 if values.empty:
                     raise ValueError(f"results/{job}: no {metric} at r{answer} for mtp on {graph}")
                 curve = curves[(curves["metric"] == metric) & (curves["position"] == f"r{answer}") & (curves["graph"] == graph)]
-                first = [curve[(curve["seed"] == seed) & (curve["value"] >= solved)]["step"].min() for seed in sorted(curve["seed"].unique())]
+                first = first_steps(curve, solved).values()
                 rows.append({"graph": graph, "hops back from the goal": length - answer, "node": f"r{answer}",
                              "named by": "the answer" if head == 1 else f"head {head}", "read at": _slot_name(offset),
                              "accuracy per seed": " / ".join(pct(v) for v in values),
-                             f"first at {solved:.0%}, step": " / ".join("never" if pd.isna(step) else f"{int(step):,}" for step in first)})
+                             f"first at {solved:.0%}, step": " / ".join("never" if step is None else f"{step:,}" for step in first)})
     return markdown(pd.DataFrame(rows).sort_values(["graph", "hops back from the goal"], kind="stable"))
 
 
