@@ -35,7 +35,7 @@ JOBS = {
     "deep_solvers_gpt": "workbench study studies/deep_solvers.toml --subset solvers --results results/deep_solvers_gpt",
     "deep_solvers_gpt_bst_g24": "workbench study studies/deep_solvers.toml --subset gpt objectives=bst graphs=2,4,50 --cpus 3 --results results/deep_solvers_gpt_bst_g24",
     "deep_solvers_gpt_mtp_g24": "workbench study studies/deep_solvers.toml --subset runs=gpt-mtp-G2_4_50-cpu-s0,gpt-mtp-G2_4_50-cpu-s1,gpt-mtp-G2_4_50-cpu-s2 --cpus 3 --results results/deep_solvers_gpt_mtp_g24",
-    "deep_solvers_gpt_mtp_g25": "workbench study studies/deep_solvers.toml --subset runs=gpt-mtp-G2_5_50-cpu-s0,gpt-mtp-G2_5_50-cpu-s1 --cpus 2 --results results/deep_solvers_gpt_mtp_g25",
+    "deep_solvers_gpt_mtp_g25": "workbench study studies/deep_solvers.toml --subset gpt graphs=2,5,50 objectives=mtp --results results/deep_solvers_gpt_mtp_g25",
     "deep_solvers_control": "workbench study studies/deep_solvers.toml --subset control --results results/deep_solvers_control",
     "deep_solvers_mamba_g25": "workbench study studies/deep_solvers.toml --subset gpu_mamba objectives=next_token --results results/deep_solvers_mamba_g25",
     "deep_solvers_mamba_g25_remedies": "workbench study studies/deep_solvers.toml --subset gpu_mamba objectives=future_bow,bst,mtp --cpus 3 --results results/deep_solvers_mamba_g25_remedies",
