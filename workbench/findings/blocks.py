@@ -30,6 +30,7 @@ JOBS = {
     "main_job": "workbench main --results results/main_job",
     "remedies_quick": "workbench study studies/remedies.toml --subset quick --results results/remedies_quick",
     "solvers": "workbench study studies/solvers.toml --results results/solvers",
+    "solvers_controls": "workbench study studies/solvers_controls.toml --results results/solvers_controls",
     "mamba_solvers": "workbench study studies/mamba_solvers.toml --results results/mamba_solvers",
     "deep_solvers": "workbench study studies/deep_solvers.toml --subset cpu --results results/deep_solvers",
     "deep_solvers_gpt": "workbench study studies/deep_solvers.toml --subset solvers --results results/deep_solvers_gpt",
@@ -458,7 +459,7 @@ CONTROL = ("deep_solvers_control", "deep_solvers_gpt_next_token_g25")
 # Blocks named for a study published in parts: name -> its parts.
 PARTS = {"deep_solvers_gpt": GPT_SOLVERS, "deep_solvers_mamba_g24": MAMBA_G24, "deep_solvers_control": CONTROL}
 
-for _job in ("solvers", "mamba_solvers", "deep_solvers", "deep_solvers_gpt", "deep_solvers_control", "deep_solvers_mamba_g25",
+for _job in ("solvers", "solvers_controls", "mamba_solvers", "deep_solvers", "deep_solvers_gpt", "deep_solvers_control", "deep_solvers_mamba_g25",
              "deep_solvers_mamba_g25_remedies", "deep_solvers_mamba_g24"):
     _jobs = PARTS.get(_job, _job)
     BLOCKS[f"{_job}.summary"] = (lambda job: lambda results: solvers_summary(results, job))(_jobs)
