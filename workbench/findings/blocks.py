@@ -1026,12 +1026,15 @@ for _objective in ("future_bow", "bst", "mtp"):
         lambda o: lambda results: seeds_above(results, MAMBA_G24, o, "tf_accuracy", "r2", 0.9))(_objective)
 
 
-def still_falling(results: Results, job: str | tuple[str, ...], window: int = 1_000, solved: float = 0.9) -> str:
+def still_falling(results: Results, job: str | tuple[str, ...], window: int = 1_000, solved: float = 0.9, overrides: str | None = None) -> str:
     """For each run that ended below ``solved`` on r2: its held-out r2 loss over the last
     ``window`` steps and the relative fall (``curves.csv``), the test of a budget limit. Runs are
     named by seed, after their objective and the override items they do not share with every
-    other run where the job has several ("model.n_layers=3 seed 0")."""
+    other run where the job has several ("model.n_layers=3 seed 0"). ``overrides``: only the
+    runs of that variant (its --set items, space-separated, as in study.csv)."""
     curves = results.table(job, "curves")
+    if overrides is not None:
+        curves = curves[curves["overrides"].fillna("") == overrides]
     loss = curves[(curves["split"] == "test") & (curves["metric"] == "tf_loss") & (curves["position"] == "r2")]
     accuracy = curves[(curves["split"] == "test") & (curves["metric"] == "tf_accuracy") & (curves["position"] == "r2")]
     parts, several = [], loss["objective"].nunique() > 1
@@ -1057,6 +1060,9 @@ BLOCKS["deep_solvers_mamba_g25_remedies.still_falling"] = lambda results: still_
 BLOCKS["deep_solvers_mamba_g24.still_falling"] = lambda results: still_falling(results, MAMBA_G24)
 BLOCKS["depth_lr_mamba_l5.still_falling"] = lambda results: still_falling(results, "depth_lr_mamba_l5")
 BLOCKS["deep_solvers_gpt_mtp_g25.still_falling"] = lambda results: still_falling(results, "deep_solvers_gpt_mtp_g25")
+for _name, _variant in (("structured", "train.structured_samples=true"), ("long", "train.steps=6000"),
+                       ("long_structured", "train.structured_samples=true train.steps=6000"), ("four_layers", "model.n_layers=4 train.steps=3000")):
+    BLOCKS[f"solvers_controls.{_name}.still_falling"] = (lambda v: lambda results: still_falling(results, "solvers_controls", overrides=v))(_variant)
 
 
 def later_tokens_lowest(results: Results, job: str) -> str:
