@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from workbench.analyses.patching import best_site, residual_layer, without_final_residual
+from workbench.task import GraphSpec
 
 # job folder under results/ -> the command that publishes it (each provenance.json records the command actually run)
 JOBS = {
@@ -143,6 +144,11 @@ def duration(seconds: float) -> str:
     if minutes < 1:
         return f"{seconds:.0f} s"
     return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def graph_spec(label: str) -> GraphSpec:
+    """A study.csv graph label, ``str(GraphSpec)`` ("G(2,5,50)"), back to its spec."""
+    return GraphSpec.parse(label.strip("G()"))
 
 
 def model_label(arch: str, objective: str, overrides: str = "") -> str:
@@ -656,11 +662,10 @@ def depth_frame(results: Results, job: str | tuple[str, ...]) -> pd.DataFrame:
     plateau rule the steps trained and what ended training, "plateau", "solved" or "cap"),
     with its layers (from its overrides), path length and degree (from its graph)."""
     from workbench.study.figures import per_seed
-    from workbench.task import GraphSpec
 
     frame = per_seed(_study(results, job)).rename(columns={"r2_accuracy": "r2"})
     frame["layers"] = [int(dict(item.split("=", 1) for item in o.split())["model.n_layers"]) for o in frame["overrides"]]
-    specs = [GraphSpec.parse(graph.strip("G()")) for graph in frame["graph"]]
+    specs = [graph_spec(graph) for graph in frame["graph"]]
     frame["path_length"] = [spec.path_length for spec in specs]
     frame["degree"] = [spec.degree for spec in specs]
     if "train_steps" in frame:
@@ -1038,8 +1043,8 @@ def still_falling(results: Results, job: str | tuple[str, ...], window: int = 1_
     loss = curves[(curves["split"] == "test") & (curves["metric"] == "tf_loss") & (curves["position"] == "r2")]
     accuracy = curves[(curves["split"] == "test") & (curves["metric"] == "tf_accuracy") & (curves["position"] == "r2")]
     parts, several = [], loss["objective"].nunique() > 1
-    overrides = {run: (o if isinstance(o, str) else "").split() for run, o in zip(loss["run"], loss["overrides"] if "overrides" in loss else [""] * len(loss))}
-    shared = set.intersection(*map(set, overrides.values())) if overrides else set()
+    run_items = {run: (o if isinstance(o, str) else "").split() for run, o in zip(loss["run"], loss["overrides"] if "overrides" in loss else [""] * len(loss))}
+    shared = set.intersection(*map(set, run_items.values())) if run_items else set()
     for run, group in loss.groupby("run", sort=False):
         last = group["step"].max()
         final = accuracy[(accuracy["run"] == run) & (accuracy["step"] == last)]["value"]
@@ -1047,7 +1052,7 @@ def still_falling(results: Results, job: str | tuple[str, ...], window: int = 1_
         if final.empty or final.iloc[0] >= solved or last - window not in by_step:
             continue
         before, now = by_step[last - window], by_step[last]
-        own = " ".join(item for item in overrides[run] if item not in shared)
+        own = " ".join(item for item in run_items[run] if item not in shared)
         name = (f"{group['objective'].iloc[0]} " if several else "") + (f"{own} " if own else "") + f"seed {group['seed'].iloc[0]}"
         fall = (before - now) / before
         parts.append(f"{name}: {num(before)} -> {num(now)} ({pct(abs(fall))} {'down' if fall >= 0 else 'up'})")
@@ -1154,6 +1159,7 @@ for _prefix, _jobs, _graph in (("deep_solvers_mamba_g24", MAMBA_G24, None),
         BLOCKS[f"{_prefix}.mtp.{_name}"] = (
             lambda j, m, p, g: lambda results: per_seed_at(results, j, "mtp", m, p, "", g))(_jobs, _metric, _position, _graph)
 
+
 def _slot_name(offset: int) -> str:
     """The input slot ``offset`` answer slots after '=': k > 0 the slot of rk, 0 '=', -1 the goal
     token (the prompt ends "source,goal ="), further back counted in slots before '='."""
@@ -1171,8 +1177,6 @@ def mtp_hops_back(results: Results, job: str | tuple[str, ...], arch: str = "gpt
     row per (graph, node, head), with the first evaluation at which each seed's guess reached
     ``solved`` (``curves.csv``): whether the heads learn the arm back from the goal one hop at
     a time, and how far back each seed got."""
-    from workbench.task import GraphSpec
-
     frame = _study(results, job)
     frame = frame[(frame["arch"] == arch) & (frame["objective"] == "mtp") & (frame["hook"] == "")]
     if frame.empty:
@@ -1181,7 +1185,7 @@ def mtp_hops_back(results: Results, job: str | tuple[str, ...], arch: str = "gpt
     curves = curves[(curves["split"] == "test") & (curves["arch"] == arch) & (curves["objective"] == "mtp")]
     rows = []
     for graph, runs in frame.groupby("graph", sort=False):
-        length = GraphSpec.parse(graph.strip("G()")).path_length
+        length = graph_spec(graph).path_length
         heads = sorted(int(m[len("head"):-len("_accuracy")]) for m in runs["metric"].unique() if re.fullmatch(r"head\d+_accuracy", m))
         for answer in range(2, length):
             for head in (1, *heads):
